@@ -1,0 +1,1 @@
+"""vizdebug's TensorBoard dashboard plugin (entry point ``tensorboard_plugins``)."""

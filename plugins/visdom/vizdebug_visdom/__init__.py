@@ -1,0 +1,1 @@
+"""vizdebug's Visdom sink: live windows on a Visdom server (entry point ``vizdebug.sinks``)."""

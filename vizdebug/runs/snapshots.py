@@ -1,0 +1,67 @@
+"""Tensor snapshots: safetensors files beside the event files (never pickle)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["load_snapshot", "save_snapshot", "snapshot_name", "to_numpy"]
+
+
+def to_numpy(value: Any) -> npt.NDArray[Any]:
+    """Convert a framework tensor (torch, TensorFlow) or array-like to a numpy array.
+
+    bfloat16 and other dtypes numpy lacks are upcast to float32.
+    """
+    if hasattr(value, "detach"):  # torch
+        t = value.detach()
+        if t.dtype.is_floating_point and t.element_size() < 4:
+            t = t.float()
+        return np.asarray(t.cpu().numpy())
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # tensorflow
+        value = value.numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind == "V" or arr.dtype.name == "bfloat16":
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def snapshot_name(step: int, rank: int, reason: str) -> str:
+    """Relative path of a snapshot file in a run directory."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in reason) or "snapshot"
+    return f"snapshots/step-{step:07d}-r{rank}-{safe}.safetensors"
+
+
+def save_snapshot(
+    run_dir: Path, relpath: str, tensors: Mapping[str, Any], *, max_bytes: int
+) -> tuple[tuple[str, ...], int]:
+    """Write tensors to ``run_dir/relpath``, keeping the first ones that fit in ``max_bytes``.
+
+    Returns:
+        The names written and their total size in bytes.
+    """
+    from safetensors.numpy import save_file
+
+    kept: dict[str, npt.NDArray[Any]] = {}
+    total = 0
+    for name, value in tensors.items():
+        arr = np.ascontiguousarray(to_numpy(value))
+        if total + arr.nbytes > max_bytes:
+            continue
+        kept[name] = arr
+        total += arr.nbytes
+    path = run_dir / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(kept, str(path))
+    return tuple(kept), total
+
+
+def load_snapshot(path: Path) -> dict[str, npt.NDArray[Any]]:
+    """Read a snapshot file into numpy arrays."""
+    from safetensors.numpy import load_file
+
+    return dict(load_file(str(path)))

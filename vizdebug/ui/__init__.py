@@ -1,0 +1,1 @@
+"""Text output for the command line (rich)."""
