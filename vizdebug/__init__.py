@@ -23,6 +23,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from . import events, runs, stats
+    from .torch import Watch, watch
     from .writer import Writer
 
 __all__ = [

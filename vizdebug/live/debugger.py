@@ -236,6 +236,14 @@ class Debugger:
         if reason:
             self._pause(position, tensors, reason)
 
+    def halt(self, position: Position, tensors: Callable[[], TensorMap], reason: str) -> None:
+        """Pause here now, whatever the mode (``on_anomaly="pause"``), if a client may come.
+
+        Waits like any pause, including the unattended-resume timeout.
+        """
+        self.position = position
+        self._pause(position, tensors, reason)
+
     def _should_pause(self, p: Position, tensors: Callable[[], TensorMap]) -> str:
         mode = self._mode
         if mode in ("pause", "step"):

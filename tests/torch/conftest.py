@@ -1,0 +1,12 @@
+"""Shared helpers for the PyTorch adapter tests."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.manual_seed(0)

@@ -1,0 +1,115 @@
+"""On-device statistics against the numpy reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vizdebug.stats import COLUMNS, HIST_BINS, reference_stats, stats_from_row
+from vizdebug.torch.devstats import dtype_name, skip_reason, stats_row
+from vizdebug.torch.worker import Entry, StatsBatch, StatsWorker
+
+
+def _close(a: float, b: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=2e-4, abs_tol=1e-5)
+
+
+def check(t: torch.Tensor, finite: bool | None) -> None:
+    row = stats_row(t, finite=finite)
+    assert row.dtype == torch.float64
+    assert row.shape == (len(COLUMNS) + HIST_BINS,)
+    got = stats_from_row(row.tolist(), dtype_name(t), tuple(t.shape))
+    arr = t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
+    ref = reference_stats(arr, dtype=dtype_name(t))
+    for f in ("numel", "nan", "posinf", "neginf", "zeros", "shape", "dtype"):
+        assert getattr(got, f) == getattr(ref, f), f
+    for f in ("min", "max", "mean", "std", "l2", "hist_lo", "hist_hi"):
+        assert _close(getattr(got, f), getattr(ref, f)), (f, getattr(got, f), getattr(ref, f))
+    # float32 binning may move a value sitting on a bin edge to its neighbour
+    diff = np.abs(np.array(got.hist_counts) - np.array(ref.hist_counts)).sum()
+    assert diff <= 2, (got.hist_counts, ref.hist_counts)
+    assert sum(got.hist_counts) == ref.finite
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("finite", [True, None])
+def test_random_tensors_match_reference(dtype: torch.dtype, finite: bool | None) -> None:
+    x = (torch.randn(3, 70, 11) * 3 + 1).to(dtype)
+    x[0, ::5] = 0
+    check(x, finite)
+
+
+def test_large_offset_std_is_stable() -> None:
+    check(torch.randn(10_000, dtype=torch.float64) + 1e4, True)
+
+
+@pytest.mark.parametrize("finite", [True, None])
+def test_zero_dim_and_degenerate(finite: bool | None) -> None:
+    check(torch.tensor(2.5), finite)
+    check(torch.ones(7), finite)
+    row = stats_from_row(stats_row(torch.ones(7), finite=finite).tolist(), "float32", (7,))
+    assert (row.hist_lo, row.hist_hi) == (0.5, 1.5)
+
+
+def test_empty() -> None:
+    check(torch.empty(0, 3), None)
+    check(torch.empty(0, dtype=torch.float16), True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_nan_and_inf_are_counted_and_kept_out_of_the_histogram(dtype: torch.dtype) -> None:
+    x = torch.randn(500).to(dtype)
+    x[3] = math.nan
+    x[10] = math.nan
+    x[5] = math.inf
+    x[8] = -math.inf
+    check(x, None)
+
+
+def test_all_nonfinite() -> None:
+    check(torch.full((9,), math.nan), None)
+    check(torch.tensor([math.inf, -math.inf]), None)
+
+
+def test_fast_path_is_only_for_finite_input() -> None:
+    # The general path must differ from the (wrong) fast path on non-finite data.
+    x = torch.tensor([1.0, math.nan, 2.0])
+    assert math.isnan(stats_row(x, finite=True)[5].item())
+    assert stats_row(x, finite=None)[5].item() == 1.0
+
+
+def test_skip_reasons() -> None:
+    assert skip_reason(torch.ones(2)) is None
+    assert "int64" in (skip_reason(torch.ones(2, dtype=torch.int64)) or "")
+    assert "bool" in (skip_reason(torch.ones(2, dtype=torch.bool)) or "")
+    assert "complex" in (skip_reason(torch.ones(2, dtype=torch.complex64)) or "")
+    assert "sparse" in (skip_reason(torch.eye(3).to_sparse()) or "")
+    assert "meta" in (skip_reason(torch.empty(2, device="meta")) or "")
+    assert "not a tensor" in (skip_reason(3) or "")
+
+
+def test_worker_rows_match_reference_and_detect_inplace_changes() -> None:
+    worker = StatsWorker()
+    good = torch.randn(100)
+    good[1] = math.nan
+    changed = torch.randn(100)
+    e1 = Entry("a", "output", 0, "float32", (100,), good, good._version)
+    e2 = Entry("b", "output", 0, "float32", (100,), changed, changed._version - 1)
+    worker.submit(e1, id(good))
+    worker.submit(e2, id(changed))
+    batch = StatsBatch(3, 1.0, [e1, e2])
+    worker.end_step(batch)
+    events = list(batch.resolve("run", 0))
+    worker.close()
+    stats = [e for e in events if type(e).__name__ == "TensorStats"]
+    notes = [e for e in events if type(e).__name__ == "Note"]
+    assert [s.name for s in stats] == ["a"]
+    ref = reference_stats(good.numpy())
+    assert stats[0].stats.nan == 1 and _close(stats[0].stats.std, ref.std)
+    assert stats[0].stats.hist_counts == ref.hist_counts
+    assert len(notes) == 1 and "in place" in notes[0].text

@@ -1,0 +1,191 @@
+"""The NaN/Inf sentinel, the flight recorder and the no-host-sync rule."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from models import Block
+from torch import nn
+
+import vizdebug
+from vizdebug.runs import load_run, load_snapshot
+from vizdebug.torch import NonFiniteError, NonFiniteWarning
+
+
+class Poison(nn.Module):
+    """Identity, except that it writes NaN into its output on one chosen call."""
+
+    def __init__(self, at_call: int) -> None:
+        super().__init__()
+        self.at_call = at_call
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls - 1 == self.at_call:
+            x = x.clone()
+            x[0, 0] = float("nan")
+            return x
+        return x * 1.0
+
+
+class Sqrt(nn.Module):
+    """sqrt: finite forward at 0, infinite gradient there."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(x)
+
+
+class _NanGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: object, g: torch.Tensor) -> torch.Tensor:
+        return g * float("nan")
+
+
+class NanGrad(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _NanGrad.apply(x)
+
+
+def _train(model: nn.Module, opt: torch.optim.Optimizer, steps: int, x: torch.Tensor) -> None:
+    for _ in range(steps):
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()
+
+
+def test_forward_nan_traced_to_module_and_step(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(4, 4), Block(4), Poison(at_call=3), nn.Linear(4, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.warns(NonFiniteWarning, match=r"step 3.*'2' \(Poison\)"):  # noqa: SIM117
+        with vizdebug.watch(model, opt, logdir=tmp_path):
+            _train(model, opt, 4, torch.rand(3, 4))
+    run = load_run(tmp_path)
+    first = run.anomalies[0]
+    assert (first.step, first.module, first.module_type) == (3, "2", "Poison")
+    assert (first.kind, first.phase, first.role, first.nan) == ("nan", "forward", "output", 1)
+    (snap,) = [s for s in run.snapshots if s.step == 3]
+    assert snap.reason == "anomaly"
+    tensors = load_snapshot(tmp_path / snap.path)
+    assert {
+        "0/input0",
+        "0/output0",
+        "1.block.fc/output0".replace(".block", ""),
+        "2/output0",
+    } <= set(tensors)
+    assert torch.isnan(torch.from_numpy(tensors["2/output0"])).sum() == 1
+    assert not torch.isnan(torch.from_numpy(tensors["2/input0"])).any()
+
+
+@pytest.mark.parametrize("culprit", [Sqrt, NanGrad])
+def test_backward_only_nonfinite_traced_to_module(tmp_path: Path, culprit: type) -> None:
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), culprit(), nn.Linear(3, 1))
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)  # ReLU output is exactly 0: sqrt'(0) = inf
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with vizdebug.watch(model, opt, logdir=tmp_path, on_anomaly="log"):
+        _train(model, opt, 2, torch.rand(2, 3))
+    first = load_run(tmp_path).anomalies[0]
+    assert (first.step, first.module, first.phase) == (0, "2", "backward")
+    assert first.module_type == culprit.__name__
+    assert first.role == "grad_input"
+    assert first.kind == ("inf" if culprit is Sqrt else "nan")
+
+
+def test_raise_stops_the_nan_update(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(4, 4), Poison(at_call=1), nn.Linear(4, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with vizdebug.watch(model, opt, logdir=tmp_path, on_anomaly="raise") as w:
+        _train(model, opt, 1, torch.rand(2, 4))
+        with pytest.raises(NonFiniteError, match="Poison") as info:
+            _train(model, opt, 1, torch.rand(2, 4))
+        assert info.value.finding.site.module == "1"
+        assert w.step_index == 2
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_weights_made_nonfinite_by_the_optimizer(tmp_path: Path) -> None:
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=float("inf"))
+    with vizdebug.watch(model, opt, logdir=tmp_path, on_anomaly="log"):
+        _train(model, opt, 2, torch.rand(2, 2))
+    first = load_run(tmp_path).anomalies[0]
+    assert (first.step, first.phase, first.role) == (0, "optimizer", "weight")
+
+
+def test_no_optimizer_steps_count_root_calls(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(2, 2), Poison(at_call=2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with vizdebug.watch(model, logdir=tmp_path), torch.no_grad():
+            for _ in range(4):
+                model(torch.rand(1, 2))
+    assert [str(w.message) for w in caught if w.category is NonFiniteWarning]
+    first = load_run(tmp_path).anomalies[0]
+    assert (first.step, first.module) == (2, "1")
+
+
+def test_sentinel_off_records_no_anomaly(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(2, 2), Poison(at_call=0))
+    with vizdebug.watch(model, logdir=tmp_path, on_anomaly=None), torch.no_grad():
+        model(torch.rand(1, 2))
+    assert not load_run(tmp_path).anomalies
+
+
+@contextmanager
+def no_host_sync() -> Iterator[None]:
+    """Make host-sync methods raise when the training (main) thread calls them."""
+    main = threading.main_thread()
+    names = ["item", "cpu", "tolist", "__bool__", "__float__", "__int__", "numpy"]
+    saved = {n: getattr(torch.Tensor, n) for n in names}
+
+    def guard(name: str):  # type: ignore[no-untyped-def]
+        original = saved[name]
+
+        def wrapper(self, *a, **k):  # type: ignore[no-untyped-def]
+            if threading.current_thread() is main:
+                raise AssertionError(f"host sync: Tensor.{name} in the training thread")
+            return original(self, *a, **k)
+
+        return wrapper
+
+    for n in names:
+        setattr(torch.Tensor, n, guard(n))
+    try:
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(torch.Tensor, n, f)
+
+
+def test_the_guard_catches_a_sync() -> None:
+    with no_host_sync(), pytest.raises(AssertionError, match="host sync"):
+        torch.ones(1).item()
+
+
+@pytest.mark.parametrize("every", [1, 1000])
+def test_hooks_do_not_sync(tmp_path: Path, every: int) -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(inplace=True), nn.Flatten(), Block(576))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(2, 1, 14, 14)
+    with vizdebug.watch(model, opt, logdir=tmp_path, every=every, first=0) as w:
+        for _ in range(2):
+            opt.zero_grad()
+            with no_host_sync():
+                loss = model(x).square().mean()
+                loss.backward()
+            opt.step()
+            w.step(loss=loss)
+    run = load_run(tmp_path)
+    assert len(run.scalars["loss"]) == 2
+    assert {s.step for s in run.stats} == ({0, 1} if every == 1 else {0})

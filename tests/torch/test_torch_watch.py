@@ -1,0 +1,279 @@
+"""vizdebug.watch on real models: per-module events, schedule, filters, hooks, errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from models import Fancy, Pair, digits_like_cnn
+from torch import nn
+
+import vizdebug
+from vizdebug.runs import load_run
+from vizdebug.stats import reference_stats
+from vizdebug.torch import AlreadyWatchedError, Watch
+
+
+def train(model: nn.Module, opt: torch.optim.Optimizer, w: Watch, steps: int, x, y) -> None:
+    for _ in range(steps):
+        opt.zero_grad()
+        out = model(x)
+        logits = out.logits if hasattr(out, "logits") else out
+        loss = nn.functional.cross_entropy(logits, y)
+        loss.backward()
+        opt.step()
+        w.step(loss=loss)
+
+
+def test_cnn_every_kind_of_event(tmp_path: Path) -> None:
+    model = digits_like_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    with vizdebug.watch(model, opt, logdir=tmp_path, every=3, first=1) as w:
+        train(model, opt, w, 4, x, y)
+    run = load_run(tmp_path)
+    assert sorted({s.step for s in run.stats}) == [0, 3]
+    roles = Counter((s.step, s.role) for s in run.stats)
+    assert roles[(0, "output")] == 6  # five layers and the root
+    assert roles[(0, "grad_output")] == 6
+    assert roles[(0, "grad")] == roles[(0, "weight")] == roles[(0, "update")] == 4
+    names = {s.name for s in run.stats if s.role == "output"}
+    assert names == {"", "0", "1", "2", "3", "4"}
+    assert [s.step for s in run.scalars["loss"]] == [0, 1, 2, 3]
+    assert "update_ratio/0.weight" in run.scalars
+    (structure,) = run.structures
+    assert [m.name for m in structure.modules] == ["", "0", "1", "2", "3", "4"]
+    assert structure.modules[1].params == 80
+    assert structure.modules[1].output_shapes == ((16, 8, 8, 8),)
+    assert not run.anomalies
+
+
+def test_activation_stats_equal_reference_despite_inplace_relu(tmp_path: Path) -> None:
+    model = digits_like_cnn()
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        conv_out = model[0](x).clone()
+    with vizdebug.watch(model, logdir=tmp_path, on_anomaly=None):
+        model(x)
+    run = load_run(tmp_path)
+    conv = next(s for s in run.stats if s.name == "0" and s.role == "output")
+    relu = next(s for s in run.stats if s.name == "1" and s.role == "output")
+    ref = reference_stats(conv_out.numpy())
+    assert conv.stats.min == pytest.approx(ref.min) and conv.stats.min < 0
+    assert conv.stats.mean == pytest.approx(ref.mean, rel=1e-5)
+    assert conv.stats.hist_counts == ref.hist_counts
+    assert relu.stats.min == 0.0
+
+
+def test_weight_grad_and_update_values(tmp_path: Path) -> None:
+    model = nn.Linear(5, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    before = model.weight.detach().clone()
+    with vizdebug.watch(model, opt, logdir=tmp_path) as w:
+        opt.zero_grad()
+        model(torch.randn(3, 5)).square().sum().backward()
+        grad = model.weight.grad.clone()
+        opt.step()
+        w.step(loss=1.0)
+    run = load_run(tmp_path)
+    by_role = {s.role: s.stats for s in run.stats if s.name == "weight"}
+    assert by_role["weight"].l2 == pytest.approx(float(before.norm()), rel=1e-5)
+    assert by_role["grad"].mean == pytest.approx(float(grad.mean()), rel=1e-5, abs=1e-7)
+    update = model.weight.detach() - before
+    assert by_role["update"].l2 == pytest.approx(float(update.norm()), rel=1e-5)
+    ratio = run.scalars["update_ratio/weight"][0].value
+    assert ratio == pytest.approx(float(update.norm() / before.norm()), rel=1e-5)
+
+
+def test_fancy_outputs_shared_module_and_skipped_ints(tmp_path: Path) -> None:
+    model = nn.Sequential(Fancy())
+    pair = Pair()
+    with vizdebug.watch(model, logdir=tmp_path) as w, vizdebug.watch(pair, writer=w.writer):
+        model(torch.randn(2, 6)).logits.sum().backward()
+        pair(torch.randn(2, 6))
+    run = load_run(tmp_path)
+    outs = {(s.name, s.call) for s in run.stats if s.role == "output"}
+    assert {("0.shared", 0), ("0.shared", 1), ("0.block.fc", 0), ("0[logits]", 0)} <= outs
+    grads = {(s.name, s.call) for s in run.stats if s.role == "grad_output"}
+    assert {("0.shared", 0), ("0.shared", 1), ("0.block.act", 0)} <= grads
+    assert {("[0]", 0), ("[1][half]", 0)} <= outs
+    assert any("[1][idx]" in n.text and "int64" in n.text for n in run.notes)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.LSTM(4, 5, batch_first=True),
+        lambda: nn.GRU(4, 5, num_layers=2, batch_first=True),
+        lambda: nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(4, 2, dim_feedforward=8, batch_first=True), 2
+        ),
+    ],
+    ids=["lstm", "gru", "transformer"],
+)
+def test_recurrent_and_attention_models(tmp_path: Path, make) -> None:
+    model = make()
+    opt = torch.optim.Adam(model.parameters())
+    with vizdebug.watch(model, opt, logdir=tmp_path, every=1):
+        for _ in range(2):
+            opt.zero_grad()
+            out = model(torch.randn(3, 7, 4))
+            (out[0] if isinstance(out, tuple) else out).sum().backward()
+            opt.step()
+    run = load_run(tmp_path)
+    params = {n for n, _ in model.named_parameters()}
+    for step in (0, 1):
+        assert {s.name for s in run.stats if s.step == step and s.role == "update"} == params
+        assert any(s.role == "grad_output" for s in run.stats if s.step == step)
+    if isinstance(model, nn.TransformerEncoder):
+        names = {s.name for s in run.stats if s.role == "output"}
+        assert "layers.0.self_attn[0]" in names and "layers.1.linear2" in names
+    else:
+        lstm = isinstance(model, nn.LSTM)
+        expected = {"[0]", "[1][0]", "[1][1]"} if lstm else {"[0]", "[1]"}
+        assert {s.name for s in run.stats if s.role == "output"} == expected
+
+
+def test_multihead_attention_tuple_with_none(tmp_path: Path) -> None:
+    mha = nn.MultiheadAttention(4, 2, batch_first=True)
+    q = torch.randn(2, 3, 4)
+    with vizdebug.watch(mha, logdir=tmp_path):
+        out, weights = mha(q, q, q, need_weights=False)
+        assert weights is None
+        out.sum().backward()
+    run = load_run(tmp_path)
+    assert {(s.name, s.role) for s in run.stats if s.name == "[0]"} == {
+        ("[0]", "output"),
+        ("[0]", "grad_output"),
+    }
+
+
+def test_eval_no_grad_records_activations_only(tmp_path: Path) -> None:
+    model = digits_like_cnn().eval()
+    with vizdebug.watch(model, logdir=tmp_path), torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(2, 1, 8, 8))
+    run = load_run(tmp_path)
+    assert {s.role for s in run.stats} == {"output", "weight"}
+    assert sorted({s.step for s in run.stats}) == [0, 1, 2]
+
+
+def test_gradient_accumulation_counts_calls(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(3, 3), nn.Tanh())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with vizdebug.watch(model, opt, logdir=tmp_path):
+        for _ in range(2):
+            for _ in range(3):
+                model(torch.randn(2, 3)).sum().backward()
+            opt.step()
+            opt.zero_grad()
+    run = load_run(tmp_path)
+    calls = sorted((s.step, s.call) for s in run.stats if s.name == "0" and s.role == "output")
+    assert calls == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert len([s for s in run.stats if s.name == "0.weight" and s.role == "grad"]) == 2
+
+
+def test_autocast_bfloat16(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with vizdebug.watch(model, opt, logdir=tmp_path):
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            out = model(torch.randn(2, 4))
+        out.float().sum().backward()
+        opt.step()
+    run = load_run(tmp_path)
+    lin = next(s for s in run.stats if s.name == "0" and s.role == "output")
+    assert lin.stats.dtype == "bfloat16"
+    assert not run.anomalies
+
+
+def test_schedule_filters_and_what(tmp_path: Path) -> None:
+    model = digits_like_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    with vizdebug.watch(
+        model, opt, logdir=tmp_path, every=4, first=2, what={"activations"}, exclude=["1", "3"]
+    ) as w:
+        train(model, opt, w, 9, x, y)
+    run = load_run(tmp_path)
+    assert sorted({s.step for s in run.stats}) == [0, 1, 4, 8]
+    assert {s.role for s in run.stats} == {"output"}
+    assert {s.name for s in run.stats} == {"", "0", "2", "4"}
+
+
+def test_close_removes_every_hook_and_stops_writing(tmp_path: Path) -> None:
+    model = digits_like_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    writer = vizdebug.Writer(tmp_path)
+    w = vizdebug.watch(model, opt, writer=writer, every=1)
+    model(torch.randn(2, 1, 8, 8)).sum().backward()
+    opt.step()
+    w.close()
+    w.close()
+    for m in model.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
+    for p in model.parameters():
+        assert not p._post_accumulate_grad_hooks
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    writer.flush()
+    count = len(load_run(tmp_path).stats)
+    model(torch.randn(2, 1, 8, 8)).sum().backward()
+    opt.step()
+    writer.close()
+    assert count > 0 and len(load_run(tmp_path).stats) == count
+    vizdebug.watch(model, opt, logdir=tmp_path / "again").close()  # watching again is fine
+
+
+def test_close_mid_backward_leaves_no_tensor_hooks_running(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(3, 3))
+    w = vizdebug.watch(model, logdir=tmp_path, every=1)
+    out = model(torch.randn(2, 3))
+    w.close()
+    out.sum().backward()  # hooks were removed: no error, no event
+    assert not [s for s in load_run(tmp_path).stats if s.role == "grad_output"]
+
+
+def test_watching_twice_is_an_error(tmp_path: Path) -> None:
+    model = digits_like_cnn()
+    with vizdebug.watch(model, logdir=tmp_path / "a"):
+        with pytest.raises(AlreadyWatchedError, match="close"):
+            vizdebug.watch(model, logdir=tmp_path / "b")
+        with pytest.raises(ValueError, match="already watched"):
+            vizdebug.watch(nn.Sequential(model[0]), logdir=tmp_path / "c")
+        assert len(model[0]._forward_hooks) == 1
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module, got list"):
+        vizdebug.watch([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="optimizer"):
+        vizdebug.watch(nn.Linear(1, 1), "sgd")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="what"):
+        vizdebug.watch(nn.Linear(1, 1), what={"activation"})
+    with pytest.raises(ValueError, match="every"):
+        vizdebug.watch(nn.Linear(1, 1), every=0)
+
+
+def test_torch_compile_trains_identically(tmp_path: Path) -> None:
+    def run(watched: bool) -> list[torch.Tensor]:
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        w = vizdebug.watch(model, opt, logdir=tmp_path, every=1) if watched else None
+        compiled = torch.compile(model, backend="eager")
+        for i in range(3):
+            torch.manual_seed(100 + i)
+            opt.zero_grad()
+            compiled(torch.randn(5, 4)).square().mean().backward()
+            opt.step()
+        if w is not None:
+            w.close()
+        return [p.detach().clone() for p in model.parameters()]
+
+    eager = run(False)
+    torch._dynamo.reset()
+    watched = run(True)
+    assert all(torch.equal(a, b) for a, b in zip(eager, watched, strict=True))
+    assert load_run(tmp_path).stats

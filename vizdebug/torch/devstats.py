@@ -1,0 +1,158 @@
+"""Tensor statistics computed on the tensor's device, in the packed row layout.
+
+One call of :func:`stats_row` turns a tensor into a 1-D float64 tensor on the same device: the
+columns of :data:`vizdebug.stats.COLUMNS` followed by ``bins`` histogram counts. Nothing here
+reads a value back to the host, so the functions are safe in hooks on any device; the caller
+decides whether it may branch on finiteness (``finite=True``: the caller knows every value is
+finite and gets the fast path, about six passes over the data).
+
+fp16 and bf16 tensors are upcast to float32 before any reduction (as lovely-tensors does), so
+sums cannot overflow in half precision. Histogram bins are assigned in the (upcast) dtype of the
+tensor: a value within rounding of a bin edge may land in the neighbouring bin compared with
+numpy's float64 binning.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..stats import HIST_BINS
+
+__all__ = ["dtype_name", "empty_row", "finite_flags", "float_view", "skip_reason", "stats_row"]
+
+_F64 = torch.float64
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def dtype_name(t: torch.Tensor) -> str:
+    """The dtype as numpy spells it (``"float32"``, ``"bfloat16"``, ...)."""
+    return str(t.dtype).removeprefix("torch.")
+
+
+def skip_reason(t: object) -> str | None:
+    """Why a value cannot get statistics (None when it can); reads metadata only.
+
+    Args:
+        t: Anything a module returned.
+
+    Returns:
+        A short reason such as ``"int64 tensor"`` or ``"sparse tensor"``, or None.
+    """
+    if not isinstance(t, torch.Tensor):
+        return f"not a tensor ({type(t).__name__})"
+    if t.layout != torch.strided:
+        return f"{str(t.layout).removeprefix('torch.')} tensor"
+    if t.is_meta or t.device.type == "meta":
+        return "meta tensor (no data)"
+    if t.is_complex():
+        return f"{dtype_name(t)} tensor (complex)"
+    if not t.dtype.is_floating_point:
+        return f"{dtype_name(t)} tensor (not floating point)"
+    return None
+
+
+def float_view(t: torch.Tensor) -> torch.Tensor:
+    """A detached, flattened view of ``t``, upcast to float32 when it is fp16 or bf16."""
+    x = t.detach().reshape(-1)
+    if x.dtype in _LOW_PRECISION:
+        x = x.float()
+    return x
+
+
+def finite_flags(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(min, max)`` of ``t`` as 0-d tensors: both finite exactly when every value is finite.
+
+    One fused pass (``aminmax`` propagates NaN and keeps infinities), no overflow for any dtype.
+    ``t`` must not be empty.
+    """
+    return torch.aminmax(t.detach().reshape(-1))
+
+
+def empty_row(bins: int = HIST_BINS, device: torch.device | None = None) -> torch.Tensor:
+    """The row of an empty tensor: NaN moments, zero norm, an all-zero histogram."""
+    nan = math.nan
+    head = [0.0, 0.0, 0.0, 0.0, 0.0, nan, nan, nan, nan, 0.0, 0.0, 0.0]
+    return torch.tensor(head + [0.0] * bins, dtype=_F64, device=device)
+
+
+def _histogram(
+    x: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    bins: int,
+    mask: torch.Tensor | None,
+    wide: bool,
+) -> torch.Tensor:
+    # Equal bins over [lo, hi], last edge inclusive, as numpy.histogram; bin indices are
+    # computed here rather than with torch.histc, which needs host-side bounds and rejects
+    # non-finite values. Masked-out values go to an extra bin that is dropped. Upcast fp16/bf16
+    # values are coarse, so many sit exactly on bin edges: bin them in float64, as numpy does.
+    if wide:
+        x, lo, hi = x.to(_F64), lo.to(_F64), hi.to(_F64)
+    scale = bins / (hi - lo)
+    pos = (x - lo).mul_(scale).clamp_(0, bins - 1)
+    if mask is not None:
+        pos = torch.where(mask, pos, float(bins))
+    idx = pos.to(torch.uint8 if bins < 256 else torch.int32)
+    return torch.bincount(idx, minlength=bins + 1)[:bins]
+
+
+def stats_row(
+    t: torch.Tensor, *, bins: int = HIST_BINS, finite: bool | None = None
+) -> torch.Tensor:
+    """The statistics of ``t`` as one float64 row on its device (no host sync).
+
+    Args:
+        t: A floating-point tensor of any shape (0-d and empty included).
+        bins: Number of histogram bins.
+        finite: True if the caller knows every value is finite (fast path); None or False
+            for the general, branch-free path that masks NaN and infinities.
+
+    Returns:
+        ``len(COLUMNS) + bins`` values: numel, nan, posinf, neginf, zeros, min, max, mean, std
+        (population), l2, hist_lo, hist_hi, counts.
+    """
+    n = t.numel()
+    if n == 0:
+        return empty_row(bins, t.device)
+    x = float_view(t)
+    wide = t.dtype in _LOW_PRECISION
+    zeros = (n - torch.count_nonzero(x)).to(_F64)
+    if finite:
+        lo, hi = torch.aminmax(x)
+        total = x.sum()
+        mean = total.to(_F64) / n
+        std = torch.linalg.vector_norm(x - mean.to(x.dtype)).to(_F64) / math.sqrt(n)
+        l2 = torch.linalg.vector_norm(x).to(_F64)
+        degenerate = lo == hi
+        hlo = torch.where(degenerate, lo - 0.5, lo)
+        hhi = torch.where(degenerate, hi + 0.5, hi)
+        counts = _histogram(x, hlo, hhi, bins, None, wide)
+        nonfinite = torch.zeros(3, dtype=_F64, device=x.device)
+    else:
+        isnan = torch.isnan(x)
+        isinf = torch.isinf(x)
+        fin = ~(isnan | isinf)
+        nan = isnan.sum()
+        pos = (x == math.inf).sum()
+        neg = isinf.sum() - pos
+        nonfinite = torch.stack([nan, pos, neg]).to(_F64)
+        nf = fin.sum().to(_F64)
+        xz = torch.where(fin, x, 0.0)
+        has = nf > 0
+        lo = torch.where(has, torch.where(fin, x, math.inf).amin(), math.nan)
+        hi = torch.where(has, torch.where(fin, x, -math.inf).amax(), math.nan)
+        mean = xz.sum().to(_F64) / nf
+        dev = torch.where(fin, x - mean.to(x.dtype), 0.0)
+        std = torch.linalg.vector_norm(dev).to(_F64) / nf.sqrt()
+        l2 = torch.linalg.vector_norm(xz).to(_F64)
+        degenerate = lo == hi
+        hlo = torch.where(has, torch.where(degenerate, lo - 0.5, lo), 0.0)
+        hhi = torch.where(has, torch.where(degenerate, hi + 0.5, hi), 0.0)
+        safe_hi = torch.where(has, hhi, 1.0)
+        counts = _histogram(x, hlo, safe_hi, bins, fin, wide)
+    moments = torch.stack([lo.to(_F64), hi.to(_F64), mean, std, l2, hlo.to(_F64), hhi.to(_F64)])
+    head = torch.tensor([float(n)], dtype=_F64, device=x.device)
+    return torch.cat([head, nonfinite, zeros.reshape(1), moments, counts.to(_F64)])

@@ -1,0 +1,75 @@
+"""Hook plumbing: finding the tensors in what a module returns, and one watch per module."""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from ..errors import VizdebugError
+
+__all__ = ["AlreadyWatchedError", "claim", "iter_tensors", "release"]
+
+_MAX_DEPTH = 4
+
+#: Modules currently watched, each mapped to an id of the watch that owns it.
+_OWNERS: weakref.WeakKeyDictionary[torch.nn.Module, int] = weakref.WeakKeyDictionary()
+
+
+class AlreadyWatchedError(VizdebugError, ValueError):
+    """A module is already watched by another, still open, watch."""
+
+
+def claim(model: torch.nn.Module, owner: int) -> None:
+    """Mark every module of ``model`` as watched by ``owner``.
+
+    Raises:
+        AlreadyWatchedError: Some module is already watched; nothing is claimed then.
+    """
+    for name, module in model.named_modules():
+        other = _OWNERS.get(module)
+        if other is not None and other != owner:
+            where = f"its submodule {name!r}" if name else "it"
+            raise AlreadyWatchedError(
+                f"{type(model).__name__} is already watched ({where} has hooks from an open "
+                "vizdebug.watch); call close() on the first watch (or use it as a context "
+                "manager) before watching the model again"
+            )
+    for module in model.modules():
+        _OWNERS[module] = owner
+
+
+def release(model: torch.nn.Module, owner: int) -> None:
+    """Undo :func:`claim`."""
+    for module in model.modules():
+        if _OWNERS.get(module) == owner:
+            del _OWNERS[module]
+
+
+def iter_tensors(obj: Any, path: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """Yield ``(path, leaf)`` for every leaf of a module's output.
+
+    Tensors, tuples, lists, dicts and dataclasses are walked (namedtuples are tuples); None is
+    skipped; anything else is yielded as a leaf so the caller can say why it was skipped. Paths
+    look like ``"[0]"``, ``"[1][0]"`` or ``"[logits]"``; a bare tensor has the path ``""``.
+    """
+    if isinstance(obj, torch.Tensor):
+        yield path, obj
+    elif obj is None:
+        return
+    elif depth >= _MAX_DEPTH:
+        yield path, obj
+    elif isinstance(obj, tuple | list):
+        for i, item in enumerate(obj):
+            yield from iter_tensors(item, f"{path}[{i}]", depth + 1)
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            yield from iter_tensors(item, f"{path}[{key}]", depth + 1)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            yield from iter_tensors(getattr(obj, f.name), f"{path}[{f.name}]", depth + 1)
+    else:
+        yield path, obj

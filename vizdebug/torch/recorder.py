@@ -1,0 +1,97 @@
+"""The flight recorder: the inputs and outputs of every module call of the current step.
+
+Design (and its trade-off). When the sentinel finds a NaN at the end of a step it is too late to
+capture anything, and cloning every tensor of every step "just in case" would double the cost of
+training. So the recorder keeps *references* (no copies) to each module call's input and output
+tensors, together with their version counters, for the current step only, and forgets them when
+the step ends cleanly. Only on an anomaly are they cloned (up to ``max_bytes``) and written as a
+safetensors snapshot named ``<module>/input<k>`` and ``<module>/output<k>`` (``<module>#<call>``
+for a second call in the step).
+
+What that costs and what it cannot do:
+
+* Memory: the activations of one step stay alive until the step ends. In training most of them
+  are kept by autograd for the backward pass anyway; in inference (no graph) the step ends when
+  the root module returns, so at most one forward pass is held.
+* In-place ops: a tensor modified in place after the module returned (``ReLU(inplace=True)``,
+  ``x += residual``) is saved as it is at the end of the step. Such tensors are detected by
+  their version counter and listed in a note; their snapshot values are the later ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["FlightRecorder"]
+
+
+@dataclass(slots=True)
+class _Call:
+    name: str
+    call: int
+    inputs: tuple[torch.Tensor, ...]
+    outputs: tuple[torch.Tensor, ...]
+    versions: tuple[int, ...]
+
+
+@dataclass
+class FlightRecorder:
+    """References to the module inputs and outputs of one step.
+
+    Attributes:
+        max_bytes: Cap on the tensor data cloned into one snapshot.
+        enabled: Whether :meth:`record` keeps anything.
+    """
+
+    max_bytes: int = 256 << 20
+    enabled: bool = True
+    calls: list[_Call] = field(default_factory=list)
+
+    def record(
+        self,
+        name: str,
+        call: int,
+        inputs: tuple[torch.Tensor, ...],
+        outputs: tuple[torch.Tensor, ...],
+    ) -> int:
+        """Keep references to one module call's tensors; returns its index (-1 if disabled)."""
+        if not self.enabled:
+            return -1
+        versions = tuple(t._version for t in outputs)
+        self.calls.append(_Call(name, call, inputs, outputs, versions))
+        return len(self.calls) - 1
+
+    def inputs_of(self, index: int) -> tuple[torch.Tensor, ...]:
+        """The inputs of a recorded call."""
+        return self.calls[index].inputs if 0 <= index < len(self.calls) else ()
+
+    def reset(self) -> None:
+        """Forget the step."""
+        self.calls = []
+
+    def capture(self) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Clone what was recorded, up to ``max_bytes``.
+
+        Returns:
+            The tensors by snapshot name, and the names of outputs modified in place after
+            their module returned (their values are the later ones).
+        """
+        out: dict[str, torch.Tensor] = {}
+        modified: list[str] = []
+        total = 0
+        for c in self.calls:
+            base = (c.name or "(root)") + (f"#{c.call}" if c.call else "")
+            items = [(f"{base}/input{k}", t) for k, t in enumerate(c.inputs)]
+            items += [(f"{base}/output{k}", t) for k, t in enumerate(c.outputs)]
+            for k, t in enumerate(c.outputs):
+                if t._version != c.versions[k]:
+                    modified.append(f"{base}/output{k}")
+            for key, t in items:
+                size = t.numel() * t.element_size()
+                if total + size > self.max_bytes or t.is_meta or t.layout != torch.strided:
+                    continue
+                total += size
+                out[key] = t.detach().clone()
+        return out, modified

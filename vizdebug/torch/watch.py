@@ -1,0 +1,567 @@
+"""``vizdebug.watch(model, optimizer)``: per-module health of a PyTorch model, in one line.
+
+Hooks (all removed by :meth:`Watch.close`):
+
+* a forward hook on every module: output statistics, the sentinel's flags, the flight recorder,
+  and a tensor hook hung on each output that requires grad (cheaper than a full backward hook,
+  survives in-place ops and never changes what autograd computes: it returns None);
+* a post-accumulate-grad hook on every parameter: the sentinel's flags for parameter gradients;
+* optimizer step pre- and post-hooks: the step's one sentinel check (before the update, so
+  ``on_anomaly="raise"`` stops a NaN update), weight, gradient and update statistics;
+* a forward pre-hook on the root module (step clock without an optimizer) and on modules with
+  ``inplace=True`` (to protect a queued statistics read of their input).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import torch
+
+from ..live.breaks import parse_breaks
+from ..sinks import Sink
+from ..stats import HIST_BINS
+from ..writer import Writer
+from .devstats import dtype_name, skip_reason, stats_row
+from .hooks import claim, iter_tensors, release
+from .live import TorchLive
+from .recorder import FlightRecorder
+from .sentinel import Finding, NonFiniteError, NonFiniteWarning, Sentinel, Site
+from .structure import module_infos
+from .worker import Entry, StatsBatch, StatsWorker
+
+__all__ = ["DEFAULT_EVERY", "DEFAULT_FIRST", "WHAT", "Watch", "watch"]
+
+log = logging.getLogger("vizdebug")
+
+#: Everything that can be recorded.
+WHAT = frozenset({"activations", "gradients", "weights", "updates"})
+#: Default schedule: every 50th step, and always the first 5 (see benchmarks/bench_torch.py).
+DEFAULT_EVERY = 50
+DEFAULT_FIRST = 5
+_ANOMALY_MODES = ("warn", "raise", "pause", "log", None)
+OnAnomaly = Literal["warn", "raise", "pause", "log"] | None
+
+
+class _Slot:
+    __slots__ = ("index", "inplace", "name", "selected", "type")
+
+    def __init__(self, index: int, name: str, module: torch.nn.Module, selected: bool) -> None:
+        self.index = index
+        self.name = name
+        self.type = type(module).__name__
+        self.selected = selected
+        self.inplace = bool(getattr(module, "inplace", False) is True)
+
+
+def _globs(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{what} must be a glob string or a list of them, got {item!r}")
+    return items
+
+
+def _dist_rank() -> tuple[int | None, int | None]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return None, None
+
+
+class Watch:
+    """Hooks on one model (and optimizer) feeding a :class:`~vizdebug.Writer`.
+
+    Create it with :func:`watch`; the arguments are documented there. Use it as a context
+    manager or call :meth:`close`.
+
+    Attributes:
+        writer: The writer events go to.
+        model: The watched model.
+        optimizer: The watched optimizer, if any.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        logdir: str | os.PathLike[str] | None = None,
+        every: int = DEFAULT_EVERY,
+        first: int = DEFAULT_FIRST,
+        what: Iterable[str] | None = None,
+        include: str | Sequence[str] | None = None,
+        exclude: str | Sequence[str] | None = None,
+        sinks: Sequence[str | Sink] | None = None,
+        on_anomaly: OnAnomaly = "warn",
+        break_on: str | Sequence[str] | None = None,
+        live: bool = True,
+        live_timeout: float | None = 60.0,
+        writer: Writer | None = None,
+        offload: bool = True,
+        flight_recorder: bool = True,
+        max_snapshots: int = 3,
+        bins: int = HIST_BINS,
+    ) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(
+                f"vizdebug.watch needs a torch.nn.Module, got {type(model).__name__}: {model!r:.80}"
+            )
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}"
+            )
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive int, got {every!r}")
+        if not isinstance(first, int) or first < 0:
+            raise ValueError(f"first must be a non-negative int, got {first!r}")
+        chosen = set(WHAT if what is None else ((what,) if isinstance(what, str) else what))
+        if not chosen <= WHAT:
+            raise ValueError(f"what: unknown {sorted(chosen - WHAT)}; choose from {sorted(WHAT)}")
+        if on_anomaly not in _ANOMALY_MODES:
+            raise ValueError(f"on_anomaly must be one of {_ANOMALY_MODES}, got {on_anomaly!r}")
+        if break_on is not None and not live:
+            raise ValueError("break_on needs the live debugger: drop live=False")
+        parse_breaks(break_on)  # bad specifications fail before anything is hooked
+        if writer is not None and not isinstance(writer, Writer):
+            raise TypeError(f"writer must be a vizdebug.Writer, got {type(writer).__name__}")
+        inc, exc = _globs(include, "include"), _globs(exclude, "exclude")
+        claim(model, id(self))
+        try:
+            self.model, self.optimizer = model, optimizer
+            self.every, self.first, self.what = every, first, frozenset(chosen)
+            self.on_anomaly, self.break_on, self.live = on_anomaly, break_on, live
+            self.offload, self.bins, self.max_snapshots = offload, bins, max_snapshots
+            if writer is None:
+                rank, world = _dist_rank()
+                versions = {"torch": torch.__version__}
+                writer = Writer(logdir, sinks=sinks, framework="torch", versions=versions,
+                                rank=rank, world_size=world)  # fmt: skip
+                self._owns_writer = True
+            else:
+                self._owns_writer = False
+            self.writer = writer
+            self._live = (
+                TorchLive(model, optimizer, writer, break_on=break_on, resume_timeout=live_timeout)
+                if live
+                else None
+            )
+            self._closed = False
+            self._step = 0
+            self._last_forward_step = 0
+            self._root_calls = 0
+            self._sentinel_on = on_anomaly is not None
+            self._sentinel = Sentinel()
+            self._recorder = FlightRecorder(writer.snapshot_max_bytes, flight_recorder)
+            self._worker = StatsWorker(bins=bins)
+            self._entries: list[Entry] = []
+            self._produced: dict[int, int] = {}
+            self._tensor_hooks: list[Any] = []
+            self._skipped: set[tuple[str, str]] = set()
+            self._shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+            self._need_structure = True
+            self._before: list[torch.Tensor] = []
+            self._snapshots = 0
+            self._pause_noted = False
+            self._reported: set[tuple[str, str, str]] = set()
+            self._repeats = 0
+            self._slots = [
+                _Slot(i, name, m, self._selected(name, inc, exc))
+                for i, (name, m) in enumerate(model.named_modules())
+            ]
+            self._calls = [0] * len(self._slots)
+            self._params = [
+                (name, p, self._selected(name, inc, exc) or self._selected(owner, inc, exc))
+                for name, p in model.named_parameters()
+                for owner in (name.rpartition(".")[0],)
+            ]
+            modules_of = dict(model.named_modules())
+            self._owners = [
+                (owner, type(modules_of[owner]).__name__)
+                for owner in (name.rpartition(".")[0] for name, _, _ in self._params)
+            ]
+            self._recording = self._scheduled(0)
+            self._active = self._sentinel_on or self._recording
+            self._handles: list[Any] = []
+            self._install([m for _, m in model.named_modules()])
+            writer.step = 0
+        except BaseException:
+            # nothing half-made survives a failed watch: no claim, no server, no open writer
+            release(model, id(self))
+            live_part = getattr(self, "_live", None)
+            if live_part is not None:
+                live_part.close()
+            if getattr(self, "_owns_writer", False):
+                self.writer.close()
+            raise
+
+    # -- setup ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _selected(name: str, inc: tuple[str, ...], exc: tuple[str, ...]) -> bool:
+        if inc and not any(fnmatch.fnmatchcase(name, g) for g in inc):
+            return False
+        return not any(fnmatch.fnmatchcase(name, g) for g in exc)
+
+    def _scheduled(self, step: int) -> bool:
+        return bool(self.what) and (step < self.first or step % self.every == 0)
+
+    def _install(self, modules: list[torch.nn.Module]) -> None:
+        add = self._handles.append
+        add(modules[0].register_forward_pre_hook(self._root_pre))
+        for slot, module in zip(self._slots, modules, strict=True):
+            add(module.register_forward_hook(functools.partial(self._forward, slot)))
+            if slot.inplace:
+                add(module.register_forward_pre_hook(self._inplace_pre))
+        for (name, p, _), (owner, mtype) in zip(self._params, self._owners, strict=True):
+            if p.requires_grad:
+                site = Site(owner, mtype, "backward", "grad", param=name)
+                untyped: Any = p  # torch leaves this method unannotated
+                add(
+                    untyped.register_post_accumulate_grad_hook(
+                        functools.partial(self._param_grad, site)
+                    )
+                )
+        if self.optimizer is not None:
+            add(self.optimizer.register_step_pre_hook(self._opt_pre))
+            add(self.optimizer.register_step_post_hook(self._opt_post))
+
+    # -- hooks (training thread: no host sync) ---------------------------------------------
+
+    def _root_pre(self, module: torch.nn.Module, args: Any) -> None:
+        if self._closed:
+            return
+        if self.optimizer is None and self._root_calls:
+            self._finish_step()
+        self._root_calls += 1
+
+    def _inplace_pre(self, module: torch.nn.Module, args: Any) -> None:
+        if self._recording and not self._closed:
+            self._worker.protect(a for a in args if isinstance(a, torch.Tensor))
+
+    def _forward(self, slot: _Slot, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if self._closed:
+            return
+        call = self._calls[slot.index]
+        self._calls[slot.index] = call + 1
+        if self._active:
+            self._record_forward(slot, call, args, output)
+        live = self._live
+        if live is not None and live.debugger.armed:
+            live.forward(slot.index, slot.name, slot.type, call, self._step, args, output)
+        if slot.index == 0:
+            self._root_done(output)
+
+    def _record_forward(self, slot: _Slot, call: int, args: Any, output: Any) -> None:
+        leaves = (("", output),) if type(output) is torch.Tensor else iter_tensors(output)
+        outs: list[tuple[str, torch.Tensor]] = []
+        for path, t in leaves:
+            reason = skip_reason(t)
+            if reason is None:
+                outs.append((path, t))
+            else:
+                self._skip(slot.name + path, "output", reason)
+        sentinel = self._sentinel_on
+        record = self._recording and slot.selected
+        tensors = tuple(t for _, t in outs)
+        ins = tuple(a for a in args if isinstance(a, torch.Tensor))
+        io = self._recorder.record(slot.name, call, ins, tensors) if sentinel else -1
+        if sentinel and self._produced:
+            for a in ins:
+                producer = self._produced.get(id(a))
+                if producer is not None:
+                    self._sentinel.consumed(
+                        producer, Site(slot.name, slot.type, "backward", "grad_input", call)
+                    )
+        grads = torch.is_grad_enabled() and (sentinel or (record and "gradients" in self.what))
+        for k, (path, t) in enumerate(outs):
+            if sentinel and t.numel():
+                site = Site(slot.name, slot.type, "forward", "output", call, k, io=io)
+                self._produced[id(t)] = self._sentinel.add(site, t)
+            if record and "activations" in self.what:
+                self._stat(slot.name + path, "output", call, t)
+            if grads and t.requires_grad:
+                hook = functools.partial(self._on_grad, slot, call, k, path, record)
+                untyped: Any = t  # torch leaves register_hook unannotated
+                self._tensor_hooks.append(untyped.register_hook(hook))
+        if self._need_structure and call == 0:
+            self._shapes[slot.name] = tuple(tuple(t.shape) for t in tensors)
+
+    def _on_grad(
+        self, slot: _Slot, call: int, k: int, path: str, record: bool, grad: torch.Tensor
+    ) -> None:
+        if self._closed:
+            return
+        if self._sentinel_on and grad.numel():
+            site = Site(slot.name, slot.type, "backward", "grad_output", call, k)
+            self._sentinel.add(site, grad)
+        if record and "gradients" in self.what:
+            self._stat(slot.name + path, "grad_output", call, grad)
+        live = self._live
+        if live is not None and live.debugger.armed:
+            live.backward(slot.index, slot.name, slot.type, call, self._step, path, grad)
+
+    def _param_grad(self, site: Site, param: torch.Tensor) -> None:
+        grad = param.grad
+        if self._closed or not self._sentinel_on or grad is None or not grad.numel():
+            return
+        self._sentinel.add(site, grad)
+
+    def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> None:
+        entry = Entry(name, role, call, dtype_name(t), tuple(t.shape), t.detach(), t._version)
+        if self.offload and t.device.type == "cpu":
+            self._worker.submit(entry, id(t))
+        else:
+            entry.row = stats_row(t, bins=self.bins)
+            entry.tensor = None
+        self._entries.append(entry)
+
+    def _root_done(self, output: Any) -> None:
+        self._last_forward_step = self._step
+        if self._need_structure:
+            self._need_structure = False
+            infos = module_infos(self.model, self._shapes)
+            self.writer.structure("torch", infos, step=self._step)
+            self._shapes = {}
+        if self.optimizer is None and not any(
+            isinstance(t, torch.Tensor) and t.requires_grad for _, t in iter_tensors(output)
+        ):
+            self._finish_step()  # no backward can follow: end the step now, free the refs
+
+    # -- optimizer ------------------------------------------------------------------------
+
+    def _opt_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
+        if self._closed:
+            return
+        finding = self._check()
+        if finding is not None and self.on_anomaly == "raise":
+            self._end_step()
+            raise NonFiniteError(finding)
+        live = self._live
+        if live is not None and live.debugger.armed:
+            live.optimizer_step(self._step)
+        if self._recording and self.what & {"weights", "updates"}:
+            self._before = [p.detach().clone() for _, p, _ in self._params]
+        if self._recording and "gradients" in self.what:
+            self._record_param_grads()
+
+    def _opt_post(self, opt: Any, args: Any, kwargs: Any) -> None:
+        if self._closed:
+            return
+        step = self._step
+        if self._before:
+            now = [p.detach() for _, p, _ in self._params]
+            updates = torch._foreach_sub(now, self._before) if "updates" in self.what else []
+            for i, (name, _, selected) in enumerate(self._params):
+                if selected:
+                    self._stat(name, "weight", 0, self._before[i])
+                    if updates:
+                        self._stat(name, "update", 0, updates[i])
+            self._before = []
+        self._end_step()
+        if self._sentinel_on and self._params:
+            norms = torch._foreach_norm([p.detach() for _, p, _ in self._params])
+            for (name, p, _), (owner, mtype), norm in zip(
+                self._params, self._owners, norms, strict=True
+            ):
+                site = Site(owner, mtype, "optimizer", "weight", param=name, step=step)
+                self._sentinel.add_flag(site, norm, p)
+
+    def _record_param_grads(self) -> None:
+        for name, p, selected in self._params:
+            if selected and p.grad is not None:
+                self._stat(name, "grad", 0, p.grad.detach().clone())
+
+    # -- step end (the one host sync of a step) --------------------------------------------
+
+    def _finish_step(self) -> None:
+        finding = self._check()
+        if self._recording:
+            if "weights" in self.what:
+                for name, p, selected in self._params:
+                    if selected:
+                        self._stat(name, "weight", 0, p.detach().clone())
+            if "gradients" in self.what:
+                self._record_param_grads()
+        self._end_step()
+        if finding is not None and self.on_anomaly == "raise":
+            raise NonFiniteError(finding)
+
+    def _check(self) -> Finding | None:
+        if not self._sentinel_on:
+            return None
+        finding = self._sentinel.check(self._step, self._recorder.inputs_of)
+        if finding is not None:
+            self._report(finding)
+        return finding
+
+    def _end_step(self) -> None:
+        if self._entries:
+            batch = StatsBatch(self._step, time.time(), self._entries, self.bins)
+            self._entries = []
+            self._worker.end_step(batch)
+            self.writer.defer(batch)
+        self._sentinel.reset()
+        self._recorder.reset()
+        self._produced = {}
+        self._tensor_hooks = []
+        self._calls = [0] * len(self._slots)
+        self._root_calls = 0
+        self._step += 1
+        self.writer.step = self._step
+        self._recording = self._scheduled(self._step)
+        self._active = self._sentinel_on or self._recording
+
+    def _report(self, f: Finding) -> None:
+        s = f.site
+        key = (s.module, f.role, s.phase)
+        if key in self._reported:
+            # A NaN that got into the weights shows up again every step: report each origin
+            # once, count the repeats (the first repeat is noted in the run).
+            self._repeats += 1
+            if self._repeats == 1:
+                self.writer.note(
+                    "vizdebug/sentinel",
+                    f"step {f.step}: the non-finite values found at {s.module or '(root)'} "
+                    f"({f.role}, {s.phase}) persist; repeats of a finding already reported are "
+                    "counted, not reported again",
+                    step=f.step,
+                )
+            return
+        self._reported.add(key)
+        self.writer.anomaly(
+            f.kind, step=f.step, module=s.module, module_type=s.module_type, phase=s.phase,
+            role=f.role, message=f.message, nan=f.nan, posinf=f.posinf, neginf=f.neginf,
+        )  # fmt: skip
+        if self._recorder.enabled and self._snapshots < self.max_snapshots:
+            self._snapshots += 1
+            tensors, modified = self._recorder.capture()
+            # The recorder holds the step being checked (an optimizer finding may be older).
+            self.writer.snapshot(tensors, self._step, reason="anomaly")
+            if modified:
+                text = "modified in place after their module returned: " + ", ".join(modified)
+                self.writer.note("vizdebug/flight-recorder", text, step=self._step)
+        if self.on_anomaly in ("warn", "pause"):
+            warnings.warn(f.message, NonFiniteWarning, stacklevel=4)
+        else:
+            log.warning("vizdebug: %s", f.message)
+        if self.on_anomaly == "pause":
+            if self._live is not None:
+                recorder = self._recorder
+                self._live.halt(
+                    f.step, s.phase, s.module, s.module_type, f.message,
+                    lambda: recorder.capture()[0],
+                )  # fmt: skip
+            elif not self._pause_noted:
+                self._pause_noted = True
+                log.warning("vizdebug: on_anomaly='pause' needs live=True; acting as 'warn'")
+
+    def _skip(self, name: str, role: str, reason: str) -> None:
+        if (name, reason) not in self._skipped:
+            self._skipped.add((name, reason))
+            self.writer.note("vizdebug/torch", f"{name or '(root)'} {role} skipped: {reason}")
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def step_index(self) -> int:
+        """The current step (counted from optimizer steps, else root-module calls)."""
+        return self._step
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def step(self, loss: Any = None, **scalars: Any) -> None:
+        """Record the loss (and any other scalars) of the step that last ran a forward pass.
+
+        Args:
+            loss: A number or a 0-d tensor; a tensor is converted on the writer thread.
+            scalars: More values by tag, recorded the same way.
+        """
+        if self._closed:
+            return
+        values = dict(scalars) if loss is None else {"loss": loss, **scalars}
+        for tag, value in values.items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach()
+            self.writer.scalar(tag, value, step=self._last_forward_step)
+
+    def close(self) -> None:
+        """Finish the current step, remove every hook, stop the worker. Idempotent.
+
+        Closes the writer if the watch created it (else flushes it).
+        """
+        if self._closed:
+            return
+        try:
+            if any(self._calls) or self._entries:
+                finding = self._check()
+                del finding  # at close, report only: never raise from close()
+                self._end_step()
+        finally:
+            self._closed = True
+            for handle in self._handles + self._tensor_hooks:
+                handle.remove()
+            self._handles, self._tensor_hooks = [], []
+            self._worker.close()
+            if self._live is not None:
+                self._live.close()
+            release(self.model, id(self))
+            if self._owns_writer:
+                self.writer.close()
+            else:
+                self.writer.flush()
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def watch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    **options: Any,
+) -> Watch:
+    """Watch a PyTorch model: per-module statistics, NaN/Inf tracing, a flight recorder.
+
+    Args:
+        model: The model (any ``nn.Module``, also DDP-wrapped or compiled models' originals).
+        optimizer: Its optimizer; steps are counted from ``optimizer.step()``, else from calls
+            of the root module.
+        **options: Keyword-only options of :class:`Watch`: ``logdir``, ``every`` (record every
+            N-th step, default 50), ``first`` (always record the first K steps, default 5),
+            ``what`` (subset of ``{"activations", "gradients", "weights", "updates"}``),
+            ``include``/``exclude`` (module-name globs, for statistics), ``sinks``,
+            ``on_anomaly`` (``"warn"``, ``"raise"``, ``"log"``, ``"pause"`` or None to turn
+            the sentinel off; ``"pause"`` pauses training at the step of the anomaly for
+            ``vizdebug tui --attach``, with the flight recorder's tensors on offer),
+            ``live`` (serve the live debugger on a loopback port, default True),
+            ``live_timeout`` (seconds a paused run waits for a vanished client, default 60;
+            None stays paused), ``break_on`` (breakpoints: ``"nan"``, ``"step:N"``,
+            ``"module:GLOB"``, ``"abs>T"``, ``"grad_norm>T"``, ``"zero_frac>F"``),
+            ``writer`` (an existing :class:`~vizdebug.Writer`), ``offload`` (compute CPU
+            statistics on a worker thread, default True), ``flight_recorder`` (default True),
+            ``max_snapshots`` (anomaly snapshots per watch, default 3) and ``bins``.
+
+    Returns:
+        The :class:`Watch` handle (``close()``, context manager, ``step(loss=...)``).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module`` (or another argument has a wrong type).
+        ValueError: A bad option value.
+        AlreadyWatchedError: The model (or a submodule) is already watched; close that first.
+    """
+    return Watch(model, optimizer, **options)

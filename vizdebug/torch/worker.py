@@ -1,0 +1,213 @@
+"""Statistics off the training thread: a worker that turns recorded tensors into rows.
+
+On CPU the training thread only hands over a reference to each tensor (and its version
+counter); the worker thread, on the second core, computes the statistics row with
+:func:`~vizdebug.torch.devstats.stats_row`, and may branch on finiteness there (taking the fast
+path when everything is finite) because it is not the training thread. At the end of a step the
+training thread enqueues a :class:`StatsBatch` both here and in the writer; the writer thread's
+``resolve`` waits for the worker to finish that step, copies the one small matrix to the host
+and builds the events.
+
+In-place safety: a tensor whose version counter moved before the worker read it is not
+reported (a note says so). Modules that declare ``inplace=True`` (``nn.ReLU(inplace=True)``,
+...) call :meth:`StatsWorker.protect` from a forward pre-hook, which clones a still-queued input
+or waits for the one being read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from ..events import Event, Note, Scalar, TensorStats
+from ..stats import HIST_BINS, stats_from_row
+from .devstats import stats_row
+
+__all__ = ["Entry", "StatsBatch", "StatsWorker"]
+
+log = logging.getLogger("vizdebug")
+
+_QUEUED, _BUSY, _DONE = 0, 1, 2
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One tensor to get statistics for."""
+
+    name: str
+    role: str
+    call: int
+    dtype: str
+    shape: tuple[int, ...]
+    tensor: torch.Tensor | None
+    version: int = 0
+    row: torch.Tensor | None = None
+    state: int = _QUEUED
+    problem: str = ""
+
+
+@dataclass(eq=False)
+class StatsBatch:
+    """All statistics of one step; a :class:`vizdebug.writer.Deferred` item."""
+
+    step: int
+    wall_time: float
+    entries: list[Entry]
+    bins: int = HIST_BINS
+    nbytes: int = 0
+    matrix: torch.Tensor | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        held = sum(
+            e.tensor.numel() * e.tensor.element_size() for e in self.entries if e.tensor is not None
+        )
+        self.nbytes = held + len(self.entries) * (12 + self.bins) * 8
+
+    def finish(self) -> None:
+        """Stack the rows into one matrix (worker thread or training thread)."""
+        rows = [e.row for e in self.entries if e.row is not None]
+        if rows:
+            self.matrix = torch.stack(rows)
+        for e in self.entries:
+            e.tensor = None
+        self.done.set()
+
+    def resolve(self, run: str, rank: int) -> Iterator[Event]:
+        """Wait for the worker, copy the matrix to the host and build the events."""
+        self.done.wait(120.0)
+        matrix = self.matrix
+        if matrix is None:
+            yield from self._notes(run, rank)
+            return
+        host = (matrix if matrix.device.type == "cpu" else matrix.cpu()).numpy()
+        weight_l2: dict[str, float] = {}
+        updates: list[tuple[str, float]] = []
+        i = 0
+        for e in self.entries:
+            if e.row is None:
+                continue
+            stats = stats_from_row(host[i].tolist(), e.dtype, e.shape)
+            i += 1
+            yield TensorStats(
+                step=self.step, wall_time=self.wall_time, run=run, rank=rank,
+                name=e.name, role=e.role, call=e.call, stats=stats,
+            )  # fmt: skip
+            if e.role == "weight":
+                weight_l2[e.name] = stats.l2
+            elif e.role == "update":
+                updates.append((e.name, stats.l2))
+        for name, l2 in updates:
+            w = weight_l2.get(name, math.nan)
+            ratio = l2 / w if w else math.nan
+            yield Scalar(
+                step=self.step, wall_time=self.wall_time, run=run, rank=rank,
+                tag=f"update_ratio/{name}", value=ratio,
+            )  # fmt: skip
+        yield from self._notes(run, rank)
+
+    def _notes(self, run: str, rank: int) -> Iterable[Event]:
+        for e in self.entries:
+            if e.problem:
+                yield Note(
+                    step=self.step, wall_time=self.wall_time, run=run, rank=rank,
+                    tag="vizdebug/torch", text=f"{e.name} ({e.role}, call {e.call}): {e.problem}",
+                )  # fmt: skip
+
+
+class StatsWorker:
+    """A daemon thread computing statistics rows of queued entries, in order.
+
+    Args:
+        bins: Histogram bins.
+        max_lag: Steps the worker may fall behind before :meth:`end_step` waits for it.
+    """
+
+    def __init__(self, *, bins: int = HIST_BINS, max_lag: int = 2) -> None:
+        self.bins = bins
+        self.max_lag = max_lag
+        self._queue: queue.SimpleQueue[Entry | StatsBatch | None] = queue.SimpleQueue()
+        self._lock = threading.Condition()
+        self._pending = 0
+        self._by_id: dict[int, Entry] = {}
+        self._failed = 0
+        self._thread = threading.Thread(target=self._loop, name="vizdebug-torch-stats", daemon=True)
+        self._thread.start()
+
+    def submit(self, entry: Entry, key: int) -> None:
+        """Queue an entry (training thread); ``key`` is the ``id`` of the hooked tensor."""
+        self._by_id[key] = entry
+        self._queue.put(entry)
+
+    def protect(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Before an in-place module runs: make sure queued reads of its inputs are safe."""
+        for t in tensors:
+            entry = self._by_id.get(id(t))
+            if entry is None or entry.tensor is None:
+                continue
+            with self._lock:
+                if entry.state == _QUEUED:
+                    entry.tensor = t.detach().clone()
+                    entry.version = entry.tensor._version
+                while entry.state == _BUSY:
+                    self._lock.wait()
+
+    def end_step(self, batch: StatsBatch) -> None:
+        """Close a step: the worker stacks its rows after the last entry (training thread)."""
+        self._by_id = {}
+        with self._lock:
+            self._pending += 1
+            while self._pending > self.max_lag and self._thread.is_alive():
+                self._lock.wait(1.0)
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """Finish what is queued and stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, StatsBatch):
+                item.finish()
+                with self._lock:
+                    self._pending -= 1
+                    self._lock.notify_all()
+                continue
+            with self._lock:
+                t = item.tensor
+                item.state = _BUSY
+            try:
+                if t is not None:
+                    item.row = self._row(t, item.version)
+                    if item.row is None:
+                        item.problem = "modified in place before its statistics were computed"
+            except Exception as exc:  # a failed row must not stop the worker
+                item.row = None
+                self._failed += 1
+                if self._failed == 1:
+                    log.warning("vizdebug could not compute statistics of %s: %r", item.name, exc)
+            with self._lock:
+                item.state = _DONE
+                item.tensor = None
+                self._lock.notify_all()
+
+    def _row(self, t: torch.Tensor, version: int) -> torch.Tensor | None:
+        if t._version != version:
+            return None
+        finite = None
+        if t.numel() and t.device.type == "cpu":
+            # Off the training thread a host read is fine: it picks the fast path.
+            lo, hi = torch.aminmax(t.reshape(-1))
+            finite = math.isfinite(float(lo)) and math.isfinite(float(hi))
+        row = stats_row(t, bins=self.bins, finite=finite)
+        return row if t._version == version else None
