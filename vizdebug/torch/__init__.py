@@ -1,13 +1,13 @@
 """The PyTorch adapter: ``watch = vizdebug.watch(model, optimizer)``.
 
-See :func:`watch` for the options and :mod:`vizdebug.torch.watch` for the hooks it installs.
+See :func:`watch` for the options and :mod:`vizdebug.torch.watcher` for the hooks it installs.
 """
 
 from __future__ import annotations
 
 from .hooks import AlreadyWatchedError
 from .sentinel import Finding, NonFiniteError, NonFiniteWarning
-from .watch import DEFAULT_EVERY, DEFAULT_FIRST, WHAT, Watch, watch
+from .watcher import DEFAULT_EVERY, DEFAULT_FIRST, WHAT, Watch, watch
 
 __all__ = [
     "DEFAULT_EVERY",
