@@ -30,6 +30,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
+	bash scripts/setup-browser.sh
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

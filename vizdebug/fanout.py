@@ -39,12 +39,15 @@ class SinkRunner:
         sink: The sink.
         max_pending: Events held for the sink before the newest non-anomaly ones are dropped
             (and counted in :attr:`status`).
+        block: Wait for room instead of dropping (the durable run directory): the writer
+            thread then slows down, its own queue fills, and the writer's policy applies.
     """
 
-    def __init__(self, sink: Sink, *, max_pending: int = 200_000) -> None:
+    def __init__(self, sink: Sink, *, max_pending: int = 200_000, block: bool = False) -> None:
         self.sink = sink
         self.status = SinkStatus(sink_name(sink))
         self._max_pending = max_pending
+        self._block = block
         self._pending = 0
         self._items: deque[Sequence[Event] | threading.Event | None] = deque()
         self._cond = threading.Condition()
@@ -57,6 +60,13 @@ class SinkRunner:
         """Queue a batch (called from the writer thread)."""
         batch: Sequence[Event] = events
         with self._cond:
+            while (
+                self._block
+                and self._pending
+                and self._pending + len(batch) > self._max_pending
+                and self._thread.is_alive()
+            ):
+                self._cond.wait(0.1)
             room = self._max_pending - self._pending
             if len(batch) > room:
                 keep = [e for e in batch if type(e) is Anomaly]
@@ -91,6 +101,7 @@ class SinkRunner:
                 item = self._items.popleft()
                 if item is not None and not isinstance(item, threading.Event):
                     self._pending -= len(item)
+                    self._cond.notify_all()
             if item is None:
                 self._call("flush")
                 self._call("close")

@@ -158,7 +158,9 @@ class Writer:
         self.step = 0
         context = SinkContext(self.run, self.run_dir, self.rank, self.world_size)
         extra = create_sinks(sinks, context)
-        self._runners = [SinkRunner(EventFileSink(self.run_dir, self.rank))]
+        # The durable store never drops: when it falls behind it holds up the writer thread,
+        # and the writer's own queue-full policy decides (drop newest, counted, or block).
+        self._runners = [SinkRunner(EventFileSink(self.run_dir, self.rank), block=True)]
         self._runners += [SinkRunner(s) for s in extra]
         self._queue: deque[Any] = deque()
         self._enq_bytes = 0  # written by callers only

@@ -249,3 +249,32 @@ def test_stamping_and_deferred_resolution(tmp_path: Path) -> None:
     assert run.anomalies[0].step == 9 and run.anomalies[0].run == tmp_path.name
     assert run.anomalies[0].wall_time > 0
     assert run.stats[0].stats.zeros == 3
+
+
+def test_the_run_directory_runner_waits_instead_of_dropping() -> None:
+    from vizdebug.fanout import SinkRunner
+
+    release = threading.Event()
+
+    class Held(Collect):
+        def write(self, events: Sequence[Event]) -> None:
+            release.wait(30)
+            super().write(events)
+
+    sink = Held()
+    runner = SinkRunner(sink, max_pending=10, block=True)
+    batches = [[Scalar(tag="x", value=float(i), step=i)] * 5 for i in range(6)]
+    done = threading.Event()
+
+    def feed() -> None:
+        for b in batches:
+            runner.submit(b)
+        done.set()
+
+    t = threading.Thread(target=feed)
+    t.start()
+    assert not done.wait(0.3)  # held up: the sink's queue is full
+    release.set()
+    t.join(10)
+    runner.close(10)
+    assert runner.status.dropped == 0 and len(sink.events) == 30

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vizdebug.stats import COLUMNS, HIST_BINS, reference_stats, stats_from_row
-from vizdebug.torch.devstats import dtype_name, skip_reason, stats_row
+from vizdebug.torch.devstats import cpu_row, dtype_name, skip_reason, stats_row
 from vizdebug.torch.worker import Entry, StatsBatch, StatsWorker
 
 
@@ -19,8 +19,13 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=2e-4, abs_tol=1e-5)
 
 
-def check(t: torch.Tensor, finite: bool | None) -> None:
-    row = stats_row(t, finite=finite)
+def check(t: torch.Tensor, finite: bool | str | None) -> None:
+    # finite="cpu" checks the worker thread's host-assisted path (cpu_row)
+    row = (
+        torch.tensor(cpu_row(t), dtype=torch.float64)
+        if finite == "cpu"
+        else stats_row(t, finite=finite)
+    )
     assert row.dtype == torch.float64
     assert row.shape == (len(COLUMNS) + HIST_BINS,)
     got = stats_from_row(row.tolist(), dtype_name(t), tuple(t.shape))
@@ -37,19 +42,29 @@ def check(t: torch.Tensor, finite: bool | None) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
-@pytest.mark.parametrize("finite", [True, None])
-def test_random_tensors_match_reference(dtype: torch.dtype, finite: bool | None) -> None:
+@pytest.mark.parametrize("finite", [True, None, "cpu"])
+def test_random_tensors_match_reference(dtype: torch.dtype, finite: bool | str | None) -> None:
     x = (torch.randn(3, 70, 11) * 3 + 1).to(dtype)
     x[0, ::5] = 0
     check(x, finite)
 
 
-def test_large_offset_std_is_stable() -> None:
-    check(torch.randn(10_000, dtype=torch.float64) + 1e4, True)
+@pytest.mark.parametrize("finite", [True, "cpu"])
+def test_large_offset_std_is_stable(finite: bool | str) -> None:
+    check(torch.randn(10_000, dtype=torch.float64) + 1e4, finite)
 
 
-@pytest.mark.parametrize("finite", [True, None])
-def test_zero_dim_and_degenerate(finite: bool | None) -> None:
+@pytest.mark.parametrize("shape", [(50_000,), (64, 32, 8, 8)])
+def test_cpu_row_large_tensors_and_nonfinite(shape: tuple[int, ...]) -> None:
+    x = torch.randn(shape)
+    check(x, "cpu")
+    x.view(-1)[7] = math.nan
+    x.view(-1)[9] = -math.inf
+    check(x, "cpu")
+
+
+@pytest.mark.parametrize("finite", [True, None, "cpu"])
+def test_zero_dim_and_degenerate(finite: bool | str | None) -> None:
     check(torch.tensor(2.5), finite)
     check(torch.ones(7), finite)
     row = stats_from_row(stats_row(torch.ones(7), finite=finite).tolist(), "float32", (7,))
@@ -58,6 +73,7 @@ def test_zero_dim_and_degenerate(finite: bool | None) -> None:
 
 def test_empty() -> None:
     check(torch.empty(0, 3), None)
+    check(torch.empty(0, 3), "cpu")
     check(torch.empty(0, dtype=torch.float16), True)
 
 
@@ -113,3 +129,13 @@ def test_worker_rows_match_reference_and_detect_inplace_changes() -> None:
     assert stats[0].stats.nan == 1 and _close(stats[0].stats.std, ref.std)
     assert stats[0].stats.hist_counts == ref.hist_counts
     assert len(notes) == 1 and "in place" in notes[0].text
+
+
+@pytest.mark.parametrize("finite", [True, None, "cpu"])
+def test_values_on_bin_edges_bin_as_numpy(finite: bool | str | None) -> None:
+    # digits pixels are k/16: with lo=0, hi=1 and 32 bins every value sits on a bin edge
+    x = torch.randint(0, 17, (64, 64)).float() / 16
+    x[0, 0], x[0, 1] = 0.0, 1.0
+    row = cpu_row(x) if finite == "cpu" else stats_row(x, finite=finite).tolist()
+    got = stats_from_row(row, "float32", (64, 64))
+    assert list(got.hist_counts) == list(reference_stats(x.numpy()).hist_counts)

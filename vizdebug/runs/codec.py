@@ -53,6 +53,9 @@ __all__ = [
 ]
 
 PLUGIN_NAME = "vizdebug"
+#: ``source_metadata.writer`` of the copies :mod:`vizdebug.runs.native` writes for
+#: TensorBoard's own dashboards; the decoder skips them.
+NATIVE_WRITER = "vizdebug-native"
 STATS_TAG = "vizdebug/stats"
 FORMAT_VERSION = 1
 
@@ -69,8 +72,12 @@ _BASE_FIELDS = ("step", "wall_time", "run", "rank")
 
 def _metadata(kind: str) -> summary_pb2.SummaryMetadata:
     content = json.dumps({"kind": kind, "version": FORMAT_VERSION}).encode()
+    # data_class: TensorBoard's data providers list a tag as a tensor only when it says so.
     return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=PLUGIN_NAME, content=content)
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME, content=content
+        ),
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
     )
 
 
@@ -329,12 +336,14 @@ class Decoder:
         self.rank = rank
         self.expand_stats = expand_stats
         self._plugin_of: dict[str, tuple[str, bytes]] = {}
+        # A model writes the same stats header step after step: parse each distinct one once.
+        self._header: tuple[bytes, tuple[Any, ...], int] = (b"", (), 0)
 
     def decode(self, record: bytes) -> list[Event | StatsBlock]:
         """Decode one record (raises ``google.protobuf.message.DecodeError`` if it is not one)."""
         proto = event_pb2.Event.FromString(record)
-        if not proto.HasField("summary"):
-            return []
+        if not proto.HasField("summary") or proto.source_metadata.writer == NATIVE_WRITER:
+            return []  # native copies (vizdebug.runs.native) repeat what the records hold
         base = {"step": proto.step, "wall_time": proto.wall_time, "run": self.run}
         out: list[Event | StatsBlock] = []
         for value in proto.summary.value:
@@ -405,19 +414,21 @@ class Decoder:
         parts = list(tensor.string_val)
         base = {**base, "rank": self.rank}
         if kind == "stats":
-            header = json.loads(parts[0])
-            matrix = np.frombuffer(parts[1], dtype="<f8").reshape(
-                len(header["rows"]), len(COLUMNS) + int(header["bins"])
-            )
+            if parts[0] != self._header[0]:
+                header = json.loads(parts[0])
+                rows = tuple(
+                    (str(n), str(r), int(c), str(d), tuple(int(s) for s in shape))
+                    for n, r, c, d, shape in header["rows"]
+                )
+                self._header = (parts[0], rows, int(header["bins"]))
+            _, rows, bins = self._header
+            matrix = np.frombuffer(parts[1], dtype="<f8").reshape(len(rows), len(COLUMNS) + bins)
             block = StatsBlock(
                 step=base["step"],
                 wall_time=base["wall_time"],
                 run=base["run"],
                 rank=self.rank,
-                rows=tuple(
-                    (str(n), str(r), int(c), str(d), tuple(int(s) for s in shape))
-                    for n, r, c, d, shape in header["rows"]
-                ),
+                rows=rows,
                 matrix=matrix,
             )
             return list(block.events()) if self.expand_stats else [block]

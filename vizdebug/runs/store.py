@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from ..batch import EventBatch
 from ..events import Event
 from .codec import ScalarTemplate, encode_batch, file_version_event
 from .layout import event_file_name
+from .native import NativeConfig, NativeEncoder
 from .records import encode_record, encode_records
 
 __all__ = ["EventFileSink"]
@@ -21,11 +23,13 @@ class EventFileSink:
     Args:
         run_dir: The run directory (created if missing).
         rank: The process's rank (one file per rank).
+        native: Copies for TensorBoard's own dashboards (see :mod:`vizdebug.runs.native`),
+            written by rank 0 only; default: what the ``VIZDEBUG_TB_*`` variables say.
     """
 
     name = "rundir"
 
-    def __init__(self, run_dir: Path, rank: int = 0) -> None:
+    def __init__(self, run_dir: Path, rank: int = 0, *, native: NativeConfig | None = None) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         now = time.time()
         self.path = run_dir / event_file_name(rank, now=now)
@@ -33,11 +37,21 @@ class EventFileSink:
         self._file.write(encode_record(file_version_event(now)))
         self._file.flush()
         self._template = ScalarTemplate()
+        # Only rank 0: TensorBoard merges a run directory's files, so ranks' copies would clash.
+        self._native: NativeEncoder | None = NativeEncoder(native) if rank == 0 else None
 
     def write(self, events: Sequence[Event]) -> None:
         """Encode and append a batch (buffered until :meth:`flush`)."""
         items = events.raw() if isinstance(events, EventBatch) else events
         records = encode_batch(items, self._template)
+        if self._native is not None:
+            try:
+                records += self._native.encode(items)
+            except Exception:  # the copies must never cost the durable records
+                logging.getLogger("vizdebug").exception(
+                    "native TensorBoard summaries failed; writing without them from now on"
+                )
+                self._native = None
         self._file.write(encode_records(records))
 
     def flush(self) -> None:

@@ -1,0 +1,158 @@
+"""Native summaries for TensorBoard's own dashboards, read back with TensorBoard's loader."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tbrun import MODULES, NAN_STEP, STEPS, XSS, Fixture
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.compat.proto import graph_pb2, node_def_pb2
+
+from vizdebug import Writer
+from vizdebug.runs import load_run
+from vizdebug.runs.native import Graph, NativeConfig, NativeEncoder
+from vizdebug.runs.store import EventFileSink
+from vizdebug.stats import reference_stats
+
+
+def _accumulator(path: Path) -> event_accumulator.EventAccumulator:
+    acc = event_accumulator.EventAccumulator(
+        str(path), size_guidance={event_accumulator.TENSORS: 0, event_accumulator.HISTOGRAMS: 0}
+    )
+    acc.Reload()
+    return acc
+
+
+def _rank0(run_fixture: Fixture, tmp_path: Path) -> Path:
+    # TensorBoard merges a directory's files; look at rank 0's file alone.
+    src = next((run_fixture.logdir / run_fixture.run).glob("*vizdebug-r0"))
+    dst = tmp_path / "r0"
+    dst.mkdir()
+    (dst / src.name).write_bytes(src.read_bytes())
+    return dst
+
+
+def test_native_scalars_histograms_and_text(run_fixture: Fixture, tmp_path: Path) -> None:
+    acc = _accumulator(_rank0(run_fixture, tmp_path))
+    tags = acc.Tags()
+    for module in MODULES:
+        assert f"grad_norm/{module}.weight" in tags["scalars"]
+        assert f"update_ratio/{module}.weight" in tags["scalars"]
+        assert f"activations/{module}" in tags["histograms"]
+        assert f"gradients/{module}.weight" in tags["histograms"]
+        assert f"weights/{module}.weight" in tags["histograms"]
+    assert "loss" in tags["scalars"]
+    assert {"anomalies", "run_info"} <= set(tags["tensors"])
+
+    norms = acc.Scalars("grad_norm/fc1.weight")
+    assert [e.step for e in norms] == list(range(STEPS))
+    for e in norms:
+        assert e.value == pytest.approx(run_fixture.grad_l2[("fc1.weight", e.step)], rel=1e-6)
+
+    histos = acc.Histograms("gradients/conv1.weight")
+    assert len(histos) == STEPS
+    h = histos[5].histogram_value
+    assert tuple(int(c) for c in h.bucket) == run_fixture.grad_hist[("conv1.weight", 5)]
+    assert h.num == 64
+
+    text = acc.Tensors("anomalies")
+    assert [t.step for t in text] == [NAN_STEP, NAN_STEP + 3]
+    first = text[0].tensor_proto.string_val[0].decode()
+    assert "fc1 produced 5 NaN" in first and "| forward |" in first
+    assert XSS in text[1].tensor_proto.string_val[0].decode()
+    info = acc.Tensors("run_info")[0].tensor_proto.string_val[0].decode()
+    assert "| framework | torch |" in info
+
+
+def test_reader_does_not_count_native_copies(run_fixture: Fixture) -> None:
+    run = load_run(run_fixture.logdir / run_fixture.run)
+    assert not run.histograms  # the native histograms are copies of the packed statistics
+    assert not any(tag.startswith("grad_norm/") for tag in run.scalars)
+    assert len(run.anomalies) == 2
+    assert len(run.stats) == 2 * STEPS * len(MODULES) * 4
+    assert len(run.scalars["loss"]) == 2 * STEPS
+
+
+def test_caps_keep_the_tag_count_bounded(tmp_path: Path) -> None:
+    sink = EventFileSink(
+        tmp_path, native=NativeConfig(max_histogram_names=2, max_scalar_names=3, include=("m*",))
+    )
+    stats = reference_stats(np.arange(10.0))
+    from vizdebug.events import TensorStats
+
+    events = [
+        TensorStats(step=s, name=f"{p}{i}", role=role, stats=stats)
+        for s in range(3)
+        for p in ("m", "x")
+        for i in range(10)
+        for role in ("output", "grad")
+    ]
+    sink.write(events)
+    sink.close()
+    tags = _accumulator(tmp_path).Tags()
+    assert sorted(tags["histograms"]) == [
+        "activations/m0",
+        "activations/m1",
+        "gradients/m0",
+        "gradients/m1",
+    ]
+    assert sorted(tags["scalars"]) == ["grad_norm/m0", "grad_norm/m1", "grad_norm/m2"]
+
+
+def test_nonfinite_only_tensor_has_no_histogram(tmp_path: Path) -> None:
+    with Writer(tmp_path / "r") as w:
+        w.stats("a", "output", reference_stats([math.nan, math.inf]), step=0)
+        w.stats("b", "output", reference_stats([1.0, math.nan]), step=0)
+    tags = _accumulator(tmp_path / "r").Tags()
+    assert tags["histograms"] == ["activations/b"]
+
+
+def test_graph_event_reaches_the_graphs_dashboard(tmp_path: Path) -> None:
+    graph = graph_pb2.GraphDef(
+        node=[node_def_pb2.NodeDef(name="dense/MatMul", op="MatMul", input=["x", "w"])]
+    )
+    with Writer(tmp_path / "r") as w:
+        w.write(Graph(step=0, graph_def=graph.SerializeToString()))
+        w.scalar("loss", 1.0, step=0)
+    acc = _accumulator(tmp_path / "r")
+    assert acc.Tags()["graph"]
+    assert [n.name for n in acc.Graph().node] == ["dense/MatMul"]
+    assert list(load_run(tmp_path / "r").scalars) == ["loss"]
+
+
+def test_disabled_by_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIZDEBUG_TB_NATIVE", "0")
+    with Writer(tmp_path / "r") as w:
+        w.stats("a", "grad", reference_stats([1.0, 2.0]), step=0)
+    tags = _accumulator(tmp_path / "r").Tags()
+    assert tags["histograms"] == [] and tags["scalars"] == []
+
+
+def test_config_from_env_rejects_garbage() -> None:
+    with pytest.raises(ValueError, match="VIZDEBUG_TB_HISTOGRAMS must be a whole number"):
+        NativeConfig.from_env({"VIZDEBUG_TB_HISTOGRAMS": "many"})
+    cfg = NativeConfig.from_env({"VIZDEBUG_TB_SCALARS": "7", "VIZDEBUG_TB_INCLUDE": "a*, b"})
+    assert cfg.max_scalar_names == 7 and cfg.include == ("a*", "b")
+    with pytest.raises(ValueError, match="unknown histogram roles"):
+        NativeConfig(histogram_roles=("bias",))
+
+
+def test_encoder_leaves_update_ratio_to_the_adapter() -> None:
+    from vizdebug.events import TensorStats
+
+    stats = reference_stats(np.ones(4))
+    events: list[object] = [
+        TensorStats(step=0, name="w", role="weight", stats=stats),
+        TensorStats(step=0, name="w", role="update", stats=stats),
+    ]
+    from tensorboard.compat.proto import event_pb2
+
+    def tags(records: list[bytes]) -> set[str]:
+        return {v.tag for r in records for v in event_pb2.Event.FromString(r).summary.value}
+
+    assert "update_ratio/w" in tags(NativeEncoder(NativeConfig()).encode(events))
+    with_adapter = [*events, ("update_ratio/w", 1.0, 0, 0.0)]
+    assert "update_ratio/w" not in tags(NativeEncoder(NativeConfig()).encode(with_adapter))

@@ -1,0 +1,352 @@
+"""Copies of vizdebug's data in TensorBoard's own summary kinds, for its native dashboards.
+
+The durable store keeps statistics packed per step in one ``vizdebug/stats`` tensor, which only
+the vizdebug plugin and readers understand. :class:`NativeEncoder` adds, next to those records,
+summaries TensorBoard's built-in dashboards read:
+
+========================  ===========================================  ==================
+tag                       what                                         dashboard
+========================  ===========================================  ==================
+``grad_norm/<name>``      L2 norm of a parameter's gradient (``grad``)  Scalars
+``update_ratio/<name>``   ``|update| / |weight|``, only when the        Scalars
+                          adapter does not write it itself
+``activations/<name>``    histogram of a module's output (``output``)  Histograms,
+``gradients/<name>``      histogram of a gradient (``grad``)           Distributions
+``weights/<name>``        histogram of a parameter (``weight``)
+``run_info``              one markdown table per process                Text
+``anomalies``             one markdown table per step with anomalies   Text
+``notes``                 notes (skipped layers, sink failures, ...)   Text
+(graph)                   a serialized ``GraphDef`` (:class:`Graph`)    Graphs
+========================  ===========================================  ==================
+
+TensorBoard slows down badly with thousands of tags, so the number of names that get native
+copies is capped (first come, first served, in the order the names are first recorded):
+``max_scalar_names`` (256) per scalar family and ``max_histogram_names`` (16) per histogram
+role. The environment sets the caps for runs the writer creates: ``VIZDEBUG_TB_NATIVE=0``
+turns the copies off, ``VIZDEBUG_TB_SCALARS=N`` and ``VIZDEBUG_TB_HISTOGRAMS=N`` change the
+caps, ``VIZDEBUG_TB_INCLUDE="conv*,fc*"`` restricts the names to ``fnmatch`` patterns. The
+vizdebug dashboard plugin always shows every module and every rank, whatever the caps; the
+native copies come from rank 0 only (TensorBoard merges a run directory's files into one run,
+so every rank writing the same tags would clash).
+
+Every native record is an ``Event`` proto whose ``source_metadata.writer`` is
+:data:`NATIVE_WRITER`; :class:`vizdebug.runs.codec.Decoder` skips those records, so readers never
+count the copies twice.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from tensorboard.compat.proto import (
+    event_pb2,
+    summary_pb2,
+    tensor_pb2,
+    tensor_shape_pb2,
+    types_pb2,
+)
+
+from ..events import Anomaly, Event, Note, RunInfo, Scalar, Stats, TensorStats
+from .codec import NATIVE_WRITER
+
+__all__ = ["HISTOGRAM_TAGS", "NATIVE_WRITER", "Graph", "NativeConfig", "NativeEncoder"]
+
+#: Tag prefix of the native histograms, by role.
+HISTOGRAM_TAGS: Mapping[str, str] = {
+    "output": "activations",
+    "grad_output": "activation_grads",
+    "grad": "gradients",
+    "weight": "weights",
+    "update": "updates",
+    "input": "inputs",
+}
+
+_MAX_SCALAR_NAMES = 256
+_MAX_HISTOGRAM_NAMES = 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Graph(Event):
+    """A model graph for TensorBoard's Graphs dashboard.
+
+    Attributes:
+        graph_def: A serialized ``tensorflow.GraphDef`` (for Keras, the traced function's
+            ``graph.as_graph_def().SerializeToString()``; for torch, the proto
+            ``torch.utils.tensorboard``'s graph tracer builds).
+    """
+
+    graph_def: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NativeConfig:
+    """What :class:`NativeEncoder` copies into native summaries.
+
+    Attributes:
+        enabled: Write native summaries at all.
+        max_scalar_names: Names per scalar family (``grad_norm``, ``update_ratio``).
+        max_histogram_names: Names per histogram role.
+        histogram_roles: Roles that get native histograms.
+        include: ``fnmatch`` patterns a name must match to get any native copy.
+    """
+
+    enabled: bool = True
+    max_scalar_names: int = _MAX_SCALAR_NAMES
+    max_histogram_names: int = _MAX_HISTOGRAM_NAMES
+    histogram_roles: tuple[str, ...] = ("output", "grad", "weight")
+    include: tuple[str, ...] = ("*",)
+
+    def __post_init__(self) -> None:
+        if self.max_scalar_names < 0 or self.max_histogram_names < 0:
+            raise ValueError("the native summary caps must be 0 or more")
+        unknown = [r for r in self.histogram_roles if r not in HISTOGRAM_TAGS]
+        if unknown:
+            raise ValueError(
+                f"unknown histogram roles {unknown}; use some of {list(HISTOGRAM_TAGS)}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> NativeConfig:
+        """The configuration the ``VIZDEBUG_TB_*`` environment variables ask for.
+
+        Raises:
+            ValueError: A variable holds something other than what it takes.
+        """
+        env = os.environ if environ is None else environ
+
+        def number(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+        enabled = env.get("VIZDEBUG_TB_NATIVE", "1").strip().lower() not in ("0", "false", "no")
+        patterns = tuple(p.strip() for p in env.get("VIZDEBUG_TB_INCLUDE", "").split(",") if p)
+        return cls(
+            enabled=enabled,
+            max_scalar_names=number("VIZDEBUG_TB_SCALARS", _MAX_SCALAR_NAMES),
+            max_histogram_names=number("VIZDEBUG_TB_HISTOGRAMS", _MAX_HISTOGRAM_NAMES),
+            include=patterns or ("*",),
+        )
+
+
+class _Quota:
+    """First-come names admitted up to a cap."""
+
+    def __init__(self, cap: int, include: tuple[str, ...]) -> None:
+        self.cap = cap
+        self.include = include
+        self.admitted: set[str] = set()
+        self.refused: set[str] = set()
+
+    def __call__(self, name: str) -> bool:
+        if name in self.admitted:
+            return True
+        if name in self.refused:
+            return False
+        ok = len(self.admitted) < self.cap and (
+            self.include == ("*",) or any(fnmatch.fnmatchcase(name, p) for p in self.include)
+        )
+        (self.admitted if ok else self.refused).add(name)
+        return ok
+
+
+def _histo(stats: Stats) -> summary_pb2.HistogramProto | None:
+    finite = stats.finite
+    if finite <= 0 or not stats.hist_counts:
+        return None
+    edges = stats.hist_edges()
+    mean, std = stats.mean, stats.std
+    return summary_pb2.HistogramProto(
+        min=stats.hist_lo,
+        max=stats.hist_hi,
+        num=float(finite),
+        sum=mean * finite if math.isfinite(mean) else 0.0,
+        sum_squares=(std * std + mean * mean) * finite if math.isfinite(std) else 0.0,
+        bucket_limit=edges[1:],
+        bucket=[float(c) for c in stats.hist_counts],
+    )
+
+
+def _text(tag: str, markdown: str, description: str) -> summary_pb2.Summary.Value:
+    from tensorboard.plugins.text import metadata as text_metadata
+
+    return summary_pb2.Summary.Value(
+        tag=tag,
+        metadata=text_metadata.create_summary_metadata(tag, description),
+        tensor=tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_STRING,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+            string_val=[markdown.encode()],
+        ),
+    )
+
+
+def _cell(value: object) -> str:
+    # Markdown table cells: keep one line and no column breaks; TensorBoard sanitizes HTML.
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+class NativeEncoder:
+    """Turns a batch of events into extra serialized ``Event`` protos for native dashboards.
+
+    Stateful (the caps are per run); one per run-directory sink, used from its thread only.
+
+    Args:
+        config: What to copy; default :meth:`NativeConfig.from_env`.
+    """
+
+    def __init__(self, config: NativeConfig | None = None) -> None:
+        self.config = NativeConfig.from_env() if config is None else config
+        cfg = self.config
+        self._scalar_ok = _Quota(cfg.max_scalar_names, cfg.include)
+        self._ratio_ok = _Quota(cfg.max_scalar_names, cfg.include)
+        self._histo_ok = {
+            role: _Quota(cfg.max_histogram_names, cfg.include) for role in cfg.histogram_roles
+        }
+        self._adapter_ratios = False
+        self._batch: Sequence[object] | None = None
+        self._handlers: dict[type, Callable[[Any, _Step], None]] = {
+            TensorStats: self._stats,
+            Anomaly: self._anomaly,
+            Note: self._note,
+            RunInfo: self._run_info,
+        }
+
+    def encode(self, items: Sequence[object]) -> list[bytes]:
+        """Native records for a batch (events and packed scalars, as the sink receives them)."""
+        if not self.config.enabled:
+            return []
+        self._batch = items
+        out: list[bytes] = []
+        steps: dict[int, _Step] = {}
+        for item in items:
+            if type(item) is Graph:
+                ev = event_pb2.Event(
+                    step=item.step, wall_time=item.wall_time, graph_def=item.graph_def
+                )
+                ev.source_metadata.writer = NATIVE_WRITER
+                out.append(cast(bytes, ev.SerializeToString()))
+                continue
+            handler = self._handlers.get(type(item))
+            if handler is not None:
+                event = cast(Event, item)
+                step = steps.get(event.step)
+                if step is None:
+                    step = steps[event.step] = _Step(event.step, event.wall_time)
+                handler(event, step)
+        for step in steps.values():
+            record = step.serialize()
+            if record is not None:
+                out.append(record)
+        return out
+
+    def _stats(self, e: TensorStats, step: _Step) -> None:
+        s = e.stats
+        suffix = e.name if e.call == 0 else f"{e.name}#{e.call}"
+        if e.role == "grad" and self._scalar_ok(suffix):
+            step.value(summary_pb2.Summary.Value(tag=f"grad_norm/{suffix}", simple_value=s.l2))
+        elif e.role in ("weight", "update"):
+            step.norms[(suffix, e.role)] = s.l2
+        quota = self._histo_ok.get(e.role)
+        if quota is not None and quota(suffix):
+            histo = _histo(s)
+            if histo is not None:
+                tag = f"{HISTOGRAM_TAGS[e.role]}/{suffix}"
+                step.value(summary_pb2.Summary.Value(tag=tag, histo=histo))
+        if e.role == "update" and not self._adapter_writes_ratios():
+            step.ratio_names.append(suffix)
+            step.ratio_ok = self._ratio_ok
+
+    def _adapter_writes_ratios(self) -> bool:
+        # The torch adapter writes update_ratio/<name> itself; look once per batch, and only
+        # for batches that hold updates.
+        items, self._batch = self._batch, None
+        if items is not None and not self._adapter_ratios:
+            self._adapter_ratios = any(
+                (type(i) is tuple and str(i[0]).startswith("update_ratio/"))
+                or (type(i) is Scalar and i.tag.startswith("update_ratio/"))
+                for i in items
+            )
+        return self._adapter_ratios
+
+    def _anomaly(self, e: Anomaly, step: _Step) -> None:
+        counts = f"{e.nan} NaN, {e.posinf} +Inf, {e.neginf} -Inf"
+        step.anomalies.append(
+            (e.step, e.rank, e.kind, e.module or "?", e.phase, e.role, counts, e.message)
+        )
+
+    def _note(self, e: Note, step: _Step) -> None:
+        step.notes.append((e.tag, e.text))
+
+    def _run_info(self, e: RunInfo, step: _Step) -> None:
+        rows: list[tuple[str, object]] = [
+            ("run", e.run),
+            ("rank", f"{e.rank} of {e.world_size}"),
+            ("framework", e.framework or "(none)"),
+            ("host", e.host),
+            ("pid", e.pid),
+            ("command", " ".join(e.argv)),
+        ]
+        rows += [(f"version: {k}", v) for k, v in sorted(e.versions.items())]
+        rows += [(f"dropped: {k}", v) for k, v in sorted(e.dropped.items())]
+        step.run_info = _table(("fact", "value"), rows)
+
+
+class _Step:
+    """Native values of one step of one batch, serialized into one ``Event`` proto."""
+
+    def __init__(self, step: int, wall_time: float) -> None:
+        self.step = step
+        self.wall_time = wall_time
+        self.values: list[summary_pb2.Summary.Value] = []
+        self.norms: dict[tuple[str, str], float] = {}
+        self.ratio_names: list[str] = []
+        self.ratio_ok: Callable[[str], bool] | None = None
+        self.anomalies: list[tuple[object, ...]] = []
+        self.notes: list[tuple[str, str]] = []
+        self.run_info = ""
+
+    def value(self, v: summary_pb2.Summary.Value) -> None:
+        self.values.append(v)
+
+    def serialize(self) -> bytes | None:
+        for name in self.ratio_names:
+            upd = self.norms.get((name, "update"))
+            w = self.norms.get((name, "weight"))
+            if upd is not None and w and self.ratio_ok is not None and self.ratio_ok(name):
+                self.values.append(
+                    summary_pb2.Summary.Value(tag=f"update_ratio/{name}", simple_value=upd / w)
+                )
+        if self.anomalies:
+            header = ("step", "rank", "kind", "module", "phase", "role", "counts", "message")
+            self.values.append(
+                _text("anomalies", _table(header, self.anomalies), "vizdebug anomalies")
+            )
+        if self.notes:
+            self.values.append(
+                _text("notes", _table(("tag", "note"), self.notes), "vizdebug notes")
+            )
+        if self.run_info:
+            self.values.append(_text("run_info", self.run_info, "vizdebug run info"))
+        if not self.values:
+            return None
+        ev = event_pb2.Event(
+            step=self.step, wall_time=self.wall_time, summary=summary_pb2.Summary(value=self.values)
+        )
+        ev.source_metadata.writer = NATIVE_WRITER
+        return cast(bytes, ev.SerializeToString())

@@ -1,0 +1,72 @@
+"""The help screen (``?``): every key binding and what the colours mean."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+__all__ = ["KEYS", "HelpScreen"]
+
+#: (keys, what they do), shown on the help screen.
+KEYS: tuple[tuple[str, str], ...] = (
+    ("← / →", "previous / next recorded step"),
+    ("Home / End", "first / last step (End follows a live run)"),
+    ("1 … 5", "Health, Series, Anomalies, Inspector, Scalars tab"),
+    ("Tab / Shift+Tab", "move focus between panels"),
+    ("↑ / ↓, mouse", "move in a list, table or tree; click to select"),
+    ("Enter", "on an anomaly: jump to its step and module"),
+    ("t", "cycle the tensor role shown (output, grad_output, weight, grad, ...)"),
+    ("s", "jump to the next step with a tensor snapshot"),
+    ("a", "jump to the next anomaly"),
+    ("r", "rescan the log directory for runs"),
+    ("Inspector index", "type e.g. 0, :, 2:10 and Enter: the two ':' dimensions are shown"),
+    ("?", "this help"),
+    ("q", "quit"),
+)
+
+COLOURS = (
+    ("red", "bold red", "NaN / Inf values, or magnitudes above 1e4 (exploding)"),
+    ("yellow", "yellow", "over 90% exact zeros in an activation, or a gradient norm below 1e-8"),
+    ("● green", "green", "a run still being written (tailed live)"),
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Modal list of keys; any of Escape, q or ? closes it."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 84; height: auto; max-height: 90%;
+        border: thick $primary; background: $surface; padding: 1 2;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "app.pop_screen", "Close help"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        """The key table and the colour legend."""
+        keys = Table.grid(padding=(0, 2))
+        keys.add_column(style="bold cyan", no_wrap=True)
+        keys.add_column()
+        for key, what in KEYS:
+            keys.add_row(key, what)
+        legend = Table.grid(padding=(0, 2))
+        legend.add_column(no_wrap=True)
+        legend.add_column()
+        for label, style, what in COLOURS:
+            legend.add_row(Text(label, style=style), what)
+        with VerticalScroll():
+            yield Static(Text("vizdebug tui — keys", style="bold"))
+            yield Static(keys)
+            yield Static(Text("\nColours", style="bold"))
+            yield Static(legend)

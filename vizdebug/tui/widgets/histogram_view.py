@@ -1,0 +1,77 @@
+"""A histogram as vertical bars, from counts and their range (any source: stats, snapshots)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from rich.text import Text
+from textual.app import RenderResult
+from textual.widget import Widget
+
+from ..health import fmt
+
+__all__ = ["HistogramView"]
+
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+class HistogramView(Widget):
+    """Bars of a histogram: ``set_histogram(counts, lo, hi, title=...)``."""
+
+    DEFAULT_CSS = """
+    HistogramView { height: 12; border: round $primary 50%; padding: 0 1; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "Histogram"
+        self._counts: np.ndarray = np.zeros(0)
+        self._edges: tuple[float, float] = (0.0, 0.0)
+        self._message = "select a module"
+
+    def set_histogram(
+        self, counts: Sequence[float] | np.ndarray, lo: float, hi: float, *, title: str
+    ) -> None:
+        """Show ``counts`` over ``[lo, hi]`` (title shown literally)."""
+        self._counts = np.asarray(counts, dtype=np.float64)
+        self._edges = (lo, hi)
+        self._message = ""
+        self.border_title = Text(title)
+        self.refresh()
+
+    def set_message(self, message: str) -> None:
+        """Show a line of text instead of bars."""
+        self._counts = np.zeros(0)
+        self._message = message
+        self.refresh()
+
+    def render(self) -> RenderResult:
+        """Draw the bars, scaled to the widget's size."""
+        if not len(self._counts):
+            return Text(self._message, style="dim")
+        if not self._counts.sum():
+            return Text("no finite values", style="dim")
+        width = max(1, self.content_size.width)
+        height = max(1, self.content_size.height - 1)
+        counts = self._counts
+        if len(counts) > width:  # merge adjacent bins to fit
+            groups = np.array_split(counts, width)
+            counts = np.array([g.sum() for g in groups])
+        per = max(1, width // len(counts))
+        top = counts.max()
+        levels = counts / top * height * 8
+        lines: list[Text] = []
+        for row in range(height, 0, -1):
+            line = Text()
+            for lv in levels:
+                fill = int(min(8, max(0, round(lv - (row - 1) * 8))))
+                line.append(_BLOCKS[fill] * per, style="cyan")
+            lines.append(line)
+        lo, hi = self._edges
+        axis = Text(fmt(lo), style="dim")
+        right = fmt(hi)
+        pad = max(1, per * len(counts) - len(axis) - len(right))
+        axis.append(" " * pad + right, style="dim")
+        lines.append(axis)
+        return Text("\n").join(lines)
