@@ -45,7 +45,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(logdir=args.logdir, epochs=args.epochs, nan_at=args.nan_at)
+    run_demo(logdir=args.logdir, epochs=args.epochs, nan_at=args.nan_at, tui=args.tui)
     return 0
 
 
@@ -75,10 +75,18 @@ def _build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_cmd_show)
 
     demo = sub.add_parser(
-        "demo", help="train a small CNN on scikit-learn's digits with vizdebug watching"
+        "demo", help="train a small CNN on scikit-learn's digits and watch it live"
     )
     demo.add_argument("--logdir", help="run directory (default: a new one under ./runs)")
-    demo.add_argument("--epochs", type=int, default=3, help="epochs to train (default: 3)")
+    demo.add_argument(
+        "--epochs", type=int, default=None, help="epochs to train (default: 30 in the TUI, else 3)"
+    )
+    demo.add_argument(
+        "--tui",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="watch the training live in the TUI (default: when run in a terminal)",
+    )
     demo.add_argument(
         "--nan-at",
         type=int,

@@ -1,42 +1,31 @@
 """``vizdebug demo``: a small CNN on scikit-learn's bundled digits, watched by vizdebug.
 
-Nothing is downloaded: the 8x8 digits ship inside scikit-learn.
+Nothing is downloaded: the 8x8 digits ship inside scikit-learn. In a terminal the training runs
+in a child process while the TUI shows the run as it is written (and the live debugger can
+attach to it); otherwise (a pipe, CI) it trains here and prints a summary.
 """
 
 from __future__ import annotations
 
+import argparse
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "train"]
 
 
-def run_demo(
-    logdir: str | None = None,
-    *,
-    epochs: int = 3,
-    nan_at: int | None = None,
-    console: Console | None = None,
+def train(
+    run_dir: Path, *, epochs: int, nan_at: int | None, console: Console | None = None
 ) -> Path:
-    """Train the demo model with ``vizdebug.watch`` and print a summary of the run.
-
-    Args:
-        logdir: Run directory (default: a new one under ``$VIZDEBUG_LOGDIR`` or ``./runs``).
-        epochs: Epochs to train.
-        nan_at: Step at which to poison one layer's output with a NaN, to show the tracing.
-        console: Where to print.
-
-    Returns:
-        The run directory.
+    """Train the demo model with ``vizdebug.watch`` into ``run_dir``.
 
     Raises:
-        ValueError: ``epochs`` is not positive.
-        VizdebugError: The demo needs the torch extra (``pip install 'vizdebug[torch]'``).
+        VizdebugError: PyTorch or scikit-learn is missing.
     """
-    if epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {epochs}")
     try:
         import torch
         from sklearn.datasets import load_digits
@@ -73,8 +62,8 @@ def run_demo(
     loss_fn = nn.CrossEntropyLoss()
 
     start = time.perf_counter()
-    with vizdebug.watch(model, optimizer, logdir=logdir) as watch:  # the one line
-        step = 0
+    step = 0
+    with vizdebug.watch(model, optimizer, logdir=run_dir, every=5) as watch:  # the one line
         for epoch in range(epochs):
             perm = torch.randperm(len(x))
             for i in range(0, len(x), 64):
@@ -87,15 +76,81 @@ def run_demo(
                 step += 1
             with torch.no_grad():
                 acc = (model(x).argmax(1) == y).float().mean().item()
+            watch.writer.scalar("accuracy", acc, step)
             console.print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}  accuracy {acc:.1%}")
-        run_dir: Path = watch.writer.run_dir
-    console.print(f"trained {step} steps in {time.perf_counter() - start:.1f} s\n")
+    console.print(f"trained {step} steps in {time.perf_counter() - start:.1f} s")
+    return run_dir
 
-    from .ui.console import print_run
 
-    print_run(str(run_dir), console)
-    console.print(f"\nThe run is in [bold]{run_dir}[/]. Look at it with:")
-    console.print(f"  vizdebug show {run_dir}\n  tensorboard --logdir {run_dir.parent}")
+def run_demo(
+    logdir: str | None = None,
+    *,
+    epochs: int | None = None,
+    nan_at: int | None = None,
+    tui: bool | None = None,
+    console: Console | None = None,
+) -> Path:
+    """Train the demo model and show the run: live in the TUI, or as a printed summary.
+
+    Args:
+        logdir: Run directory (default: a new one under ``$VIZDEBUG_LOGDIR`` or ``./runs``).
+        epochs: Epochs to train (default: 30 with the TUI, 3 without).
+        nan_at: Step at which to poison one layer's output with a NaN, to show the tracing.
+        tui: Open the TUI (default: when standard input and output are a terminal).
+        console: Where to print.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        ValueError: ``epochs`` is not positive.
+    """
+    from .runs.layout import new_run_dir
+
+    console = console or Console()
+    if tui is None:
+        tui = sys.stdin.isatty() and sys.stdout.isatty()
+    if epochs is None:
+        epochs = 30 if tui else 3
+    if epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {epochs}")
+    run_dir = Path(logdir) if logdir else new_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not tui:
+        train(run_dir, epochs=epochs, nan_at=nan_at, console=console)
+        from .ui.console import print_run
+
+        console.print()
+        print_run(str(run_dir), console)
+        console.print(f"\nThe run is in [bold]{run_dir}[/]. Look at it with:")
+        console.print(f"  vizdebug tui {run_dir}\n  tensorboard --logdir {run_dir.parent}")
+        return run_dir
+
+    argv = [sys.executable, "-m", "vizdebug.demo", str(run_dir), "--epochs", str(epochs)]
+    if nan_at is not None:
+        argv += ["--nan-at", str(nan_at)]
+    with open(run_dir / "demo-training.log", "w") as log:
+        child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            with console.status("starting the training process ..."):
+                while child.poll() is None and not any(run_dir.glob("*tfevents*")):
+                    time.sleep(0.1)
+            if child.poll() not in (None, 0):
+                from .errors import VizdebugError
+
+                raise VizdebugError(
+                    f"the demo training failed; see {run_dir / 'demo-training.log'}"
+                )
+            from .tui.app import VizdebugApp
+
+            VizdebugApp(run_dir).run()
+        finally:
+            if child.poll() is None:
+                child.terminate()
+                child.wait(30)
+    console.print(
+        f"The run is in [bold]{run_dir}[/]; training log: {run_dir / 'demo-training.log'}"
+    )
     return run_dir
 
 
@@ -114,3 +169,16 @@ def _poison(module: object, at_step: int) -> None:
         return output
 
     module.register_forward_hook(hook)  # type: ignore[attr-defined]
+
+
+def _child_main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m vizdebug.demo")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--nan-at", type=int, default=None)
+    args = parser.parse_args()
+    train(args.run_dir, epochs=args.epochs, nan_at=args.nan_at)
+
+
+if __name__ == "__main__":
+    _child_main()
