@@ -38,7 +38,7 @@ def health_rows(store: RunStore, names: Sequence[str], step: int | None) -> list
 
 def _cells(row: HealthRow) -> list[Text]:
     name, out, grad, grole, weight = row
-    cells = [Text(name)]
+    cells = [Text(name) if name else Text("(root)", style="dim")]
     if out is not None:
         biggest = max(abs(out.get("min")), abs(out.get("max")))
         numel = out.get("numel")
