@@ -1,7 +1,8 @@
 """A real training process for the live-debugger tests: the digits CNN with vizdebug.watch.
 
 Usage: python live_train.py RUN_DIR STEPS NAN_STEP [RESUME_TIMEOUT]
-At step NAN_STEP the output of module "fc1" gets a NaN. Prints "ready" once watching, and
+At step NAN_STEP a NaN is put into fc1's output after fc1 returned, so module "fc2" is the
+first to see it (in its input). Prints "ready" once watching, and
 "done <steps>" at the end.
 """
 

@@ -85,6 +85,7 @@ class LiveClient:
         except OSError as exc:
             raise LiveError(f"cannot reach the training process on port {port}: {exc}") from None
         self._sock.settimeout(None)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._ids = itertools.count(1)
         self._waiting: dict[int, queue.Queue[tuple[dict[str, Any], bytes]]] = {}
         self._lock = threading.Lock()

@@ -28,6 +28,15 @@ def register(subparsers: Any) -> None:
         metavar="SECS",
         help="seconds between checks for new events (default: 0.1)",
     )
+    p.add_argument(
+        "--attach",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="RUN",
+        help="attach the live debugger to RUN (a run directory), or to the only live run under "
+        "the log directory (a picker if several)",
+    )
     p.set_defaults(func=_cmd_tui)
 
 
@@ -40,5 +49,11 @@ def _cmd_tui(args: argparse.Namespace) -> int:
         raise ValueError(f"--poll must be positive, got {args.poll}")
     from .app import VizdebugApp
 
-    VizdebugApp(args.path, poll_interval=args.poll).run()
+    path: str | None = args.path
+    attach: list[Any] = []
+    if args.attach is not None:
+        from .live_actions import live_runs_to_attach
+
+        path, attach = live_runs_to_attach(args.attach, args.path)
+    VizdebugApp(path, poll_interval=args.poll, attach=attach).run()
     return 0

@@ -26,6 +26,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("s", "jump to the next step with a tensor snapshot"),
     ("a", "jump to the next anomaly"),
     ("r", "rescan the log directory for runs"),
+    ("l", "attach the live debugger to the highlighted live run (⏯)"),
+    ("d", "step through the run's flight-recorder snapshots, module by module"),
     ("Inspector index", "type e.g. 0, :, 2:10 and Enter: the two ':' dimensions are shown"),
     ("?", "this help"),
     ("q", "quit"),

@@ -1,0 +1,385 @@
+"""The live debugger: attach to a training process, pause, step, set breakpoints, fetch tensors.
+
+Every call to the training process runs in a thread worker; results come back through
+``App.call_from_thread``, and a worker pumps the client's server messages (paused, resumed,
+disconnected) into :class:`LiveScreen.ServerEvent` messages. The UI thread never waits on the
+network. If the process goes away the screen says so and stops sending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy.typing as npt
+from textual.binding import Binding, BindingType
+from textual.message import Message
+
+from ...live import LiveClient, LiveError, LiveRun
+from ...live.breaks import parse_breaks
+from ..live_worker import fetch_tensor, pump_events
+from ..widgets.breakpoint_list import BreakpointList
+from ..widgets.live_status import LiveStatus
+from .prompt import PromptScreen
+from .step_view import StepScreen
+
+__all__ = ["LIVE_KEYS", "LiveScreen"]
+
+#: (keys, what they do) on the live screen's help.
+LIVE_KEYS: tuple[tuple[str, str], ...] = (
+    ("p", "pause at the next hook point"),
+    ("c", "continue"),
+    (
+        "s",
+        "step: next module of the forward pass, then the backward pass (reverse order), "
+        "then the optimizer step",
+    ),
+    ("n", "next step: the same point in the next training step"),
+    ("g", "run to training step N (asks for N)"),
+    (
+        "b",
+        "add a breakpoint: nan, step:N, module:GLOB, abs>T, grad_norm>T, zero_frac>F "
+        "(conditions may end with @GLOB)",
+    ),
+    ("Delete", "in the breakpoint list: clear the highlighted breakpoint"),
+    ("o", "take control (when observing and no other client controls)"),
+    ("↑ / ↓, Enter", "tensors at the paused point: the highlighted one is fetched"),
+    ("Tab", "move focus (tensor list, breakpoints, inspector index)"),
+    ("Escape", "detach and go back (training continues; it resumes on its own if paused)"),
+    ("?", "this help"),
+)
+
+_CONTROL = frozenset({"pause", "continue", "step", "next_step", "run_to", "break", "clear"})
+#: Tensors kept selected from one paused point to the next when they exist there.
+_PREFERRED = ("output", "output0", "grad_output", "grad_output0")
+
+
+class LiveScreen(StepScreen):
+    """Attached to one live run.
+
+    Args:
+        live: The run (from :func:`vizdebug.live.find_live_runs` or ``read_live_file``).
+        control: Ask for control; without it (or when another client controls) observe.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "command('pause')", "Pause"),
+        Binding("c", "command('continue')", "Continue"),
+        Binding("s", "command('step')", "Step"),
+        Binding("n", "command('next_step')", "Next step"),
+        Binding("g", "run_to", "Run to"),
+        Binding("b", "add_break", "Break"),
+        Binding("o", "take_control", "Take control"),
+    ]
+    HELP_TITLE = "Live debugger — keys"
+    HELP_KEYS = LIVE_KEYS
+    WITH_BREAKPOINTS = True
+
+    class ServerEvent(Message):
+        """A message the training process sent on its own (or the connection's end)."""
+
+        def __init__(self, event: dict[str, Any]) -> None:
+            super().__init__()
+            self.event = event
+
+    def __init__(self, live: LiveRun, *, control: bool = True) -> None:
+        super().__init__()
+        self.live = live
+        self.want_control = control
+        self.client: LiveClient | None = None
+        self.controlling = False
+        self.gone = False
+        self.paused = False
+        self.position: dict[str, Any] | None = None
+        self.reason = ""
+        #: Bumped at every pause and resume: replies about an older position are dropped.
+        self.generation = 0
+        self._closing = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        """Connect in a worker."""
+        self.sub_title = f"live · {self.live.run or self.live.run_dir.name}"
+        self._render_status()
+        self.clear_tensors("connecting to the training process…")
+        self.run_worker(self._connect, thread=True, group="live-connect")
+
+    def on_unmount(self) -> None:
+        """Detach (training goes on; a paused run resumes after its timeout)."""
+        self._closing = True
+        if self.client is not None:
+            self.client.close()
+
+    def _call(self, func: Callable[..., object], *args: Any) -> None:
+        if self._closing:
+            return
+        try:
+            self.app.call_from_thread(func, *args)
+        except Exception:
+            # Results that arrive while the app shuts down (or the screen goes) are dropped.
+            if self.is_attached and self.app.is_running:
+                raise
+
+    def _connect(self) -> None:
+        try:
+            client = LiveClient.attach(self.live, control=self.want_control)
+            status = client.status()
+        except (LiveError, OSError) as exc:
+            self._call(self._failed, f"Cannot attach to {self.live.run_dir}: {exc}")
+            return
+        if self._closing:
+            client.close()
+            return
+        self._call(self._connected, client, status)
+        pump_events(client, self._post_event, lambda: self._closing)
+
+    def _post_event(self, event: dict[str, Any]) -> None:
+        if not self._closing:
+            self.post_message(self.ServerEvent(event))
+
+    def _connected(self, client: LiveClient, status: dict[str, Any]) -> None:
+        self.client = client
+        self.controlling = client.controlling
+        if not self.controlling:
+            self.message(
+                "Observing: another client controls this run. You can look at tensors while it "
+                "is paused; press o to take control once it is free."
+            )
+        self._apply_status(status, self.generation)
+        if not self.paused:
+            self._render_status()
+            self.clear_tensors("training is running: press p to pause")
+
+    def _failed(self, text: str) -> None:
+        self.gone = True
+        self._render_status()
+        self.message(text, severity="error")
+        self.clear_tensors("not attached")
+
+    # -- what the server says ------------------------------------------------------------
+
+    def on_live_screen_server_event(self, message: LiveScreen.ServerEvent) -> None:
+        """Follow pauses and resumes; stop when the process goes away."""
+        event = message.event
+        kind = event.get("event")
+        if kind == "paused":
+            self.generation += 1
+            self.paused = True
+            self.position = event.get("position")
+            self.reason = str(event.get("reason", ""))
+            self._render_status()
+            self._refresh(self.generation)
+        elif kind == "resumed":
+            self.generation += 1
+            self.paused = False
+            self._render_status()
+        elif kind == "disconnected" and not self.gone:
+            self.gone = True
+            self.paused = False
+            self._render_status()
+            self.message(
+                f"The training process (pid {self.live.pid}) is gone: it finished, crashed or "
+                "was stopped. Nothing more to control; Escape goes back.",
+                severity="error",
+            )
+
+    def _render_status(self) -> None:
+        state = (
+            "disconnected"
+            if self.gone
+            else ("connecting" if self.client is None else ("paused" if self.paused else "running"))
+        )
+        control = (
+            "" if self.client is None else ("controlling" if self.controlling else "observing")
+        )
+        self.query_one(LiveStatus).show(
+            state=state,
+            position=self.position if self.paused or self.gone else None,
+            reason=self.reason if self.paused else "",
+            control=control,
+            run=self.live.run or self.live.run_dir.name,
+        )
+
+    def _refresh(self, generation: int) -> None:
+        """Ask for the status (tensors here, breakpoints) in a worker."""
+        client = self.client
+        if client is None or self.gone:
+            return
+
+        def work() -> None:
+            try:
+                status = client.status()
+            except (LiveError, OSError):
+                return  # the disconnected event tells the user
+            self._call(self._apply_status, status, generation)
+
+        self.run_worker(work, thread=True, group="live-status")
+
+    def _apply_status(self, status: dict[str, Any], generation: int) -> None:
+        self.query_one(BreakpointList).set_breakpoints(status.get("breakpoints") or [])
+        if generation != self.generation:
+            return  # training moved on since this status was asked for
+        if status.get("paused") and not self.paused:  # attached to an already paused run
+            self.paused = True
+            self.position = status.get("position")
+            self.reason = str(status.get("reason", ""))
+            self._render_status()
+        if not self.paused:
+            return
+        names = [str(n) for n in status.get("tensors") or []]
+        prefer = (self.shown_tensor, *_PREFERRED)
+        if names:
+            self.set_tensor_names(names, prefer=prefer)
+        else:
+            self.clear_tensors("no tensors at this point")
+
+    # -- tensors -------------------------------------------------------------------------
+
+    def load_tensor(self, name: str) -> None:
+        """Fetch ``name`` at the paused point in a worker."""
+        client, generation = self.client, self.generation
+        if client is None or not self.paused or self.gone:
+            return
+        self._shown_tensor = name
+
+        def work() -> None:
+            try:
+                array, note = fetch_tensor(client, name)
+            except (LiveError, OSError) as exc:
+                self._call(self._fetch_failed, name, str(exc), generation)
+                return
+            self._call(self._fetched, name, array, note, generation)
+
+        self.run_worker(work, thread=True, group="live-fetch", exclusive=True)
+
+    def _fetched(self, name: str, array: npt.NDArray[Any], note: str, generation: int) -> None:
+        if generation != self.generation or self.position is None:
+            return
+        pos = self.position
+        title = f"step {pos.get('step')} · {pos.get('phase')} · {pos.get('module') or '(model)'}"
+        self.show_tensor(name, array, title=title)
+        if note:
+            self.notify(note, severity="warning", markup=False)
+
+    def _fetch_failed(self, name: str, error: str, generation: int) -> None:
+        if generation == self.generation and not self.gone:
+            self.notify(f"Cannot fetch {name}: {error}", severity="error", markup=False)
+
+    # -- commands ------------------------------------------------------------------------
+
+    def send(
+        self, op: str, after: Callable[[dict[str, Any]], None] | None = None, **fields: Any
+    ) -> None:
+        """Send a request in a worker; errors become notifications.
+
+        Args:
+            op: The request (``pause``, ``step``, ``break``, ...).
+            after: Called on the UI thread with the reply.
+            fields: The request's fields.
+        """
+        client = self.client
+        if client is None or self.gone:
+            self.notify("Not attached to a training process.", severity="warning", markup=False)
+            return
+        if op in _CONTROL and not self.controlling:
+            self.notify(
+                "Observing: another client controls this run (o takes control).", markup=False
+            )
+            return
+
+        def work() -> None:
+            try:
+                reply = client.request(op, **fields)
+            except (LiveError, OSError) as exc:
+                if not client.closed:
+                    self._call(self._error, f"{op}: {exc}")
+                return
+            if after is not None:
+                self._call(after, reply)
+
+        self.run_worker(work, thread=True, group="live-command")
+
+    def _error(self, text: str) -> None:
+        self.notify(text, severity="error", markup=False)
+
+    def action_command(self, op: str) -> None:
+        """Pause, continue, step or next-step."""
+        self.send(op)
+
+    def action_run_to(self) -> None:
+        """Ask for a step number and run to it."""
+        if self._refuse_control():
+            return
+
+        def done(text: str | None) -> None:
+            if text is None or not text.strip():
+                return
+            try:
+                step = int(text.strip())
+                if step < 0:
+                    raise ValueError
+            except ValueError:
+                self.notify(f"Not a step number: {text!r}", severity="error", markup=False)
+                return
+            self.send("run_to", step=step)
+
+        self.app.push_screen(PromptScreen("Run to training step:", placeholder="e.g. 100"), done)
+
+    def action_add_break(self) -> None:
+        """Ask for a breakpoint specification and set it."""
+        if self._refuse_control():
+            return
+
+        def done(text: str | None) -> None:
+            if text is None or not text.strip():
+                return
+            try:
+                breaks = parse_breaks(text.strip())
+            except (ValueError, TypeError) as exc:
+                self.notify(str(exc), severity="error", markup=False)
+                return
+            for kind, value, glob in breaks:
+                self.send("break", self._breaks_changed, kind=kind, value=value, module=glob)
+
+        self.app.push_screen(
+            PromptScreen(
+                "Add a breakpoint:",
+                placeholder="nan | step:N | module:GLOB | abs>T | grad_norm>T | zero_frac>F @GLOB",
+            ),
+            done,
+        )
+
+    def on_breakpoint_list_clear(self, message: BreakpointList.Clear) -> None:
+        """Clear a breakpoint."""
+        self.send("clear", self._breaks_changed, break_id=message.break_id)
+
+    def _breaks_changed(self, reply: dict[str, Any]) -> None:
+        self._refresh(self.generation)
+
+    def action_take_control(self) -> None:
+        """Ask for control (granted if no other client has it)."""
+
+        def after(reply: dict[str, Any]) -> None:
+            self.controlling = bool(reply.get("control"))
+            self._render_status()
+            if self.controlling:
+                self.message("")
+                self.notify("You control this run now.", markup=False)
+            else:
+                self.notify(
+                    "Another client still controls this run.", severity="warning", markup=False
+                )
+
+        self.send("control", after)
+
+    def _refuse_control(self) -> bool:
+        if self.client is None or self.gone:
+            self.notify("Not attached to a training process.", severity="warning", markup=False)
+            return True
+        if not self.controlling:
+            self.notify(
+                "Observing: another client controls this run (o takes control).", markup=False
+            )
+            return True
+        return False
