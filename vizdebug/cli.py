@@ -51,7 +51,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 #: Modules that add subcommands: each defines ``register(subparsers) -> None`` and must import
 #: quickly (no framework import at registration; import heavy things inside the command).
-_COMMAND_MODULES: tuple[str, ...] = ("vizdebug.replay", "vizdebug.tui.cli")
+_COMMAND_MODULES: tuple[str, ...] = ("vizdebug.replay", "vizdebug.tui.cli", "vizdebug.tfdbg")
 
 
 def _build_parser() -> argparse.ArgumentParser:

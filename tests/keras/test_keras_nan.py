@@ -1,0 +1,113 @@
+"""NaN/Inf tracing: the first layer and step, the flight recorder, on_anomaly, check numerics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from models import Poison, PoisonAt, compile_, poisoned_mlp
+from safetensors.numpy import load_file
+
+import vizdebug
+from vizdebug.keras import NonFiniteError, NonFiniteWarning
+from vizdebug.runs import load_run
+
+X = np.random.default_rng(3).random((64, 6), dtype=np.float32)
+Y = np.random.default_rng(4).integers(0, 3, 64)
+
+
+def fit_poisoned(
+    tmp_path: Path, *, eager: bool = False, nan_at: int = 5, **opts: object
+) -> tuple[keras.Model, vizdebug.keras.Callback]:
+    model, poison = poisoned_mlp()
+    compile_(model, eager=eager)
+    cb = vizdebug.keras.Callback(logdir=tmp_path, **opts)  # type: ignore[arg-type]
+    model.fit(X, Y, batch_size=8, epochs=1, verbose=0, shuffle=False,
+              callbacks=[PoisonAt(poison, nan_at), cb])  # fmt: skip
+    return model, cb
+
+
+@pytest.mark.parametrize("eager", [False, True], ids=["graph", "eager"])
+def test_nan_traced_to_layer_and_step(tmp_path: Path, eager: bool) -> None:
+    with pytest.warns(NonFiniteWarning, match="poison"):
+        _, cb = fit_poisoned(tmp_path, eager=eager, on_anomaly="stop")
+    run = load_run(tmp_path)
+    (a,) = run.anomalies
+    assert (a.kind, a.step, a.module, a.module_type, a.phase, a.role) == (
+        "nan",
+        5,
+        "poison",
+        "Poison",
+        "forward",
+        "output",
+    )
+    assert a.nan == 8 * 8 and a.posinf == a.neginf == 0
+    assert max(s.step for s in run.scalars["loss"]) == 5  # stopped right there
+    (snap,) = run.snapshots
+    tensors = load_file(str(tmp_path / snap.path))
+    assert np.isnan(tensors["poison/output0"]).all()
+    assert np.isfinite(tensors["poison/input0"]).all()
+    assert set(tensors) >= {"fc1/input0", "fc1/output0", "fc2/output0"}
+    assert cb.findings[0].site.module == "poison"
+
+
+def test_nan_is_checked_on_unscheduled_steps_and_raise_mode(tmp_path: Path) -> None:
+    with pytest.raises(NonFiniteError, match=r"step 3.*poison"):
+        fit_poisoned(tmp_path, nan_at=3, every=100, first=1, on_anomaly="raise")
+    run = load_run(tmp_path)
+    assert [(a.step, a.module) for a in run.anomalies] == [(3, "poison")]
+
+
+def test_nan_in_the_data_is_blamed_on_the_input(tmp_path: Path) -> None:
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8, name="fc1"), keras.layers.Dense(3, name="fc2")]
+    )  # no ReLU first: TensorFlow's relu turns NaN into 0
+    compile_(model)
+    x = X.copy()
+    x[20, 2] = np.nan  # batch 2 (batch size 8)
+    cb = vizdebug.keras.Callback(logdir=tmp_path, on_anomaly="stop", what=())
+    with pytest.warns(NonFiniteWarning):
+        model.fit(x, Y, batch_size=8, verbose=0, shuffle=False, callbacks=[cb])
+    (a,) = load_run(tmp_path).anomalies
+    assert (a.step, a.module, a.role) == (2, "fc1", "input")
+
+
+def test_overflowing_sum_is_not_a_false_alarm(tmp_path: Path) -> None:
+    inp = keras.Input((4,))
+    big = keras.layers.Lambda(lambda t: t * 0 + 3e38, name="big")(inp)
+    out = keras.layers.Dense(1, name="fc")(keras.layers.Lambda(lambda t: t * 0, name="zero")(big))
+    model = keras.Model(inp, out)
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    cb = vizdebug.keras.Callback(logdir=tmp_path, on_anomaly="raise")
+    model.fit(np.ones((4, 4), np.float32), np.zeros((4, 1), np.float32), verbose=0, callbacks=[cb])
+    assert not load_run(tmp_path).anomalies
+
+
+@pytest.mark.parametrize("eager", [False, True], ids=["graph", "eager"])
+def test_check_numerics_bridge(tmp_path: Path, eager: bool) -> None:
+    model, poison = poisoned_mlp()
+    compile_(model, eager=eager)
+    cb = vizdebug.keras.Callback(logdir=tmp_path, check_numerics=True, on_anomaly="stop")
+    with pytest.warns(NonFiniteWarning):
+        model.fit(X, Y, batch_size=8, verbose=0, shuffle=False, callbacks=[PoisonAt(poison, 2), cb])
+    run = load_run(tmp_path)
+    (a,) = run.anomalies
+    assert (a.step, a.module, a.phase) == (2, "poison", "forward")
+    assert a.op == "Sqrt" and "check numerics" in a.message
+    assert max(s.step for s in run.scalars["loss"]) == 1  # step 2 never finished
+    # check numerics is off again: a NaN no longer raises
+    assert np.isnan(tf.math.log(tf.constant(-1.0)).numpy())
+
+
+def test_check_numerics_raise_mode_reraises(tmp_path: Path) -> None:
+    model, poison = poisoned_mlp()
+    compile_(model)
+    cb = vizdebug.keras.Callback(logdir=tmp_path, check_numerics=True, on_anomaly="raise")
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        model.fit(X, Y, batch_size=8, verbose=0, callbacks=[PoisonAt(poison, 0), cb])
+    assert [a.module for a in load_run(tmp_path).anomalies] == ["poison"]
+    assert np.isnan(tf.math.log(tf.constant(-1.0)).numpy())
+    assert isinstance(poison, Poison)

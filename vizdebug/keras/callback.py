@@ -1,0 +1,289 @@
+"""``model.fit(..., callbacks=[vizdebug.keras.Callback()])``: per-layer health of a Keras model.
+
+How it hooks in (all undone at train end): at ``on_train_begin`` the callback wraps every
+layer's ``call`` (:class:`~vizdebug.keras.probe.LayerProbe`), builds up to two instrumented
+train functions with the model's own ``make_train_function`` (so the iterator protocol,
+``steps_per_execution``, ``run_eagerly`` and the distribution strategy are Keras's) and puts a
+small dispatcher in ``model.train_function``:
+
+* a scheduled step runs the *recording* function: statistics of every layer output, output
+  gradient, weight, weight gradient and update, plus the NaN/Inf flags;
+* any other step runs the *checking* function (flags only) -- or, with ``on_anomaly=None``, the
+  model's untouched train function.
+
+The statistics describe the very batch the scheduled step trained on (the current training
+batch, forward pass in training mode); weights and updates are those of that step's optimizer
+update (weight = value before it, update = after - before). With ``steps_per_execution > 1``
+they describe the last batch of the execution.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from ..sinks import Sink
+from ..stats import HIST_BINS
+from ..writer import Writer
+from .engine import (
+    DEFAULT_EVERY,
+    DEFAULT_FIRST,
+    Engine,
+    Finding,
+    NonFiniteError,
+    OnAnomaly,
+    check_options,
+    globs,
+)
+from .numerics import finding_from_error, is_check_numerics_error
+from .plan import Plan
+from .step import EXTRA, make_step, uses_default_train_step
+
+__all__ = ["Callback"]
+
+log = logging.getLogger("vizdebug")
+
+
+def versions() -> dict[str, str]:
+    """TensorFlow and Keras versions, for run info."""
+    return {"tensorflow": str(tf.__version__), "keras": str(keras.__version__)}
+
+
+class Callback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Record per-layer activations, gradients, weights and updates, and trace NaN/Inf.
+
+    Args:
+        logdir: Run directory (default: a new one under ``$VIZDEBUG_LOGDIR`` or ``./runs``).
+        every: Record statistics every N-th step (default 50).
+        first: Always record the first K steps (default 5).
+        what: Subset of ``{"activations", "gradients", "weights", "updates"}`` (default: all;
+            an empty set records no statistics, leaving only the NaN/Inf check).
+        include, exclude: Layer-name globs (``"block.*"``; nested layers are ``outer.inner``,
+            the model itself is ``""``) selecting what gets statistics; checks cover everything.
+        sinks: Extra sinks for the writer the callback creates.
+        on_anomaly: On a NaN/Inf: ``"warn"`` (warn and go on), ``"stop"`` (warn, then
+            ``model.stop_training = True``), ``"raise"`` (raise :class:`NonFiniteError`), or
+            None (no per-step check: unscheduled steps run the model's own train function).
+        check_numerics: Turn on ``tf.debugging.enable_check_numerics`` for the run (off again
+            at train end); its error becomes an anomaly naming the op and layer, and training
+            stops (``on_anomaly="raise"``: the error is re-raised).
+        flight_recorder: On an anomaly, save the failing step's layer inputs and outputs as a
+            safetensors snapshot (at most ``max_snapshots`` per callback).
+        max_snapshots: See ``flight_recorder``.
+        bins: Histogram bins.
+        writer: An existing :class:`~vizdebug.Writer` (never closed by the callback).
+        keep_open: Keep the callback's own writer open across ``fit`` calls (one run, steps
+            keep counting); call :meth:`close` when done. Default: close it at train end, and a
+            later ``fit`` opens a new run.
+        live, break_on: Accepted for the live debugger; not active yet.
+
+    Raises:
+        ValueError: A bad option value.
+        TypeError: A bad option type; at train begin, a model that is not a Keras 3 model.
+    """
+
+    def __init__(
+        self,
+        *,
+        logdir: str | os.PathLike[str] | None = None,
+        every: int = DEFAULT_EVERY,
+        first: int = DEFAULT_FIRST,
+        what: Iterable[str] | None = None,
+        include: str | Sequence[str] | None = None,
+        exclude: str | Sequence[str] | None = None,
+        sinks: Sequence[str | Sink] | None = None,
+        on_anomaly: OnAnomaly = "warn",
+        check_numerics: bool = False,
+        flight_recorder: bool = True,
+        max_snapshots: int = 3,
+        bins: int = HIST_BINS,
+        writer: Writer | None = None,
+        keep_open: bool = False,
+        live: bool = True,
+        break_on: object = None,
+    ) -> None:
+        super().__init__()
+        self.what = check_options(every, first, what, on_anomaly)
+        globs(include, "include"), globs(exclude, "exclude")
+        if writer is not None and not isinstance(writer, Writer):
+            raise TypeError(f"writer must be a vizdebug.Writer, got {type(writer).__name__}")
+        self.logdir, self.sinks = logdir, sinks
+        self.every, self.first = every, first
+        self.include, self.exclude = include, exclude
+        self.on_anomaly: OnAnomaly = on_anomaly
+        self.check_numerics = check_numerics
+        self.flight_recorder, self.max_snapshots, self.bins = flight_recorder, max_snapshots, bins
+        self.keep_open, self.live, self.break_on = keep_open, live, break_on
+        self.writer: Writer | None = writer
+        self._owns_writer = writer is None
+        self.engine: Engine | None = None
+        self.findings: list[Finding] = []
+        self._step = 0
+        self._fns: dict[str, Any] = {}
+        self._plans: dict[str, Plan] = {}
+        self._original: Any = None
+        self._installed = False
+        self._built = False
+        self._last_logs: Any = {}
+
+    # -- set-up and tear-down ------------------------------------------------------------
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Create the writer, wrap the layers and swap in the instrumented train function."""
+        model = self.model
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                "vizdebug.keras.Callback needs a Keras 3 model (keras.Model), got "
+                f"{type(model).__module__}.{type(model).__name__}"
+            )
+        if self.writer is None or self.writer.closed:
+            if not self._owns_writer:
+                raise ValueError("the writer given to vizdebug.keras.Callback is closed")
+            self.writer = Writer(self.logdir, sinks=self.sinks, framework="keras",
+                                 versions=versions())  # fmt: skip
+        engine = self.engine
+        if engine is None or engine.model is not model or engine.writer is not self.writer:
+            engine = Engine(
+                model, self.writer, every=self.every, first=self.first, what=self.what,
+                include=self.include, exclude=self.exclude, on_anomaly=self.on_anomaly,
+                flight_recorder=self.flight_recorder, max_snapshots=self.max_snapshots,
+                bins=self.bins,
+            )  # fmt: skip
+        self.engine = engine
+        self.writer.step = self._step
+        if not uses_default_train_step(model) and "gradients" in self.what:
+            engine.note(
+                f"{type(model).__name__} overrides train_step: gradients are not recorded "
+                "(activations, weights and updates are); use vizdebug.tf.watch inside it"
+            )
+        engine.probe.install()
+        self._original = model.train_function
+        if model.built:  # else: step 0 runs Keras's function, which builds the model
+            self._build_functions()
+        model.train_function = self._train_function
+        self._installed = True
+        if self.check_numerics:
+            tf.debugging.enable_check_numerics()
+
+    def _build_functions(self) -> None:
+        model, engine = self.model, self.engine
+        if engine is None:
+            return
+        if not engine.weights and model.trainable_weights:
+            engine.refresh()
+        try:
+            kinds = (["check"] if engine.sentinel else []) + (["record"] if self.what else [])
+            for kind in kinds:
+                model.train_step = make_step(
+                    engine, record=kind == "record", plans=self._plans, key=kind
+                )
+                model.make_train_function(force=True)
+                self._fns[kind] = model.train_function
+        finally:
+            if "train_step" in vars(model):
+                del model.train_step
+            model.train_function = self._train_function
+        self._built = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Restore the model and flush (or close) the writer."""
+        self._teardown()
+
+    def _teardown(self) -> None:
+        if not self._installed:
+            return
+        self._installed = self._built = False
+        model = self.model
+        if self.check_numerics:
+            tf.debugging.disable_check_numerics()
+        model.train_function = self._original
+        self._fns = {}
+        if self.engine is not None:
+            self.engine.probe.remove()
+        if self.writer is not None:
+            if self._owns_writer and not self.keep_open:
+                self.writer.close()
+            else:
+                self.writer.flush()
+
+    def close(self) -> None:
+        """Close the callback's own writer (needed with ``keep_open=True``). Idempotent."""
+        self._teardown()
+        if self._owns_writer and self.writer is not None:
+            self.writer.close()
+
+    # -- the training step ----------------------------------------------------------------
+
+    def _train_function(self, iterator: Any) -> Any:
+        engine = self.engine
+        if engine is None or self.writer is None:
+            raise RuntimeError("vizdebug.keras.Callback: train function called before train begin")
+        step = self._step
+        kind = "record" if engine.scheduled(step) else "check"
+        if not self._built and self.model.built:
+            self._build_functions()  # a model first built by step 0 (subclassed, unbuilt)
+        fn = self._fns.get(kind) or self._original
+        try:
+            out = fn(iterator)
+        except tf.errors.InvalidArgumentError as exc:
+            if not (self.check_numerics and is_check_numerics_error(exc)):
+                raise
+            self._numerics_error(exc, step)
+            return self._last_logs
+        finally:
+            engine.probe.error_slot = None
+        self._step = step + int(getattr(self.model, "steps_per_execution", 1) or 1)
+        self.writer.step = self._step
+        extra = out.pop(EXTRA, None) if isinstance(out, dict) else None
+        if extra is not None:
+            finding = engine.finish(step, self._plans[kind], extra)
+            if finding is not None:
+                self.findings.append(finding)
+                self._act(finding)
+        self._last_logs = out
+        return out
+
+    def _numerics_error(self, exc: BaseException, step: int) -> None:
+        engine = self.engine
+        if engine is None:
+            raise exc
+        # Off at once: Keras reads its (now NaN) metrics eagerly after the loop stops.
+        tf.debugging.disable_check_numerics()
+        finding = finding_from_error(exc, step, engine.slots, engine.probe.error_slot)
+        self.findings.append(finding)
+        engine.report(finding)
+        if self.on_anomaly in ("raise", None):
+            self._teardown()
+            raise exc
+        self.model.stop_training = True
+
+    def _act(self, finding: Finding) -> None:
+        if self.on_anomaly == "raise":
+            self._teardown()
+            raise NonFiniteError(finding)
+        if self.on_anomaly == "stop":
+            self.model.stop_training = True
+
+    # -- scalars --------------------------------------------------------------------------
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Record the batch's metrics (Keras's running means over the epoch) as ``train/*``."""
+        if self.writer is None or not logs:
+            return
+        step = self._step - 1
+        for key, value in logs.items():
+            if isinstance(value, int | float):
+                self.writer.scalar(f"train/{key}", value, step)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Record the epoch's metrics (validation included) as ``epoch/*``."""
+        if self.writer is None or not logs:
+            return
+        for key, value in logs.items():
+            if isinstance(value, int | float):
+                self.writer.scalar(f"epoch/{key}", value, self._step - 1)

@@ -1,0 +1,261 @@
+"""After the training step, on the host: statistics to the writer, the NaN check, the recorder.
+
+:class:`Engine` is shared by :class:`vizdebug.keras.Callback` and :func:`vizdebug.tf.watch`. It
+owns the layer probe and the schedule; :meth:`Engine.finish` takes what one step returned
+(see :mod:`vizdebug.keras.plan`) and hands the statistics matrix to the writer thread
+(``writer.defer``: the copy to numpy happens there), records the loss, and reads the step's one
+small flag vector -- the only host read of a step -- to find the first non-finite value.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import VizdebugError
+from ..stats import HIST_BINS
+from ..tf.deferred import StatsItem
+from ..writer import Writer
+from .plan import Plan, Site, WeightRef
+from .probe import LayerProbe, layer_slots, structure
+
+__all__ = [
+    "DEFAULT_EVERY",
+    "DEFAULT_FIRST",
+    "WHAT",
+    "Engine",
+    "Finding",
+    "NonFiniteError",
+    "NonFiniteWarning",
+    "check_options",
+    "globs",
+]
+
+log = logging.getLogger("vizdebug")
+
+#: Everything that can be recorded.
+WHAT = frozenset({"activations", "gradients", "weights", "updates"})
+#: Default schedule: every 50th step and always the first 5 (as the PyTorch adapter).
+DEFAULT_EVERY = 50
+DEFAULT_FIRST = 5
+OnAnomaly = Literal["warn", "raise", "stop"] | None
+_MODES = ("warn", "raise", "stop", None)
+
+
+class NonFiniteError(VizdebugError, FloatingPointError):
+    """Raised with ``on_anomaly="raise"`` when a NaN or Inf appeared.
+
+    Attributes:
+        finding: Where it appeared first.
+    """
+
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(finding.message)
+        self.finding = finding
+
+
+class NonFiniteWarning(RuntimeWarning):
+    """Issued with ``on_anomaly="warn"`` (and ``"stop"``) when a NaN or Inf appeared."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """The first non-finite value of a step (or the op ``check_numerics`` stopped at)."""
+
+    kind: str
+    site: Site
+    role: str
+    message: str
+    nan: int = 0
+    posinf: int = 0
+    neginf: int = 0
+    step: int = 0
+    op: str = ""
+
+
+def globs(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{what} must be a glob string or a list of them, got {item!r}")
+    return items
+
+
+def check_options(
+    every: object, first: object, what: Iterable[str] | str | None, on_anomaly: object
+) -> frozenset[str]:
+    """Validate the schedule options; returns the chosen ``what``.
+
+    Raises:
+        ValueError: A bad value.
+    """
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise ValueError(f"every must be a positive int, got {every!r}")
+    if not isinstance(first, int) or isinstance(first, bool) or first < 0:
+        raise ValueError(f"first must be a non-negative int, got {first!r}")
+    chosen = set(WHAT if what is None else ((what,) if isinstance(what, str) else what))
+    if not chosen <= WHAT:
+        raise ValueError(f"what: unknown {sorted(chosen - WHAT)}; choose from {sorted(WHAT)}")
+    if on_anomaly not in _MODES:
+        raise ValueError(f"on_anomaly must be one of {_MODES}, got {on_anomaly!r}")
+    return frozenset(chosen)
+
+
+def _unpack(
+    flat: np.ndarray[Any, Any], dims: np.ndarray[Any, Any], ranks: Sequence[int]
+) -> list[np.ndarray[Any, Any]]:
+    """Split the flight recorder's packed vector back into arrays."""
+    out, at, off = [], 0, 0
+    for r in ranks:
+        shape = tuple(int(d) for d in dims[at : at + r])
+        at += r
+        size = int(np.prod(shape)) if shape else 1
+        out.append(flat[off : off + size].reshape(shape))
+        off += size
+    return out
+
+
+class Engine:
+    """Probe, schedule, statistics hand-off and NaN check for one Keras model.
+
+    Args:
+        model: The model.
+        writer: Where events go.
+        every, first, what, include, exclude, on_anomaly, flight_recorder, max_snapshots,
+            bins: As documented on :class:`vizdebug.keras.Callback`.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        writer: Writer,
+        *,
+        every: int,
+        first: int,
+        what: frozenset[str],
+        include: str | Sequence[str] | None,
+        exclude: str | Sequence[str] | None,
+        on_anomaly: OnAnomaly,
+        flight_recorder: bool,
+        max_snapshots: int,
+        bins: int = HIST_BINS,
+    ) -> None:
+        self.model = model
+        self.writer = writer
+        self.every, self.first, self.what = every, first, what
+        self.on_anomaly = on_anomaly
+        self.sentinel = on_anomaly is not None
+        self.flight_recorder = flight_recorder
+        self.max_snapshots = max_snapshots
+        self.bins = bins
+        self._globs = globs(include, "include"), globs(exclude, "exclude")
+        self.slots = layer_slots(model, *self._globs)
+        self.weights = self._weight_refs()
+        self.probe = LayerProbe(self.slots)
+        self.step = 0
+        self.finding: Finding | None = None
+        self._structure_done = False
+        self._snapshots = 0
+        self._noted: set[tuple[str, str]] = set()
+
+    def _weight_refs(self) -> list[WeightRef]:
+        refs = {id(v): WeightRef(n, s, v) for s in self.slots for n, v in s.weights}
+        return [refs[id(v)] for v in self.model.trainable_weights if id(v) in refs]
+
+    def refresh(self) -> None:
+        """Re-read layers' weights (after a model is built by its first call)."""
+        fresh = {id(s.layer): s for s in layer_slots(self.model, *self._globs)}
+        for slot in self.slots:
+            slot.weights = fresh[id(slot.layer)].weights if id(slot.layer) in fresh else []
+        self.weights = self._weight_refs()
+
+    def scheduled(self, step: int) -> bool:
+        """Whether statistics are recorded at ``step`` (an integer compare)."""
+        return bool(self.what) and (step < self.first or step % self.every == 0)
+
+    def note(self, text: str, key: str = "") -> None:
+        """Write a note once per ``key`` (default: the text)."""
+        k = ("note", key or text)
+        if k not in self._noted:
+            self._noted.add(k)
+            self.writer.note("vizdebug/keras", text, step=self.step)
+
+    def finish(self, step: int, plan: Plan, extra: dict[str, Any]) -> Finding | None:
+        """Hand one step's results to the writer and check it; returns a finding, if any."""
+        writer = self.writer
+        if not self._structure_done:
+            self._structure_done = True
+            writer.structure("keras", structure(self.slots, plan.shapes), step=step)
+        for (name, reason), _ in list(self.probe.skipped.items()):
+            if (name, reason) not in self._noted:
+                self._noted.add((name, reason))
+                writer.note("vizdebug/keras", f"{name or '(model)'} output skipped: {reason}", step)
+        loss = extra.get("loss")
+        if loss is not None:
+            writer.scalar("loss", loss, step)
+        matrix = extra.get("stats")
+        if matrix is not None and plan.rows:
+            writer.defer(
+                StatsItem(step, time.time(), plan.rows, matrix, extra["shapes"], self.bins)
+            )
+        counts = extra.get("counts")
+        if counts is None:
+            return None
+        counts = np.asarray(counts)
+        if counts.size == 0:
+            return None
+        io = _unpack(np.asarray(extra["io"]), np.asarray(extra["io_shapes"]), plan.io_ranks)
+        finding = self._locate(step, plan, counts, io)
+        if finding is not None:
+            self.report(finding, dict(zip(plan.io_names, io, strict=True)))
+        return finding
+
+    def _locate(
+        self, step: int, plan: Plan, counts: np.ndarray[Any, Any], io: list[np.ndarray[Any, Any]]
+    ) -> Finding | None:
+        for i in np.flatnonzero(counts.sum(axis=1)):  # an overflowing sum has no counts
+            nan, pos, neg = (int(c) for c in counts[i])
+            site = plan.sites[int(i)]
+            role, detail = site.role, ""
+            ins = [io[j] for j in plan.io_of.get(int(i), ())]
+            if site.role == "output" and any(not np.isfinite(a).all() for a in ins):
+                role = "input"
+                detail = (
+                    " It was already present in the layer's input: it came from the data or "
+                    "from code outside the model's layers."
+                )
+            elif site.role == "grad_output":
+                detail = (
+                    " The gradient reaching this output was already non-finite: it was computed "
+                    "by the backward pass of the layers that consume it (or of the loss)."
+                )
+            kind = "nan" if nan or not (pos or neg) else "inf"
+            message = (
+                f"step {step}: first non-finite value ({kind}) in the {site.phase} pass: "
+                f"{site.describe()} [{nan} NaN, {pos} +Inf, {neg} -Inf].{detail}"
+            )
+            return Finding(kind, site, role, message, nan, pos, neg, step)
+        return None
+
+    def report(self, f: Finding, io: dict[str, np.ndarray[Any, Any]] | None = None) -> None:
+        """Write the anomaly (and a flight-recorder snapshot), warn, remember the finding."""
+        self.finding = f
+        s = f.site
+        self.writer.anomaly(
+            f.kind, step=f.step, module=s.module, module_type=s.module_type, phase=s.phase,
+            role=f.role, op=f.op, message=f.message, nan=f.nan, posinf=f.posinf, neginf=f.neginf,
+        )  # fmt: skip
+        if self.flight_recorder and io and self._snapshots < self.max_snapshots:
+            self._snapshots += 1
+            self.writer.snapshot(io, f.step, reason="anomaly")
+        log.warning("vizdebug: %s", f.message)
+        if self.on_anomaly in ("warn", "stop"):
+            warnings.warn(f.message, NonFiniteWarning, stacklevel=2)

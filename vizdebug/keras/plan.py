@@ -1,0 +1,215 @@
+"""Inside the training step: which tensors to check and to describe, as one set of TF ops.
+
+:func:`collect` runs where the training step runs -- while its ``tf.function`` is traced, or
+eagerly -- and turns what the probe recorded, the gradients and the weights into a few tensors
+the step returns: one float64 statistics matrix, one int32 shape vector, one float32 vector of
+finiteness flags, and -- only on a step with a non-finite flag -- NaN/Inf counts of every
+checked tensor and every layer's inputs and outputs packed into one vector for the flight
+recorder. The matching :class:`Plan` (plain Python, built once per trace) says what each row,
+flag and packed tensor is.
+
+Flag order is the order in which a non-finite value can first appear in a step: layer outputs in
+the order their calls completed, the loss, output gradients in backward order (last layer
+first), weight gradients in backward order, weights after the optimizer step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import tensorflow as tf
+
+from ..tf.deferred import Row
+from ..tf.ops import dtype_name, finite_flags, nonfinite_counts, pack, shape_vector, stats_matrix
+from .probe import Call, Slot
+
+__all__ = ["Plan", "Site", "WeightRef", "collect"]
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """Where a checked tensor came from (see :class:`vizdebug.events.Anomaly`)."""
+
+    module: str
+    module_type: str
+    phase: str
+    role: str
+    call: int = 0
+    path: str = ""
+    param: str = ""
+
+    def describe(self) -> str:
+        """A phrase such as ``output of layer 'dense' (Dense)``."""
+        if self.role == "loss":
+            return "the loss"
+        where = (
+            f"layer {self.module!r} ({self.module_type})"
+            if self.module
+            else f"the model ({self.module_type})"
+        )
+        if self.param:
+            what = "gradient" if self.role == "grad" else "value after the optimizer step"
+            return f"{what} of weight {self.param!r} of {where}"
+        call = f", call {self.call}" if self.call else ""
+        return f"{self.role}{self.path} of {where}{call}"
+
+
+@dataclass(frozen=True, slots=True)
+class WeightRef:
+    """A trainable weight and the layer that owns it."""
+
+    name: str
+    slot: Slot
+    variable: Any
+
+
+@dataclass
+class Plan:
+    """What the tensors returned by one traced step mean.
+
+    Attributes:
+        rows: One per statistics row.
+        sites: One per flag (and per checked reference).
+        io_names: Flight-recorder names, one per layer input/output reference.
+        io_of: For each forward-output site, the indices into ``io_names`` of that call's inputs.
+        io_ranks: Rank of each flight-recorder tensor (to unpack them).
+        shapes: Static output shapes of each layer's first call (for the structure event).
+    """
+
+    rows: list[Row] = field(default_factory=list)
+    sites: list[Site] = field(default_factory=list)
+    io_names: list[str] = field(default_factory=list)
+    io_of: dict[int, list[int]] = field(default_factory=dict)
+    io_ranks: list[int] = field(default_factory=list)
+    shapes: dict[str, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
+
+
+def _rank(t: Any) -> int:
+    return int(t.shape.rank)
+
+
+def _static(t: Any) -> tuple[int, ...]:
+    return tuple(-1 if d is None else int(d) for d in t.shape)
+
+
+def collect(
+    calls: Sequence[Call],
+    *,
+    loss: Any | None,
+    out_grads: Sequence[Any] | None,
+    weights: Sequence[WeightRef],
+    grads: Sequence[Any] | None,
+    before: Sequence[Any] | None,
+    after: Sequence[Any] | None,
+    record: bool,
+    sentinel: bool,
+    recorder: bool,
+    what: frozenset[str],
+    bins: int,
+) -> tuple[Plan, dict[str, Any]]:
+    """Build the step's extra outputs (call inside the step, after the optimizer update).
+
+    Args:
+        calls: What the probe recorded.
+        loss: The loss tensor (None if unknown).
+        out_grads: Gradient of the loss w.r.t. each recorded output, in record order.
+        weights: The trainable weights.
+        grads: Their gradients (None if unavailable).
+        before: Their values before the optimizer step (for weight and update statistics).
+        after: Their values after it (for the sentinel and updates).
+        record: Whether to compute statistics.
+        sentinel: Whether to compute finiteness flags.
+        recorder: Unused (the flight recorder's tensors are packed only on a bad step); kept
+            so callers state what they want.
+        what: Which statistics.
+        bins: Histogram bins.
+
+    Returns:
+        The plan and a dict of tensors to return from the step.
+    """
+    plan = Plan()
+    outs = [(c, path, t) for c in calls for path, t in c.outputs]
+    for c in calls:
+        if c.call == 0 and c.slot.name not in plan.shapes:
+            plan.shapes[c.slot.name] = tuple(_static(t) for _, t in c.outputs)
+    extra: dict[str, Any] = {}
+    if loss is not None:
+        extra["loss"] = tf.identity(loss)
+    if record:
+        stat: list[Any] = []
+
+        def add(name: str, role: str, call: int, t: Any) -> None:
+            plan.rows.append(Row(name, role, call, dtype_name(t), _rank(t)))
+            stat.append(t)
+
+        if "activations" in what:
+            for c, path, t in outs:
+                if c.slot.selected:
+                    add(c.slot.name + path, "output", c.call, t)
+        if "gradients" in what and out_grads is not None:
+            for (c, path, _), g in zip(outs, out_grads, strict=True):
+                if c.slot.selected:
+                    add(c.slot.name + path, "grad_output", c.call, g)
+        chosen = [i for i, w in enumerate(weights) if w.slot.selected]
+        if before is not None and ("weights" in what or "updates" in what):
+            for i in chosen:
+                if "weights" in what:
+                    add(weights[i].name, "weight", 0, before[i])
+                if "updates" in what and after is not None:
+                    add(weights[i].name, "update", 0, after[i] - before[i])
+        if "gradients" in what and grads is not None:
+            for i in chosen:
+                add(weights[i].name, "grad", 0, grads[i])
+        extra["stats"] = stats_matrix(stat, bins)
+        extra["shapes"] = shape_vector(stat)
+    if sentinel:
+        checked: list[Any] = []
+
+        def check(site: Site, t: Any) -> None:
+            plan.sites.append(site)
+            checked.append(t)
+
+        io: list[Any] = []  # every layer call's inputs and outputs (only read when bad)
+        for c in calls:
+            base = (c.slot.name or "(model)") + (f"#{c.call}" if c.call else "")
+            first_in = len(io)
+            for k, t in enumerate(c.inputs):
+                plan.io_names.append(f"{base}/input{k}")
+                io.append(t)
+            ins = list(range(first_in, len(io)))
+            for k, (path, t) in enumerate(c.outputs):
+                plan.io_names.append(f"{base}/output{k}")
+                io.append(t)
+                plan.io_of[len(plan.sites)] = ins
+                check(Site(c.slot.name, c.slot.type, "forward", "output", c.call, path), t)
+        if loss is not None:
+            check(Site("", "loss", "forward", "loss"), loss)
+        if out_grads is not None:
+            for (c, path, _), g in reversed(list(zip(outs, out_grads, strict=True))):
+                check(Site(c.slot.name, c.slot.type, "backward", "grad_output", c.call, path), g)
+        if grads is not None:
+            for w, g in reversed(list(zip(weights, grads, strict=True))):
+                check(Site(w.slot.name, w.slot.type, "backward", "grad", param=w.name), g)
+        if after is not None:
+            for w, v in zip(weights, after, strict=True):
+                check(Site(w.slot.name, w.slot.type, "optimizer", "weight", param=w.name), v)
+        plan.io_ranks = [_rank(t) for t in io]
+        flags = finite_flags(checked)
+        bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(flags)))
+
+        # Only a step with a non-finite flag pays for counts and for the flight recorder's
+        # copy; the step returns four small tensors either way (each returned tensor costs).
+        def on_bad() -> tuple[Any, Any, Any]:
+            return (nonfinite_counts(checked), *pack(io))
+
+        def on_ok() -> tuple[Any, Any, Any]:
+            return tf.zeros([0, 3], tf.int32), tf.zeros([0], tf.float32), tf.zeros([0], tf.int32)
+
+        counts, io_flat, io_shapes = tf.cond(bad, on_bad, on_ok)
+        extra["flags"] = flags
+        extra["counts"] = counts
+        extra["io"] = io_flat
+        extra["io_shapes"] = io_shapes
+    return plan, extra
