@@ -27,6 +27,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ..live.breaks import parse_breaks
 from ..sinks import Sink
 from ..stats import HIST_BINS
 from ..writer import Writer
@@ -40,6 +41,7 @@ from .engine import (
     check_options,
     globs,
 )
+from .live import KerasLive
 from .numerics import finding_from_error, is_check_numerics_error
 from .plan import Plan
 from .step import EXTRA, make_step, uses_default_train_step
@@ -80,7 +82,12 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         keep_open: Keep the callback's own writer open across ``fit`` calls (one run, steps
             keep counting); call :meth:`close` when done. Default: close it at train end, and a
             later ``fit`` opens a new run.
-        live, break_on: Accepted for the live debugger; not active yet.
+        live: Serve the live debugger (``vizdebug tui --attach``): training pauses and steps at
+            batch boundaries, and the layers of the paused batch can be stepped through with
+            their inputs, outputs and weights. Needs the NaN check (``on_anomaly`` not None).
+        live_timeout: Seconds a paused run waits for a vanished client (None: stay paused).
+        break_on: Breakpoints (``"nan"``, ``"step:N"``, ``"abs>T"``, ...), checked at batch
+            boundaries on every layer's inputs and outputs and the weights.
 
     Raises:
         ValueError: A bad option value.
@@ -105,9 +112,13 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         writer: Writer | None = None,
         keep_open: bool = False,
         live: bool = True,
-        break_on: object = None,
+        live_timeout: float | None = 60.0,
+        break_on: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
+        if break_on is not None and not live:
+            raise ValueError("break_on needs the live debugger: drop live=False")
+        parse_breaks(break_on)  # a bad specification fails here, not at train begin
         self.what = check_options(every, first, what, on_anomaly)
         globs(include, "include"), globs(exclude, "exclude")
         if writer is not None and not isinstance(writer, Writer):
@@ -119,6 +130,9 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         self.check_numerics = check_numerics
         self.flight_recorder, self.max_snapshots, self.bins = flight_recorder, max_snapshots, bins
         self.keep_open, self.live, self.break_on = keep_open, live, break_on
+        self.live_timeout = live_timeout
+        self._live: KerasLive | None = None
+        self._capturing = False
         self.writer: Writer | None = writer
         self._owns_writer = writer is None
         self.engine: Engine | None = None
@@ -156,6 +170,12 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             )  # fmt: skip
         self.engine = engine
         self.writer.step = self._step
+        if self.live and engine.sentinel and self._live is None:
+            self._live = KerasLive(
+                self.writer, model, {s.name: s.type for s in engine.slots},
+                {s.name: s.weights for s in engine.slots},
+                break_on=self.break_on, resume_timeout=self.live_timeout,
+            )  # fmt: skip
         if not uses_default_train_step(model) and "gradients" in self.what:
             engine.note(
                 f"{type(model).__name__} overrides train_step: gradients are not recorded "
@@ -205,6 +225,11 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         self._fns = {}
         if self.engine is not None:
             self.engine.probe.remove()
+            self.engine.capture.assign(False)
+        self._capturing = False
+        if self._live is not None:
+            self._live.close()
+            self._live = None
         if self.writer is not None:
             if self._owns_writer and not self.keep_open:
                 self.writer.close()
@@ -228,6 +253,10 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         if not self._built and self.model.built:
             self._build_functions()  # a model first built by step 0 (subclassed, unbuilt)
         fn = self._fns.get(kind) or self._original
+        live = self._live
+        if live is not None and live.armed != self._capturing:
+            self._capturing = live.armed
+            engine.capture.assign(self._capturing)
         try:
             out = fn(iterator)
         except tf.errors.InvalidArgumentError as exc:
@@ -245,6 +274,9 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             if finding is not None:
                 self.findings.append(finding)
                 self._act(finding)
+        if live is not None and live.armed:
+            io, engine.last_io = engine.last_io, {}
+            live.batch_end(step, io if self._capturing else {})
         self._last_logs = out
         return out
 

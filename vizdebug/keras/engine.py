@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import tensorflow as tf
 
 from ..errors import VizdebugError
 from ..stats import HIST_BINS
@@ -162,6 +163,10 @@ class Engine:
         self.probe = LayerProbe(self.slots)
         self.step = 0
         self.finding: Finding | None = None
+        #: Set by the live debugger: return every layer's inputs and outputs each step.
+        self.capture = tf.Variable(False, trainable=False, name="vizdebug_capture")
+        #: The layer inputs and outputs of the last step that returned them, by name.
+        self.last_io: dict[str, np.ndarray[Any, Any]] = {}
         self._structure_done = False
         self._snapshots = 0
         self._noted: set[tuple[str, str]] = set()
@@ -213,6 +218,7 @@ class Engine:
         if counts.size == 0:
             return None
         io = _unpack(np.asarray(extra["io"]), np.asarray(extra["io_shapes"]), plan.io_ranks)
+        self.last_io = dict(zip(plan.io_names, io, strict=True))
         finding = self._locate(step, plan, counts, io)
         if finding is not None:
             self.report(finding, dict(zip(plan.io_names, io, strict=True)))

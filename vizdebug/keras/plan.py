@@ -108,6 +108,7 @@ def collect(
     recorder: bool,
     what: frozenset[str],
     bins: int,
+    capture: Any | None = None,
 ) -> tuple[Plan, dict[str, Any]]:
     """Build the step's extra outputs (call inside the step, after the optimizer update).
 
@@ -125,6 +126,8 @@ def collect(
             so callers state what they want.
         what: Which statistics.
         bins: Histogram bins.
+        capture: A boolean ``tf.Variable``; when true the layer inputs and outputs are returned
+            even on a healthy step (the live debugger steps through them).
 
     Returns:
         The plan and a dict of tensors to return from the step.
@@ -207,7 +210,8 @@ def collect(
         def on_ok() -> tuple[Any, Any, Any]:
             return tf.zeros([0, 3], tf.int32), tf.zeros([0], tf.float32), tf.zeros([0], tf.int32)
 
-        counts, io_flat, io_shapes = tf.cond(bad, on_bad, on_ok)
+        wanted = bad if capture is None else tf.logical_or(bad, capture)
+        counts, io_flat, io_shapes = tf.cond(wanted, on_bad, on_ok)
         extra["flags"] = flags
         extra["counts"] = counts
         extra["io"] = io_flat

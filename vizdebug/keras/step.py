@@ -90,6 +90,7 @@ def make_step(
             calls, loss=loss, out_grads=out_grads, weights=engine.weights, grads=grads,
             before=before, after=after, record=record, sentinel=engine.sentinel,
             recorder=engine.flight_recorder, what=what, bins=engine.bins,
+            capture=engine.capture,
         )  # fmt: skip
         plans[key] = plan
         result = dict(logs) if isinstance(logs, dict) else {"output": logs}

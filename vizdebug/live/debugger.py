@@ -206,6 +206,11 @@ class Debugger:
         """The breakpoints set."""
         return list(self._breaks.values())
 
+    @property
+    def stepping(self) -> bool:
+        """Whether the client asked to stop at the very next hook point."""
+        return self._mode == "step"
+
     def tensors(self) -> TensorMap:
         """The tensors available at the paused position (empty when running)."""
         source = self._tensors
