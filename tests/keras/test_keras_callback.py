@@ -9,7 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
-from models import (
+from keras_models import (
     LOSS,
     Subclassed,
     compile_,

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from models import Poison, PoisonAt, compile_, poisoned_mlp
+from keras_models import Poison, PoisonAt, compile_, poisoned_mlp
 from safetensors.numpy import load_file
 
 import vizdebug

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from models import LOSS, poisoned_mlp
+from keras_models import LOSS, poisoned_mlp
 
 import vizdebug
 from vizdebug.keras import NonFiniteWarning

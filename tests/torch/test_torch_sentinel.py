@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from models import Block
 from torch import nn
+from torch_models import Block
 
 import vizdebug
 from vizdebug.runs import load_run, load_snapshot

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from models import Fancy, Pair, digits_like_cnn
 from torch import nn
+from torch_models import Fancy, Pair, digits_like_cnn
 
 import vizdebug
 from vizdebug.runs import load_run

@@ -28,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from ..live.breaks import parse_breaks
+from ..runs.native import Graph
 from ..sinks import Sink
 from ..stats import HIST_BINS
 from ..writer import Writer
@@ -133,6 +134,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         self.live_timeout = live_timeout
         self._live: KerasLive | None = None
         self._capturing = False
+        self._graph_done = False
         self.writer: Writer | None = writer
         self._owns_writer = writer is None
         self.engine: Engine | None = None
@@ -266,6 +268,8 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             return self._last_logs
         finally:
             engine.probe.error_slot = None
+        if not self._graph_done:
+            self._record_graph(step)
         self._step = step + int(getattr(self.model, "steps_per_execution", 1) or 1)
         self.writer.step = self._step
         extra = out.pop(EXTRA, None) if isinstance(out, dict) else None
@@ -279,6 +283,32 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             live.batch_end(step, io if self._capturing else {})
         self._last_logs = out
         return out
+
+    def _record_graph(self, step: int) -> None:
+        """The model's forward graph, once, for TensorBoard's Graphs dashboard."""
+        self._graph_done = True
+        engine, writer, model = self.engine, self.writer, self.model
+        if engine is None or writer is None:
+            return
+        inputs = getattr(model, "inputs", None)
+        if not inputs:
+            engine.note(
+                f"model graph not recorded: {type(model).__name__} has no symbolic inputs "
+                "(a subclassed model); build it from keras.Input to get one"
+            )
+            return
+        try:
+            specs = [tf.TensorSpec(t.shape, t.dtype) for t in inputs]
+
+            def forward(*xs: Any) -> Any:
+                return model(xs[0] if len(xs) == 1 else list(xs), training=False)
+
+            concrete = tf.function(forward).get_concrete_function(*specs)
+            graph_def = concrete.graph.as_graph_def().SerializeToString()
+        except Exception as exc:  # a model that cannot be traced symbolically: say why
+            engine.note(f"model graph not recorded: {type(exc).__name__}: {exc}"[:300])
+            return
+        writer.write(Graph(step=step, graph_def=bytes(graph_def)))
 
     def _numerics_error(self, exc: BaseException, step: int) -> None:
         engine = self.engine

@@ -19,7 +19,15 @@ from typing import Any, Literal
 import numpy as np
 import tensorflow as tf
 
-from ..errors import VizdebugError
+from ..adapters import (
+    DEFAULT_EVERY,
+    DEFAULT_FIRST,
+    WHAT,
+    NonFiniteError,
+    NonFiniteWarning,
+    check_schedule,
+    globs,
+)
 from ..stats import HIST_BINS
 from ..tf.deferred import StatsItem
 from ..writer import Writer
@@ -40,29 +48,8 @@ __all__ = [
 
 log = logging.getLogger("vizdebug")
 
-#: Everything that can be recorded.
-WHAT = frozenset({"activations", "gradients", "weights", "updates"})
-#: Default schedule: every 50th step and always the first 5 (as the PyTorch adapter).
-DEFAULT_EVERY = 50
-DEFAULT_FIRST = 5
 OnAnomaly = Literal["warn", "raise", "stop"] | None
 _MODES = ("warn", "raise", "stop", None)
-
-
-class NonFiniteError(VizdebugError, FloatingPointError):
-    """Raised with ``on_anomaly="raise"`` when a NaN or Inf appeared.
-
-    Attributes:
-        finding: Where it appeared first.
-    """
-
-    def __init__(self, finding: Finding) -> None:
-        super().__init__(finding.message)
-        self.finding = finding
-
-
-class NonFiniteWarning(RuntimeWarning):
-    """Issued with ``on_anomaly="warn"`` (and ``"stop"``) when a NaN or Inf appeared."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,16 +67,6 @@ class Finding:
     op: str = ""
 
 
-def globs(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = (value,) if isinstance(value, str) else tuple(value)
-    for item in items:
-        if not isinstance(item, str):
-            raise TypeError(f"{what} must be a glob string or a list of them, got {item!r}")
-    return items
-
-
 def check_options(
     every: object, first: object, what: Iterable[str] | str | None, on_anomaly: object
 ) -> frozenset[str]:
@@ -98,16 +75,10 @@ def check_options(
     Raises:
         ValueError: A bad value.
     """
-    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-        raise ValueError(f"every must be a positive int, got {every!r}")
-    if not isinstance(first, int) or isinstance(first, bool) or first < 0:
-        raise ValueError(f"first must be a non-negative int, got {first!r}")
-    chosen = set(WHAT if what is None else ((what,) if isinstance(what, str) else what))
-    if not chosen <= WHAT:
-        raise ValueError(f"what: unknown {sorted(chosen - WHAT)}; choose from {sorted(WHAT)}")
+    chosen = check_schedule(every, first, what)
     if on_anomaly not in _MODES:
         raise ValueError(f"on_anomaly must be one of {_MODES}, got {on_anomaly!r}")
-    return frozenset(chosen)
+    return chosen
 
 
 def _unpack(

@@ -16,26 +16,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import VizdebugError
+from ..adapters import NonFiniteError, NonFiniteWarning
 from .devstats import finite_flags
 
 __all__ = ["Finding", "NonFiniteError", "NonFiniteWarning", "Sentinel", "Site", "count_nonfinite"]
-
-
-class NonFiniteError(VizdebugError, FloatingPointError):
-    """Raised at the end of a step with ``on_anomaly="raise"`` when a NaN or Inf appeared.
-
-    Attributes:
-        finding: Where it appeared first.
-    """
-
-    def __init__(self, finding: Finding) -> None:
-        super().__init__(finding.message)
-        self.finding = finding
-
-
-class NonFiniteWarning(RuntimeWarning):
-    """Issued at the end of a step with ``on_anomaly="warn"`` when a NaN or Inf appeared."""
 
 
 @dataclass(frozen=True, slots=True)

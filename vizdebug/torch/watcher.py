@@ -25,11 +25,14 @@ from typing import Any, Literal
 
 import torch
 
+from ..adapters import DEFAULT_EVERY, DEFAULT_FIRST, WHAT, check_schedule, globs
 from ..live.breaks import parse_breaks
+from ..runs.native import Graph
 from ..sinks import Sink
 from ..stats import HIST_BINS
 from ..writer import Writer
 from .devstats import dtype_name, skip_reason, stats_row
+from .graph import trace_graph
 from .hooks import claim, iter_tensors, release
 from .live import TorchLive
 from .recorder import FlightRecorder
@@ -41,11 +44,6 @@ __all__ = ["DEFAULT_EVERY", "DEFAULT_FIRST", "WHAT", "Watch", "watch"]
 
 log = logging.getLogger("vizdebug")
 
-#: Everything that can be recorded.
-WHAT = frozenset({"activations", "gradients", "weights", "updates"})
-#: Default schedule: every 50th step, and always the first 5 (see benchmarks/bench_torch.py).
-DEFAULT_EVERY = 50
-DEFAULT_FIRST = 5
 _ANOMALY_MODES = ("warn", "raise", "pause", "log", None)
 OnAnomaly = Literal["warn", "raise", "pause", "log"] | None
 
@@ -59,16 +57,6 @@ class _Slot:
         self.type = type(module).__name__
         self.selected = selected
         self.inplace = bool(getattr(module, "inplace", False) is True)
-
-
-def _globs(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = (value,) if isinstance(value, str) else tuple(value)
-    for item in items:
-        if not isinstance(item, str):
-            raise TypeError(f"{what} must be a glob string or a list of them, got {item!r}")
-    return items
 
 
 def _dist_rank() -> tuple[int | None, int | None]:
@@ -106,6 +94,7 @@ class Watch:
         break_on: str | Sequence[str] | None = None,
         live: bool = True,
         live_timeout: float | None = 60.0,
+        graph: bool = False,
         writer: Writer | None = None,
         offload: bool = True,
         flight_recorder: bool = True,
@@ -120,13 +109,7 @@ class Watch:
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}"
             )
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive int, got {every!r}")
-        if not isinstance(first, int) or first < 0:
-            raise ValueError(f"first must be a non-negative int, got {first!r}")
-        chosen = set(WHAT if what is None else ((what,) if isinstance(what, str) else what))
-        if not chosen <= WHAT:
-            raise ValueError(f"what: unknown {sorted(chosen - WHAT)}; choose from {sorted(WHAT)}")
+        chosen = set(check_schedule(every, first, what))
         if on_anomaly not in _ANOMALY_MODES:
             raise ValueError(f"on_anomaly must be one of {_ANOMALY_MODES}, got {on_anomaly!r}")
         if break_on is not None and not live:
@@ -134,12 +117,14 @@ class Watch:
         parse_breaks(break_on)  # bad specifications fail before anything is hooked
         if writer is not None and not isinstance(writer, Writer):
             raise TypeError(f"writer must be a vizdebug.Writer, got {type(writer).__name__}")
-        inc, exc = _globs(include, "include"), _globs(exclude, "exclude")
+        inc, exc = globs(include, "include"), globs(exclude, "exclude")
         claim(model, id(self))
         try:
             self.model, self.optimizer = model, optimizer
             self.every, self.first, self.what = every, first, frozenset(chosen)
             self.on_anomaly, self.break_on, self.live = on_anomaly, break_on, live
+            self.graph = graph
+            self._graph_args: tuple[Any, ...] | None = None
             self.offload, self.bins, self.max_snapshots = offload, bins, max_snapshots
             if writer is None:
                 rank, world = _dist_rank()
@@ -240,6 +225,8 @@ class Watch:
     def _root_pre(self, module: torch.nn.Module, args: Any) -> None:
         if self._closed:
             return
+        if self._need_structure and self.graph and self._graph_args is None:
+            self._graph_args = tuple(args)
         if self.optimizer is None and self._root_calls:
             self._finish_step()
         self._root_calls += 1
@@ -332,10 +319,24 @@ class Watch:
             infos = module_infos(self.model, self._shapes)
             self.writer.structure("torch", infos, step=self._step)
             self._shapes = {}
+            if self._graph_args is not None:
+                self._record_graph(self._graph_args)
         if self.optimizer is None and not any(
             isinstance(t, torch.Tensor) and t.requires_grad for _, t in iter_tensors(output)
         ):
             self._finish_step()  # no backward can follow: end the step now, free the refs
+
+    def _record_graph(self, args: tuple[Any, ...]) -> None:
+        self._graph_args = None
+        self._closed = True  # our hooks stay quiet while the tracer runs the model
+        try:
+            result = trace_graph(self.model, args)
+        finally:
+            self._closed = False
+        if isinstance(result, bytes):
+            self.writer.write(Graph(step=self._step, graph_def=result))
+        else:
+            self.writer.note("vizdebug/torch", f"model graph not traced: {result}", self._step)
 
     # -- optimizer ------------------------------------------------------------------------
 
@@ -554,7 +555,10 @@ def watch(
             ``"module:GLOB"``, ``"abs>T"``, ``"grad_norm>T"``, ``"zero_frac>F"``),
             ``writer`` (an existing :class:`~vizdebug.Writer`), ``offload`` (compute CPU
             statistics on a worker thread, default True), ``flight_recorder`` (default True),
-            ``max_snapshots`` (anomaly snapshots per watch, default 3) and ``bins``.
+            ``max_snapshots`` (anomaly snapshots per watch, default 3), ``bins`` and
+            ``graph`` (trace the model once, on the first step's inputs, for TensorBoard's
+            Graphs dashboard; off by default because tracing runs ``forward`` one extra time,
+            which Python-side state in a model would notice; an untraceable model gets a note).
 
     Returns:
         The :class:`Watch` handle (``close()``, context manager, ``step(loss=...)``).

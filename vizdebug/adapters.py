@@ -1,0 +1,76 @@
+"""What the framework adapters share: schedule defaults and checks, name globs, NaN errors.
+
+Framework-free; ``vizdebug.torch`` and ``vizdebug.keras`` import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .errors import VizdebugError
+
+__all__ = [
+    "DEFAULT_EVERY",
+    "DEFAULT_FIRST",
+    "WHAT",
+    "NonFiniteError",
+    "NonFiniteWarning",
+    "check_schedule",
+    "globs",
+]
+
+#: Everything an adapter can record.
+WHAT = frozenset({"activations", "gradients", "weights", "updates"})
+#: Default schedule: every 50th step, and always the first 5 (see BENCHMARKS.md).
+DEFAULT_EVERY = 50
+DEFAULT_FIRST = 5
+
+
+class NonFiniteError(VizdebugError, FloatingPointError):
+    """Raised with ``on_anomaly="raise"`` when a NaN or Inf appeared.
+
+    Attributes:
+        finding: Where it appeared first (the adapter's ``Finding``).
+    """
+
+    def __init__(self, finding: Any) -> None:
+        super().__init__(finding.message)
+        self.finding = finding
+
+
+class NonFiniteWarning(RuntimeWarning):
+    """Issued with ``on_anomaly="warn"`` when a NaN or Inf appeared."""
+
+
+def globs(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
+    """Normalize an ``include``/``exclude`` option to a tuple of glob strings.
+
+    Raises:
+        TypeError: An entry is not a string.
+    """
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{what} must be a glob string or a list of them, got {item!r}")
+    return items
+
+
+def check_schedule(
+    every: object, first: object, what: Iterable[str] | str | None
+) -> frozenset[str]:
+    """Validate ``every``, ``first`` and ``what``; returns the chosen ``what``.
+
+    Raises:
+        ValueError: A bad value.
+    """
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise ValueError(f"every must be a positive int, got {every!r}")
+    if not isinstance(first, int) or isinstance(first, bool) or first < 0:
+        raise ValueError(f"first must be a non-negative int, got {first!r}")
+    chosen = set(WHAT if what is None else ((what,) if isinstance(what, str) else what))
+    if not chosen <= WHAT:
+        raise ValueError(f"what: unknown {sorted(chosen - WHAT)}; choose from {sorted(WHAT)}")
+    return frozenset(chosen)
