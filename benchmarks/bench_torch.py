@@ -126,6 +126,10 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, torch {torch.__version__}, one thread, "
           f"{args.steps} timed steps, {time.strftime('%Y-%m-%d')}\n")  # fmt: skip
+    print(
+        "Each tool runs in its own subprocess, one after another: on a shared 2-core machine\n"
+        "a ratio below 1.00x is noise, and differences of a few tenths are within it.\n"
+    )
     for kind, title in (("cnn", "digits CNN, batch 64"), ("tf", "TransformerEncoder")):
         print(f"### {title}\n")
         print("| tool | median ms | ratio | mean ms | ratio | peak RSS MB |")
