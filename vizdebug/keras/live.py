@@ -15,16 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..live.breaks import parse_breaks
-from ..live.debugger import Debugger, Position
+from ..live.debugger import Debugger, Position, enclosing
 from ..live.server import ControlServer
 from ..writer import Writer
 
 __all__ = ["KerasLive"]
-
-
-def _chain(name: str) -> tuple[str, ...]:
-    parts = name.split(".") if name else []
-    return ("", *(".".join(parts[:i]) for i in range(1, len(parts))))
 
 
 class KerasLive:
@@ -79,7 +74,7 @@ class KerasLive:
             key = layer if not call else f"{layer}#{call}"  # as the flight recorder names them
             name = "" if layer == "(model)" else layer
             position = Position(
-                step, "forward", name, self.layer_types.get(name, ""), call, _chain(name), index
+                step, "forward", name, self.layer_types.get(name, ""), call, enclosing(name), index
             )
             dbg.at(position, self._layer_tensors(io, key))
             if not dbg.stepping:

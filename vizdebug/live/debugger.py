@@ -22,7 +22,7 @@ import numpy as np
 
 from ..runs.snapshots import to_numpy
 
-__all__ = ["BREAK_KINDS", "Breakpoint", "Debugger", "Position", "measure"]
+__all__ = ["BREAK_KINDS", "Breakpoint", "Debugger", "Position", "enclosing", "measure"]
 
 log = logging.getLogger("vizdebug")
 
@@ -58,6 +58,12 @@ class Position:
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict."""
         return asdict(self)
+
+
+def enclosing(name: str) -> tuple[str, ...]:
+    """The modules enclosing a dotted module name, outermost (the root, ``""``) first."""
+    parts = name.split(".") if name else []
+    return ("", *(".".join(parts[:i]) for i in range(1, len(parts))))
 
 
 @dataclass(frozen=True)

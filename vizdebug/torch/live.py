@@ -9,6 +9,7 @@ pending), so with no client and no breakpoint the cost is one attribute test.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from ..live.breaks import parse_breaks
-from ..live.debugger import Debugger, Position
+from ..live.debugger import Debugger, Position, enclosing
 from ..live.server import ControlServer
 from ..writer import Writer
 
@@ -48,11 +49,6 @@ def torch_measure(t: Any) -> tuple[float, float, float, float]:
             ]
         ).tolist()
     return values[0], values[1], values[2], values[3]
-
-
-def _chain(name: str) -> tuple[str, ...]:
-    parts = name.split(".") if name else []
-    return ("", *tuple(".".join(parts[:i]) for i in range(1, len(parts))))
 
 
 class TorchLive:
@@ -112,7 +108,7 @@ class TorchLive:
             found.update(self._own_params(index))
             return found
 
-        self._at(Position(step, "forward", name, mtype, call, _chain(name)), tensors)
+        self._at(Position(step, "forward", name, mtype, call, enclosing(name)), tensors)
 
     def backward(
         self, index: int, name: str, mtype: str, call: int, step: int, path: str, grad: Any
@@ -127,7 +123,7 @@ class TorchLive:
                     found[f"grad:{pname}"] = p.grad
             return found
 
-        self._at(Position(step, "backward", name, mtype, call, _chain(name)), tensors)
+        self._at(Position(step, "backward", name, mtype, call, enclosing(name)), tensors)
 
     def optimizer_step(self, step: int) -> None:
         """The optimizer is about to update the parameters."""
@@ -153,19 +149,13 @@ class TorchLive:
         tensors: Callable[[], Mapping[str, Any]],
     ) -> None:
         """Pause now (``on_anomaly="pause"``) with the given tensors (the flight recorder's)."""
-        self.debugger.halt(Position(step, phase, module, mtype, 0, _chain(module)), tensors, reason)
+        self.debugger.halt(
+            Position(step, phase, module, mtype, 0, enclosing(module)), tensors, reason
+        )
 
     def _at(self, position: Position, tensors: Callable[[], Mapping[str, Any]]) -> None:
         self._index += 1
-        position = Position(
-            position.step,
-            position.phase,
-            position.module,
-            position.module_type,
-            position.call,
-            position.chain,
-            self._index,
-        )
+        position = dataclasses.replace(position, index=self._index)
         self.debugger.at(position, functools.lru_cache(maxsize=1)(tensors))
 
     def close(self) -> None:
