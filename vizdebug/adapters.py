@@ -5,10 +5,12 @@ Framework-free; ``vizdebug.torch`` and ``vizdebug.keras`` import it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .errors import VizdebugError
+from .events import Scalar, TensorStats
 
 __all__ = [
     "DEFAULT_EVERY",
@@ -18,6 +20,7 @@ __all__ = [
     "NonFiniteWarning",
     "check_schedule",
     "globs",
+    "update_ratios",
 ]
 
 #: Everything an adapter can record.
@@ -74,3 +77,31 @@ def check_schedule(
     if not chosen <= WHAT:
         raise ValueError(f"what: unknown {sorted(chosen - WHAT)}; choose from {sorted(WHAT)}")
     return frozenset(chosen)
+
+
+def update_ratios(stats: Iterable[TensorStats]) -> list[Scalar]:
+    """``update_ratio/<param>`` scalars: |update| / |weight| from one step's statistics.
+
+    Pairs each ``update`` row with the ``weight`` row of the same name (NaN without one).
+    """
+    weight_l2: dict[str, float] = {}
+    updates: list[TensorStats] = []
+    for e in stats:
+        if e.role == "weight":
+            weight_l2[e.name] = e.stats.l2
+        elif e.role == "update":
+            updates.append(e)
+    out = []
+    for u in updates:
+        w = weight_l2.get(u.name, math.nan)
+        out.append(
+            Scalar(
+                step=u.step,
+                wall_time=u.wall_time,
+                run=u.run,
+                rank=u.rank,
+                tag=f"update_ratio/{u.name}",
+                value=u.stats.l2 / w if w else math.nan,
+            )
+        )
+    return out

@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import Event, Scalar, TensorStats
+from ..adapters import update_ratios
+from ..events import Event, TensorStats
 from ..stats import HIST_BINS, stats_from_row
 
 __all__ = ["Row", "StatsItem", "fix_row"]
@@ -86,24 +87,23 @@ class StatsItem:
             int(d) for d in (self.shapes.numpy() if hasattr(self.shapes, "numpy") else self.shapes)
         ]
         self.matrix = self.shapes = None
-        weight_l2: dict[str, float] = {}
-        updates: list[tuple[str, float]] = []
+        events: list[TensorStats] = []
         at = 0
         for i, r in enumerate(self.rows):
             shape = tuple(dims[at : at + r.rank])
             at += r.rank
             stats = stats_from_row(fix_row(host[i].tolist()), r.dtype, shape)
-            yield TensorStats(
-                step=self.step, wall_time=self.wall_time, run=run, rank=rank,
-                name=r.name, role=r.role, call=r.call, stats=stats,
-            )  # fmt: skip
-            if r.role == "weight":
-                weight_l2[r.name] = stats.l2
-            elif r.role == "update":
-                updates.append((r.name, stats.l2))
-        for name, l2 in updates:
-            w = weight_l2.get(name, math.nan)
-            yield Scalar(
-                step=self.step, wall_time=self.wall_time, run=run, rank=rank,
-                tag=f"update_ratio/{name}", value=l2 / w if w else math.nan,
-            )  # fmt: skip
+            events.append(
+                TensorStats(
+                    step=self.step,
+                    wall_time=self.wall_time,
+                    run=run,
+                    rank=rank,
+                    name=r.name,
+                    role=r.role,
+                    call=r.call,
+                    stats=stats,
+                )
+            )
+        yield from events
+        yield from update_ratios(events)

@@ -17,7 +17,6 @@ or waits for the one being read.
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -25,7 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..events import Event, Note, Scalar, TensorStats
+from ..adapters import update_ratios
+from ..events import Event, Note, TensorStats
 from ..stats import HIST_BINS, stats_from_row
 from .devstats import cpu_row, stats_row
 
@@ -87,38 +87,40 @@ class StatsBatch:
             yield from self._notes(run, rank)
             return
         host = (matrix if matrix.device.type == "cpu" else matrix.cpu()).numpy()
-        weight_l2: dict[str, float] = {}
-        updates: list[tuple[str, float]] = []
+        events: list[TensorStats] = []
         i = 0
         for e in self.entries:
             if e.row is None:
                 continue
             stats = stats_from_row(host[i].tolist(), e.dtype, e.shape)
             i += 1
-            yield TensorStats(
-                step=self.step, wall_time=self.wall_time, run=run, rank=rank,
-                name=e.name, role=e.role, call=e.call, stats=stats,
-            )  # fmt: skip
-            if e.role == "weight":
-                weight_l2[e.name] = stats.l2
-            elif e.role == "update":
-                updates.append((e.name, stats.l2))
-        for name, l2 in updates:
-            w = weight_l2.get(name, math.nan)
-            ratio = l2 / w if w else math.nan
-            yield Scalar(
-                step=self.step, wall_time=self.wall_time, run=run, rank=rank,
-                tag=f"update_ratio/{name}", value=ratio,
-            )  # fmt: skip
+            events.append(
+                TensorStats(
+                    step=self.step,
+                    wall_time=self.wall_time,
+                    run=run,
+                    rank=rank,
+                    name=e.name,
+                    role=e.role,
+                    call=e.call,
+                    stats=stats,
+                )
+            )
+        yield from events
+        yield from update_ratios(events)
         yield from self._notes(run, rank)
 
     def _notes(self, run: str, rank: int) -> Iterable[Event]:
         for e in self.entries:
             if e.problem:
                 yield Note(
-                    step=self.step, wall_time=self.wall_time, run=run, rank=rank,
-                    tag="vizdebug/torch", text=f"{e.name} ({e.role}, call {e.call}): {e.problem}",
-                )  # fmt: skip
+                    step=self.step,
+                    wall_time=self.wall_time,
+                    run=run,
+                    rank=rank,
+                    tag="vizdebug/torch",
+                    text=f"{e.name} ({e.role}, call {e.call}): {e.problem}",
+                )
 
 
 class StatsWorker:
