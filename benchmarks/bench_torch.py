@@ -1,36 +1,49 @@
 """Overhead of vizdebug.watch against a bare training step and the tools users use instead.
 
-Run: ``.venv/bin/python benchmarks/bench_torch.py [--steps N]``. Every (model, tool) pair runs
-in its own subprocess, one CPU thread (``torch.set_num_threads(1)``), so that its peak memory
-can be read from ``resource.getrusage(RUSAGE_SELF).ru_maxrss``: tracemalloc does not see
-torch's allocator, and torch has no allocator statistics on CPU. The peak includes the ~0.3 GB
-that importing torch costs, so compare the columns, not the absolute value.
+Run: ``.venv/bin/python benchmarks/bench_torch.py [--blocks 30] [--block 10]``.
+
+Method. Every tool gets its own copy of the model (same initial weights) and optimizer, with
+its instrumentation attached for the whole run, all in one process on one CPU thread
+(``torch.set_num_threads(1)``; vizdebug's statistics worker and writer threads may use the
+second core, as they would in a user's process). The tools then take turns: blocks of
+``--block`` steps, the order of tools shuffled every round, so drift and other load on a
+shared machine hit every tool alike. A block's time includes flushing the tool's writer at its
+end, so work a tool pushes to background threads is paid inside its own block, not by the
+next tool's. The figure per tool is the median over blocks of the mean step time in a block;
+the ratio is to the bare model's median in the same run.
+
+Peak memory is measured separately, one subprocess per tool (``ru_maxrss`` after 60 steps):
+tracemalloc does not see torch's allocator and torch has no allocator statistics on CPU. It
+includes the ~0.3 GB that importing torch costs: compare the columns.
 
 Models: the digits CNN of examples/torch_digits.py (batch 64, 8x8 images) and a small
-``nn.TransformerEncoder`` (2 layers, d_model 64, 4 heads, sequence 32, batch 16). Prints a
-markdown table of the median (and mean) step time and the ratio to the bare step.
+``nn.TransformerEncoder`` (2 layers, d_model 64, 4 heads, sequence 32, batch 16).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 TOOLS = {
     "bare": "no instrumentation",
-    "vizdebug default": "watch(model, opt): every=50, first=5, sentinel every step",
-    "vizdebug every step": "watch(model, opt, every=1): everything, every step",
+    "vizdebug default": "watch(model, opt): every=50, first=5, NaN/Inf sentinel every step",
     "vizdebug sentinel only": "watch(model, opt, what=set()): NaN/Inf sentinel alone",
+    "vizdebug every step": "watch(model, opt, every=1): statistics and histograms of "
+    "activations, output gradients, weights, gradients and updates, every step",
     "torch SummaryWriter": "add_histogram of every parameter and gradient, every step",
     "tensorboardX": "add_histogram of every parameter and gradient, every step",
     "detect_anomaly": "torch.autograd.detect_anomaly() around each step",
@@ -56,99 +69,161 @@ def _model(kind: str) -> tuple[Any, Any, Any]:
     return model, x, y
 
 
-def child(kind: str, tool: str, steps: int, logdir: str) -> dict[str, float]:
-    """Time ``steps`` training steps of one model with one tool (in this process)."""
+class Runner:
+    """One tool on its own copy of the model: ``run(n)`` trains ``n`` steps and flushes."""
+
+    def __init__(self, tool: str, model: Any, x: Any, y: Any, logdir: str) -> None:
+        import torch
+
+        self.model, self.x, self.y = model, x, y
+        self.opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        self.handle: Any = None
+        self.hist: Any = None
+        self.i = 0
+        if tool.startswith("vizdebug"):
+            import vizdebug
+
+            opts: dict[str, Any] = {
+                "vizdebug default": {},
+                "vizdebug every step": {"every": 1},
+                "vizdebug sentinel only": {"what": set()},
+            }[tool]
+            self.handle = vizdebug.watch(model, self.opt, logdir=logdir, **opts)
+        elif tool == "torch SummaryWriter":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.hist = SummaryWriter(logdir)
+        elif tool == "tensorboardX":
+            from tensorboardX import SummaryWriter as XWriter
+
+            self.hist = XWriter(logdir)
+        self.anomaly: Callable[[], Any] = (
+            torch.autograd.detect_anomaly if tool == "detect_anomaly" else contextlib.nullcontext
+        )
+
+    def run(self, steps: int) -> float:
+        """Seconds for ``steps`` steps plus the flush of the tool's writer."""
+        import torch
+        from torch import nn
+
+        model, opt, x, y = self.model, self.opt, self.x, self.y
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            with self.anomaly():
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+            if self.handle is not None:
+                self.handle.step(loss=loss)
+            if self.hist is not None:
+                for name, p in model.named_parameters():
+                    self.hist.add_histogram(name, p, self.i)
+                    self.hist.add_histogram(name + "/grad", p.grad, self.i)
+            self.i += 1
+        if self.handle is not None:
+            self.handle.writer.flush()
+        if self.hist is not None:
+            self.hist.flush()
+        del torch
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        if self.hist is not None:
+            self.hist.close()
+
+
+def interleaved(
+    kind: str, blocks: int, block: int, logdir: str, tools: list[str]
+) -> dict[str, list[float]]:
+    """Per-step time of every block of every tool (seconds), tools taking turns."""
     import torch
-    from torch import nn
 
     torch.set_num_threads(1)
     model, x, y = _model(kind)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    handle: Any = None
-    hist: Any = None
-    if tool.startswith("vizdebug"):
-        import vizdebug
-
-        opts: dict[str, Any] = {
-            "vizdebug default": {},
-            "vizdebug every step": {"every": 1},
-            "vizdebug sentinel only": {"what": set()},
-        }[tool]
-        handle = vizdebug.watch(model, opt, logdir=logdir, **opts)
-    elif tool == "torch SummaryWriter":
-        from torch.utils.tensorboard import SummaryWriter
-
-        hist = SummaryWriter(logdir)
-    elif tool == "tensorboardX":
-        from tensorboardX import SummaryWriter as XWriter
-
-        hist = XWriter(logdir)
-    anomaly = torch.autograd.detect_anomaly if tool == "detect_anomaly" else contextlib.nullcontext
-    times = []
-    warmup = 10
-    for i in range(steps + warmup):
-        t0 = time.perf_counter()
-        with anomaly():
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-        if handle is not None:
-            handle.step(loss=loss)
-        if hist is not None:
-            for name, p in model.named_parameters():
-                hist.add_histogram(name, p, i)
-                hist.add_histogram(name + "/grad", p.grad, i)
-        times.append(time.perf_counter() - t0)
-    if handle is not None:
-        handle.close()
-    if hist is not None:
-        hist.close()
-    t = times[warmup:]
-    return {
-        "median_ms": statistics.median(t) * 1e3,
-        "mean_ms": statistics.fmean(t) * 1e3,
-        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    runners = {
+        tool: Runner(tool, copy.deepcopy(model), x, y, os.path.join(logdir, f"{kind}-{i}"))
+        for i, tool in enumerate(tools)
     }
+    for r in runners.values():
+        r.run(5)  # warm-up: allocator, first-step structure events
+    times: dict[str, list[float]] = {tool: [] for tool in tools}
+    rng = random.Random(0)
+    order = list(tools)
+    for _ in range(blocks):
+        rng.shuffle(order)
+        for tool in order:
+            times[tool].append(runners[tool].run(block) / block)
+    for r in runners.values():
+        r.close()
+    return times
+
+
+def peak_rss(kind: str, tool: str, steps: int) -> float:
+    """Peak RSS (MB) of a subprocess that trains ``steps`` steps with one tool."""
+    cmd = [sys.executable, __file__, "--rss", kind, tool, str(steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1])
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _rss_child(kind: str, tool: str, steps: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as logdir:
+        model, x, y = _model(kind)
+        runner = Runner(tool, model, x, y, logdir)
+        runner.run(steps)
+        runner.close()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--child", nargs=2, metavar=("MODEL", "TOOL"))
+    parser.add_argument("--blocks", type=int, default=30)
+    parser.add_argument("--block", type=int, default=10)
+    parser.add_argument("--models", default="cnn,tf")
+    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
+    parser.add_argument("--no-rss", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print raw block times as JSON")
+    parser.add_argument("--rss", nargs=3, metavar=("MODEL", "TOOL", "STEPS"))
     args = parser.parse_args()
-    if args.child:
-        with tempfile.TemporaryDirectory() as logdir:
-            print(json.dumps(child(args.child[0], args.child[1], args.steps, logdir)))
+    if args.rss:
+        _rss_child(args.rss[0], args.rss[1], int(args.rss[2]))
         return
+    tools = ["bare", *(t for t in args.tools.split(",") if t != "bare")]
+    unknown = set(tools) - set(TOOLS)
+    if unknown:
+        parser.error(f"unknown tools {sorted(unknown)}; choose from {list(TOOLS)}")
     import torch
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, torch {torch.__version__}, one thread, "
-          f"{args.steps} timed steps, {time.strftime('%Y-%m-%d')}\n")  # fmt: skip
-    print(
-        "Each tool runs in its own subprocess, one after another: on a shared 2-core machine\n"
-        "a ratio below 1.00x is noise, and differences of a few tenths are within it.\n"
-    )
-    for kind, title in (("cnn", "digits CNN, batch 64"), ("tf", "TransformerEncoder")):
-        print(f"### {title}\n")
-        print("| tool | median ms | ratio | mean ms | ratio | peak RSS MB |")
-        print("|---|---:|---:|---:|---:|---:|")
-        base: dict[str, float] = {}
-        for tool in TOOLS:
-            cmd = [sys.executable, __file__, "--steps", str(args.steps), "--child", kind, tool]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if out.returncode:
-                print(f"| {tool} | failed: {out.stderr.strip().splitlines()[-1]} |||||")
-                continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            base = base or r
-            print(f"| {tool} | {r['median_ms']:.2f} | {r['median_ms'] / base['median_ms']:.2f}x "
-                  f"| {r['mean_ms']:.2f} | {r['mean_ms'] / base['mean_ms']:.2f}x "
-                  f"| {r['maxrss_mb']:.0f} |")  # fmt: skip
+          f"Python {platform.python_version()}, torch {torch.__version__}, one training "
+          f"thread; {args.blocks} rounds of {args.block}-step blocks per tool, tools "
+          f"interleaved in one process, {time.strftime('%Y-%m-%d')}.\n")  # fmt: skip
+    titles = {"cnn": "digits CNN, batch 64", "tf": "TransformerEncoder, 2 layers, d_model 64"}
+    for kind in args.models.split(","):
+        with tempfile.TemporaryDirectory() as logdir:
+            times = interleaved(kind, args.blocks, args.block, logdir, tools)
+        if args.json:
+            print(json.dumps(times))
+        base = statistics.median(times["bare"])
+        rss = {} if args.no_rss else {t: peak_rss(kind, t, 60) for t in tools}
+        print(f"### {titles[kind]}\n")
+        print("| tool | median ms/step | x bare | p90 of blocks x bare | peak RSS MB |")
+        print("|---|---:|---:|---:|---:|")
+        for tool, t in times.items():
+            med = statistics.median(t)
+            p90 = statistics.quantiles(t, n=10)[-1] / base
+            mem = f"{rss[tool]:.0f}" if tool in rss else "-"
+            print(f"| {tool} | {med * 1e3:.2f} | {med / base:.2f}x | {p90:.2f}x | {mem} |")
         print()
-    for tool, what in TOOLS.items():
-        print(f"- {tool}: {what}")
+    for tool in tools:
+        print(f"- {tool}: {TOOLS[tool]}")
 
 
 if __name__ == "__main__":

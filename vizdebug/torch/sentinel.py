@@ -1,25 +1,47 @@
-"""The NaN/Inf sentinel: one fused finiteness reduction per tensor, one check per step.
+"""The NaN/Inf sentinel: cheap detection every step, exact localization on the flagged step.
 
-Hooks call :meth:`Sentinel.add` with each tensor they see, in execution order (forward outputs,
-then output gradients and parameter gradients in backward order, then weights after the
-optimizer step). ``add`` queues an ``aminmax`` of the tensor, nothing more: both values are
-finite exactly when every element is, and the reduction never overflows. :meth:`Sentinel.check`
-stacks the flags of the whole step and reads them back once (the one host sync of a step);
-only when something is non-finite does it look further, to name the first site.
+Detection. A NaN or Inf produced in the forward pass reaches what the step produces: the root
+module's outputs (so the loss), and through them the gradients. So every step the sentinel
+reduces the root outputs and every module output's gradient (one sum each, in the gradient's
+tensor hook: NaN and Inf always propagate into a sum), the parameter gradients before the
+optimizer step and the weights after it (one fused ``_foreach_norm`` each); the flags are
+stacked and read back once (the step's one host sync). Forward activations are not reduced
+every step: that pass over every activation would cost as much again (measured: a reduction
+per activation and gradient cost 19% of a step of the memory-bound digits CNN, this design a
+fraction of it; see BENCHMARKS.md), for an answer that the gradients give anyway.
+
+Localization, on a flagged step only. The hooks keep references (no copies) to each module's
+outputs in execution order (the flight recorder and autograd keep them anyway) and to output
+gradients (up to ``keep_bytes``); the sentinel counts their non-finite values in order and names
+the first site: a weight after the previous update, else a forward output, else an output
+gradient (backward order), else a parameter gradient. A flag that was only a sum overflowing on
+huge finite values finds nothing and is no finding.
+
+What detection does not see: a non-finite forward value masked out before it reaches the root
+outputs (e.g. by ``torch.where`` or ``nan_to_num``) on a step whose gradients stay finite. It
+changes nothing the step computes; recorded steps still count it in the statistics.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from ..adapters import NonFiniteError, NonFiniteWarning
-from .devstats import finite_flags
+from .devstats import finite_flag
 
-__all__ = ["Finding", "NonFiniteError", "NonFiniteWarning", "Sentinel", "Site", "count_nonfinite"]
+__all__ = [
+    "Finding",
+    "NonFiniteError",
+    "NonFiniteWarning",
+    "Sentinel",
+    "Site",
+    "SiteSpec",
+    "count_nonfinite",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +84,10 @@ class Site:
         return f"{self.role} {self.index} of {where}{call}"
 
 
+#: A site as the plain tuple of :class:`Site`'s fields (cheap to make in every hook).
+SiteSpec = tuple[str, str, str, str, int, int, str, int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """The first non-finite value of a step, traced to its site."""
@@ -87,67 +113,124 @@ def count_nonfinite(t: torch.Tensor | None) -> tuple[int, int, int]:
     return nan, pos, neg
 
 
-@dataclass
 class Sentinel:
-    """Collects per-tensor finiteness flags of one step and checks them once.
+    """References to one step's tensors, a per-step detection check, and localization.
 
-    Attributes:
-        keep_bytes: Cap on the bytes of gradient tensors kept (by reference) for counting.
+    Args:
+        keep_bytes: Cap on the bytes of output gradients kept by reference for localization
+            (forward outputs are kept by the flight recorder and autograd anyway).
     """
 
-    keep_bytes: int = 256 << 20
-    sites: list[Site] = field(default_factory=list)
-    flags: list[torch.Tensor] = field(default_factory=list)
-    refs: list[torch.Tensor | None] = field(default_factory=list)
-    #: For output sites: the sites (by index) of modules that took that tensor as input.
-    consumers: dict[int, list[Site]] = field(default_factory=dict)
-    _kept: int = 0
+    def __init__(self, keep_bytes: int = 256 << 20) -> None:
+        self.keep_bytes = keep_bytes
+        #: Weights after the last optimizer step: sites, tensors and their norms.
+        self._weights: tuple[list[SiteSpec], list[torch.Tensor], Sequence[torch.Tensor]] = (
+            [],
+            [],
+            (),
+        )
+        self.reset()
 
-    def add(self, site: Site, t: torch.Tensor, *, keep: bool = True) -> int:
-        """Queue the finiteness flags of a non-empty tensor; returns the site's index."""
-        lo, hi = finite_flags(t)
-        self.flags.append(lo)
-        self.flags.append(hi)
+    def forward(self, site: SiteSpec, t: torch.Tensor) -> int:
+        """Keep a module output (execution order); returns its index."""
         self.sites.append(site)
-        if keep and self._kept < self.keep_bytes:
-            self._kept += t.numel() * t.element_size()
-            self.refs.append(t)
-        else:
-            self.refs.append(None)
+        self.refs.append(t)
+        self.versions.append(t._version)
         return len(self.sites) - 1
 
-    def add_flag(self, site: Site, flag: torch.Tensor, ref: torch.Tensor | None = None) -> None:
-        """Queue a ready 0-d flag (finite exactly when the tensor is), e.g. a norm."""
+    def root(self, t: torch.Tensor) -> None:
+        """Check this root-module output every step."""
+        self.flags.append(finite_flag(t.detach()))
+
+    def backward(self, site: SiteSpec, grad: torch.Tensor) -> None:
+        """Check an output gradient (backward order); keep it, up to ``keep_bytes``."""
+        flag = finite_flag(grad)
         self.flags.append(flag)
-        self.flags.append(flag)
-        self.sites.append(site)
-        self.refs.append(ref)
+        self.grad_flags.append(flag)
+        self.grad_sites.append(site)
+        size = grad.numel() * grad.element_size()
+        if self._kept + size <= self.keep_bytes:
+            self._kept += size
+            self.grads.append(grad)
+        else:
+            self.grads.append(None)
+
+    def weights(self, sites: list[SiteSpec], params: list[torch.Tensor]) -> None:
+        """Check the weights just updated by the optimizer, with the next step's check."""
+        norms = torch._foreach_norm(params, 2, dtype=torch.float32) if params else ()
+        self._weights = (sites, params, norms)
 
     def consumed(self, producer: int, consumer: Site) -> None:
-        """Record that the output checked at ``producer`` was an input of ``consumer``."""
+        """Record that the output kept at ``producer`` was an input of ``consumer``."""
         self.consumers.setdefault(producer, []).append(consumer)
 
     def reset(self) -> None:
-        """Forget the step."""
-        self.sites = []
-        self.flags = []
-        self.refs = []
-        self.consumers = {}
+        """Forget the step (the weights of the last optimizer step stay to be checked)."""
+        self.sites: list[SiteSpec] = []
+        self.refs: list[torch.Tensor] = []
+        self.versions: list[int] = []
+        self.flags: list[torch.Tensor] = []
+        self.grad_sites: list[SiteSpec] = []
+        self.grad_flags: list[torch.Tensor] = []
+        self.grads: list[torch.Tensor | None] = []
+        #: For output sites: the sites (by index) of modules that took that tensor as input.
+        self.consumers: dict[int, list[Site]] = {}
         self._kept = 0
 
-    def first_bad(self) -> int | None:
-        """Index of the first non-finite site, or None; the step's one host sync."""
-        if not self.flags:
-            return None
-        stacked = torch.stack(self.flags)
-        finite = torch.isfinite(stacked)
-        if bool(finite.all()):
-            return None
-        bad = (~finite).view(-1, 2).any(dim=1).nonzero()
-        return int(bad[0, 0])
+    def site(self, index: int) -> Site:
+        """The :class:`Site` of a kept forward output."""
+        return Site(*self.sites[index])
+
+    def flagged(self, param_grads: Sequence[torch.Tensor]) -> bool:
+        """The detection check of the step; the step's one host sync."""
+        flags = list(self.flags)
+        if param_grads:
+            flags += torch._foreach_norm(list(param_grads), 2, dtype=torch.float32)
+        flags += self._weights[2]
+        if not flags:
+            return False
+        return not bool(torch.isfinite(torch.stack(flags).sum()))
+
+    def locate(
+        self, param_grads: Sequence[tuple[SiteSpec, torch.Tensor]]
+    ) -> tuple[Site, torch.Tensor | None, int] | None:
+        """The first site holding a non-finite value: ``(site, tensor, index)``.
+
+        Order: weights after the previous optimizer step, forward outputs (execution order),
+        output gradients (backward order), parameter gradients. ``index`` is the forward index
+        for forward outputs, -1 otherwise.
+        """
+        sites, params, _ = self._weights
+        for spec, p in zip(sites, params, strict=True):
+            if sum(count_nonfinite(p)):
+                return Site(*spec), p, -1
+        for i, t in enumerate(self.refs):
+            if not sum(count_nonfinite(t)):
+                continue
+            if t._version != self.versions[i]:
+                # Modified in place after its module returned: if a later module's output is
+                # the same tensor (an in-place module), that module is the one to ask.
+                ptr = t.data_ptr()
+                if any(u.data_ptr() == ptr for u in self.refs[i + 1 :]):
+                    continue
+            return self.site(i), t, i
+        if self.grad_flags:
+            bad = (~torch.isfinite(torch.stack(self.grad_flags))).tolist()
+            for spec, flag, g in zip(self.grad_sites, bad, self.grads, strict=True):
+                if flag and (g is None or sum(count_nonfinite(g))):
+                    return Site(*spec), g, -1
+        # parameter gradients in backward order: owners that ran last come first
+        last = {spec[0]: i for i, spec in enumerate(self.sites)}
+        for spec, g in sorted(param_grads, key=lambda sg: -last.get(sg[0][0], -1)):
+            if sum(count_nonfinite(g)):
+                return Site(*spec), g, -1
+        return None
 
     def check(
-        self, step: int, inputs_of: Callable[[int], Sequence[torch.Tensor]] | None = None
+        self,
+        step: int,
+        inputs_of: Callable[[int], Sequence[torch.Tensor]] | None = None,
+        param_grads: Sequence[tuple[SiteSpec, torch.Tensor]] = (),
     ) -> Finding | None:
         """Check the step; on a non-finite value, name where it appeared first.
 
@@ -155,17 +238,22 @@ class Sentinel:
             step: The step, for the message.
             inputs_of: Returns the inputs of a recorded module call (flight recorder), used to
                 tell a module that produced a NaN from one that received it.
+            param_grads: The parameter gradients to check, with their sites.
         """
-        first = self.first_bad()
-        if first is None:
-            return None
-        site = self.sites[first]
+        grads = [g for _, g in param_grads]
+        flagged = self.flagged(grads)
+        found = self.locate(param_grads) if flagged else None
+        self._weights = ([], [], ())
+        if found is None:
+            return None  # a sum of huge finite values overflowed: nothing is non-finite
+        site, tensor, first = found
         step = site.step if site.step >= 0 else step
-        nan, pos, neg = count_nonfinite(self.refs[first])
+        nan, pos, neg = count_nonfinite(tensor)
+        counted = tensor is not None
         role = site.role
         culprit = site
         detail = ""
-        if site.role == "output" and inputs_of is not None and site.io >= 0:
+        if first >= 0 and inputs_of is not None and site.io >= 0:
             bad_in = [t for t in inputs_of(site.io) if sum(count_nonfinite(t))]
             if bad_in:
                 role = "input"
@@ -175,7 +263,7 @@ class Sentinel:
                     "parent's forward)."
                 )
         elif site.role == "grad_output":
-            users = _innermost(self.consumers.get(self._producer_of(first), []))
+            users = _innermost(self.consumers.get(self._producer_of(site), []))
             if users:
                 culprit = users[-1]
                 role = "grad_input"
@@ -195,18 +283,18 @@ class Sentinel:
             if culprit.module
             else f"the root module ({culprit.module_type})"
         )
-        counts = f"{nan} NaN, {pos} +Inf, {neg} -Inf" if sum((nan, pos, neg)) else "counts n/a"
+        counts = f"{nan} NaN, {pos} +Inf, {neg} -Inf" if counted else "counts n/a"
         message = (
             f"step {step}: first non-finite value ({kind}) in the {site.phase} pass, produced "
             f"by {where}: {site.describe()} [{counts}].{detail}"
         )
         return Finding(kind, culprit, role, message, nan, pos, neg, step)
 
-    def _producer_of(self, index: int) -> int:
+    def _producer_of(self, g: Site) -> int:
         # A grad_output site and the forward output site of the same tensor share module,
         # call and index; consumers are recorded against the forward site.
-        g = self.sites[index]
-        for i, s in enumerate(self.sites):
+        for i, spec in enumerate(self.sites):
+            s = Site(*spec)
             if (
                 s.phase == "forward"
                 and s.module == g.module

@@ -2,12 +2,13 @@
 
 Hooks (all removed by :meth:`Watch.close`):
 
-* a forward hook on every module: output statistics, the sentinel's flags, the flight recorder,
-  and a tensor hook hung on each output that requires grad (cheaper than a full backward hook,
-  survives in-place ops and never changes what autograd computes: it returns None);
-* a post-accumulate-grad hook on every parameter: the sentinel's flags for parameter gradients;
-* optimizer step pre- and post-hooks: the step's one sentinel check (before the update, so
-  ``on_anomaly="raise"`` stops a NaN update), weight, gradient and update statistics;
+* a forward hook on every module: output statistics, the sentinel's references, the flight
+  recorder, and a tensor hook hung on each output that requires grad (cheaper than a full
+  backward hook, survives in-place ops and never changes what autograd computes: it returns
+  None) for gradient statistics and the sentinel's gradient flags;
+* optimizer step pre- and post-hooks: the step's one sentinel check, parameter gradients
+  included (before the update, so ``on_anomaly="raise"`` stops a NaN update), the weights'
+  check after it, weight, gradient and update statistics;
 * a forward pre-hook on the root module (step clock without an optimizer) and on modules with
   ``inplace=True`` (to protect a queued statistics read of their input).
 """
@@ -36,7 +37,7 @@ from .graph import trace_graph
 from .hooks import claim, iter_tensors, release
 from .live import TorchLive
 from .recorder import FlightRecorder
-from .sentinel import Finding, NonFiniteError, NonFiniteWarning, Sentinel, Site
+from .sentinel import Finding, NonFiniteError, NonFiniteWarning, Sentinel, Site, SiteSpec
 from .structure import module_infos
 from .worker import Entry, StatsBatch, StatsWorker
 
@@ -174,6 +175,10 @@ class Watch:
                 (owner, type(modules_of[owner]).__name__)
                 for owner in (name.rpartition(".")[0] for name, _, _ in self._params)
             ]
+            self._grad_sites: list[tuple[SiteSpec, torch.Tensor]] = [
+                ((owner, mtype, "backward", "grad", 0, 0, name, -1, -1), p)
+                for (name, p, _), (owner, mtype) in zip(self._params, self._owners, strict=True)
+            ]
             self._recording = self._scheduled(0)
             self._active = self._sentinel_on or self._recording
             self._handles: list[Any] = []
@@ -207,15 +212,6 @@ class Watch:
             add(module.register_forward_hook(functools.partial(self._forward, slot)))
             if slot.inplace:
                 add(module.register_forward_pre_hook(self._inplace_pre))
-        for (name, p, _), (owner, mtype) in zip(self._params, self._owners, strict=True):
-            if p.requires_grad:
-                site = Site(owner, mtype, "backward", "grad", param=name)
-                untyped: Any = p  # torch leaves this method unannotated
-                add(
-                    untyped.register_post_accumulate_grad_hook(
-                        functools.partial(self._param_grad, site)
-                    )
-                )
         if self.optimizer is not None:
             add(self.optimizer.register_step_pre_hook(self._opt_pre))
             add(self.optimizer.register_step_post_hook(self._opt_post))
@@ -232,7 +228,9 @@ class Watch:
         self._root_calls += 1
 
     def _inplace_pre(self, module: torch.nn.Module, args: Any) -> None:
-        if self._recording and not self._closed:
+        if self._closed:
+            return
+        if self._recording:
             self._worker.protect(a for a in args if isinstance(a, torch.Tensor))
 
     def _forward(self, slot: _Slot, module: torch.nn.Module, args: Any, output: Any) -> None:
@@ -271,9 +269,11 @@ class Watch:
                     )
         grads = torch.is_grad_enabled() and (sentinel or (record and "gradients" in self.what))
         for k, (path, t) in enumerate(outs):
-            if sentinel and t.numel():
-                site = Site(slot.name, slot.type, "forward", "output", call, k, io=io)
-                self._produced[id(t)] = self._sentinel.add(site, t)
+            if sentinel:
+                site = (slot.name, slot.type, "forward", "output", call, k, "", io, -1)
+                self._produced[id(t)] = self._sentinel.forward(site, t)
+                if slot.index == 0:
+                    self._sentinel.root(t)
             if record and "activations" in self.what:
                 self._stat(slot.name + path, "output", call, t)
             if grads and t.requires_grad:
@@ -288,20 +288,14 @@ class Watch:
     ) -> None:
         if self._closed:
             return
-        if self._sentinel_on and grad.numel():
-            site = Site(slot.name, slot.type, "backward", "grad_output", call, k)
-            self._sentinel.add(site, grad)
+        if self._sentinel_on:
+            site = (slot.name, slot.type, "backward", "grad_output", call, k, "", -1, -1)
+            self._sentinel.backward(site, grad)
         if record and "gradients" in self.what:
             self._stat(slot.name + path, "grad_output", call, grad)
         live = self._live
         if live is not None and live.debugger.armed:
             live.backward(slot.index, slot.name, slot.type, call, self._step, path, grad)
-
-    def _param_grad(self, site: Site, param: torch.Tensor) -> None:
-        grad = param.grad
-        if self._closed or not self._sentinel_on or grad is None or not grad.numel():
-            return
-        self._sentinel.add(site, grad)
 
     def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> None:
         entry = Entry(name, role, call, dtype_name(t), tuple(t.shape), t.detach(), t._version)
@@ -369,13 +363,12 @@ class Watch:
                         self._stat(name, "update", 0, updates[i])
             self._before = []
         self._end_step()
-        if self._sentinel_on and self._params:
-            norms = torch._foreach_norm([p.detach() for _, p, _ in self._params])
-            for (name, p, _), (owner, mtype), norm in zip(
-                self._params, self._owners, norms, strict=True
-            ):
-                site = Site(owner, mtype, "optimizer", "weight", param=name, step=step)
-                self._sentinel.add_flag(site, norm, p)
+        if self._sentinel_on:
+            sites: list[SiteSpec] = [
+                (owner, mtype, "optimizer", "weight", 0, 0, name, -1, step)
+                for (name, _, _), (owner, mtype) in zip(self._params, self._owners, strict=True)
+            ]
+            self._sentinel.weights(sites, [p.detach() for _, p, _ in self._params])
 
     def _record_param_grads(self) -> None:
         for name, p, selected in self._params:
@@ -400,7 +393,8 @@ class Watch:
     def _check(self) -> Finding | None:
         if not self._sentinel_on:
             return None
-        finding = self._sentinel.check(self._step, self._recorder.inputs_of)
+        grads = [(spec, p.grad) for spec, p in self._grad_sites if p.grad is not None]
+        finding = self._sentinel.check(self._step, self._recorder.inputs_of, grads)
         if finding is not None:
             self._report(finding)
         return finding
