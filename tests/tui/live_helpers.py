@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from vizdebug.live import LiveClient, LiveRun, read_live_file
@@ -21,16 +20,11 @@ def start_training(
     steps: int,
     nan_step: int,
     timeout: float = 60.0,
-    *,
-    launcher: Sequence[str] = (),
 ) -> subprocess.Popen[str]:
-    """Start live_train.py; returns once it prints "ready" (watching, live.json written).
-
-    ``launcher``: a script (and arguments) run instead, with live_train.py's command line after.
-    """
+    """Start live_train.py; returns once it prints "ready" (watching, live.json written)."""
     args = [str(TRAIN), str(run_dir), str(steps), str(nan_step), str(timeout)]
     proc = subprocess.Popen(
-        [sys.executable, *launcher, *args],
+        [sys.executable, *args],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
