@@ -123,6 +123,31 @@ def test_weights_made_nonfinite_by_the_optimizer(tmp_path: Path) -> None:
     assert (first.step, first.phase, first.role) == (0, "optimizer", "weight")
 
 
+def test_nonfinite_weight_before_any_update_is_named(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        model[2].weight[0, 1] = float("inf")
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with vizdebug.watch(model, opt, logdir=tmp_path, on_anomaly="log"):
+        _train(model, opt, 1, torch.rand(2, 2))
+    first = load_run(tmp_path).anomalies[0]
+    assert (first.step, first.module, first.phase, first.role) == (0, "2", "forward", "weight")
+    assert (first.kind, first.posinf) == ("inf", 1)
+
+
+def test_gradients_over_the_keep_cap_are_still_checked(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), Sqrt(), nn.Linear(3, 1))
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with vizdebug.watch(model, opt, logdir=tmp_path, on_anomaly="log") as w:
+        w._sentinel.keep_bytes = 0  # keep no gradient: only their flags
+        _train(model, opt, 1, torch.rand(2, 3))
+    first = load_run(tmp_path).anomalies[0]
+    assert (first.step, first.module, first.phase, first.role) == (0, "2", "backward", "grad_input")
+    assert "counts n/a" in first.message
+
+
 def test_no_optimizer_steps_count_root_calls(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Linear(2, 2), Poison(at_call=2))
     with warnings.catch_warnings(record=True) as caught:

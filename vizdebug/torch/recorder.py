@@ -2,11 +2,13 @@
 
 Design (and its trade-off). When the sentinel finds a NaN at the end of a step it is too late to
 capture anything, and cloning every tensor of every step "just in case" would double the cost of
-training. So the recorder keeps *references* (no copies) to each module call's input and output
-tensors, together with their version counters, for the current step only, and forgets them when
-the step ends cleanly. Only on an anomaly are they cloned (up to ``max_bytes``) and written as a
-safetensors snapshot named ``<module>/input<k>`` and ``<module>/output<k>`` (``<module>#<call>``
-for a second call in the step).
+training. So the recorder keeps *references* (no copies) to each module call's arguments and
+output tensors, together with the outputs' version counters, for the current step only, and
+forgets them when the step ends cleanly. The sentinel reads the same references to find, on a
+flagged step, the first module output that holds a non-finite value. Only on an anomaly are
+they cloned (up to ``max_bytes``) and written as a safetensors snapshot named
+``<module>/input<k>`` and ``<module>/output<k>`` (``<module>#<call>`` for a second call in the
+step).
 
 What that costs and what it cannot do:
 
@@ -20,52 +22,62 @@ What that costs and what it cannot do:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-__all__ = ["FlightRecorder"]
+__all__ = ["Call", "FlightRecorder"]
 
 
-@dataclass(slots=True)
-class _Call:
-    name: str
-    call: int
-    inputs: tuple[torch.Tensor, ...]
-    outputs: tuple[torch.Tensor, ...]
-    versions: tuple[int, ...]
+class Call:
+    """One module call of the step: references to its arguments and float outputs."""
+
+    __slots__ = ("args", "call", "name", "outputs", "type", "versions")
+
+    def __init__(
+        self,
+        name: str,
+        type_: str,
+        call: int,
+        args: tuple[Any, ...],
+        outputs: tuple[tuple[str, torch.Tensor], ...],
+    ) -> None:
+        self.name = name
+        self.type = type_
+        self.call = call
+        self.args = args
+        self.outputs = outputs
+        self.versions = tuple(t._version for _, t in outputs)
+
+    @property
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        """The tensor arguments."""
+        return tuple(a for a in self.args if isinstance(a, torch.Tensor))
 
 
-@dataclass
 class FlightRecorder:
-    """References to the module inputs and outputs of one step.
+    """References to the module calls of one step (the sentinel reads them too).
 
-    Attributes:
+    Args:
         max_bytes: Cap on the tensor data cloned into one snapshot.
-        enabled: Whether :meth:`record` keeps anything.
+        enabled: Whether an anomaly is captured into a snapshot.
     """
 
-    max_bytes: int = 256 << 20
-    enabled: bool = True
-    calls: list[_Call] = field(default_factory=list)
+    def __init__(self, max_bytes: int = 256 << 20, enabled: bool = True) -> None:
+        self.max_bytes = max_bytes
+        self.enabled = enabled
+        self.calls: list[Call] = []
 
     def record(
         self,
         name: str,
+        type_: str,
         call: int,
-        inputs: tuple[torch.Tensor, ...],
-        outputs: tuple[torch.Tensor, ...],
-    ) -> int:
-        """Keep references to one module call's tensors; returns its index (-1 if disabled)."""
-        if not self.enabled:
-            return -1
-        versions = tuple(t._version for t in outputs)
-        self.calls.append(_Call(name, call, inputs, outputs, versions))
-        return len(self.calls) - 1
-
-    def inputs_of(self, index: int) -> tuple[torch.Tensor, ...]:
-        """The inputs of a recorded call."""
-        return self.calls[index].inputs if 0 <= index < len(self.calls) else ()
+        args: tuple[Any, ...],
+        outputs: tuple[tuple[str, torch.Tensor], ...],
+    ) -> None:
+        """Keep references to one module call's arguments and outputs (no copies)."""
+        self.calls.append(Call(name, type_, call, args, outputs))
 
     def reset(self) -> None:
         """Forget the step."""
@@ -84,8 +96,8 @@ class FlightRecorder:
         for c in self.calls:
             base = (c.name or "(root)") + (f"#{c.call}" if c.call else "")
             items = [(f"{base}/input{k}", t) for k, t in enumerate(c.inputs)]
-            items += [(f"{base}/output{k}", t) for k, t in enumerate(c.outputs)]
-            for k, t in enumerate(c.outputs):
+            items += [(f"{base}/output{k}", t) for k, (_, t) in enumerate(c.outputs)]
+            for k, (_, t) in enumerate(c.outputs):
                 if t._version != c.versions[k]:
                     modified.append(f"{base}/output{k}")
             for key, t in items:

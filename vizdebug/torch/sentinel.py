@@ -1,25 +1,26 @@
-"""The NaN/Inf sentinel: cheap detection every step, exact localization on the flagged step.
+"""The NaN/Inf sentinel: a cheap check every step, the search for the origin on a flagged step.
 
-Detection. A NaN or Inf produced in the forward pass reaches what the step produces: the root
-module's outputs (so the loss), and through them the gradients. So every step the sentinel
-reduces the root outputs and every module output's gradient (one sum each, in the gradient's
-tensor hook: NaN and Inf always propagate into a sum), the parameter gradients before the
-optimizer step and the weights after it (one fused ``_foreach_norm`` each); the flags are
-stacked and read back once (the step's one host sync). Forward activations are not reduced
-every step: that pass over every activation would cost as much again (measured: a reduction
-per activation and gradient cost 19% of a step of the memory-bound digits CNN, this design a
-fraction of it; see BENCHMARKS.md), for an answer that the gradients give anyway.
+Detection. A NaN or Inf produced in the forward pass reaches the root module's outputs (so the
+loss) and, through the backward pass, the output gradients; one produced in the backward pass
+is in an output gradient. So every step the sentinel checks the root outputs and every module
+output's gradient, and nothing else: each gradient hook queues the gradient's sum (and keeps a
+reference, up to ``keep_bytes``); at the end of the step the sums and the norms of the root
+outputs are stacked, summed and read back once (the step's one host sync). NaN and Inf always
+propagate into a sum; a sum of huge finite values can overflow, which the search below then
+finds to be no finding. Reducing every activation as well, in its own hook, cost 19% of a step
+of the memory-bound digits CNN (measured); the activations' check is left to the propagation.
 
-Localization, on a flagged step only. The hooks keep references (no copies) to each module's
-outputs in execution order (the flight recorder and autograd keep them anyway) and to output
-gradients (up to ``keep_bytes``); the sentinel counts their non-finite values in order and names
-the first site: a weight after the previous update, else a forward output, else an output
-gradient (backward order), else a parameter gradient. A flag that was only a sum overflowing on
-huge finite values finds nothing and is no finding.
+Localization, on a flagged step only, over the references the flight recorder and the hooks
+kept: the weights (a NaN weight makes every output NaN), then each module output in execution
+order, then each output gradient in backward order, then parameter gradients; the first tensor
+with a non-finite value is the site, confirmed and counted exactly. A module output that
+already had a non-finite input is reported as such; a non-finite output gradient is blamed on
+the backward of the modules that consumed that output (their own output gradients were finite).
 
 What detection does not see: a non-finite forward value masked out before it reaches the root
-outputs (e.g. by ``torch.where`` or ``nan_to_num``) on a step whose gradients stay finite. It
-changes nothing the step computes; recorded steps still count it in the statistics.
+outputs (``torch.where``, ``nan_to_num``) on a step whose gradients stay finite, and a
+parameter gradient that overflows from finite inputs (the weights it produces are non-finite,
+which the next step finds). Neither changes the gradients the optimizer applies.
 """
 
 from __future__ import annotations
@@ -27,19 +28,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..adapters import NonFiniteError, NonFiniteWarning
 from .devstats import finite_flag
+from .recorder import Call, FlightRecorder
 
 __all__ = [
     "Finding",
+    "GradSite",
     "NonFiniteError",
     "NonFiniteWarning",
     "Sentinel",
     "Site",
-    "SiteSpec",
     "count_nonfinite",
 ]
 
@@ -84,8 +87,8 @@ class Site:
         return f"{self.role} {self.index} of {where}{call}"
 
 
-#: A site as the plain tuple of :class:`Site`'s fields (cheap to make in every hook).
-SiteSpec = tuple[str, str, str, str, int, int, str, int, int]
+#: An output gradient's site as kept by its hook: module name, module type, call, output index.
+GradSite = tuple[str, str, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,148 +117,118 @@ def count_nonfinite(t: torch.Tensor | None) -> tuple[int, int, int]:
 
 
 class Sentinel:
-    """References to one step's tensors, a per-step detection check, and localization.
+    """The per-step detection check and, on a flagged step, the search for the first site.
 
     Args:
-        keep_bytes: Cap on the bytes of output gradients kept by reference for localization
-            (forward outputs are kept by the flight recorder and autograd anyway).
+        recorder: The flight recorder holding the step's module calls (forward order).
+        keep_bytes: Cap on the bytes of output gradients kept by reference; beyond it a
+            gradient is reduced in its hook (its flag is kept, its counts are not).
     """
 
-    def __init__(self, keep_bytes: int = 256 << 20) -> None:
+    def __init__(self, recorder: FlightRecorder, keep_bytes: int = 256 << 20) -> None:
+        self.recorder = recorder
         self.keep_bytes = keep_bytes
-        #: Weights after the last optimizer step: sites, tensors and their norms.
-        self._weights: tuple[list[SiteSpec], list[torch.Tensor], Sequence[torch.Tensor]] = (
-            [],
-            [],
-            (),
-        )
         self.reset()
 
-    def forward(self, site: SiteSpec, t: torch.Tensor) -> int:
-        """Keep a module output (execution order); returns its index."""
-        self.sites.append(site)
-        self.refs.append(t)
-        self.versions.append(t._version)
-        return len(self.sites) - 1
+    def backward(self, site: GradSite, grad: torch.Tensor) -> None:
+        """Flag an output gradient (backward order) and keep it, up to ``keep_bytes``.
 
-    def root(self, t: torch.Tensor) -> None:
-        """Check this root-module output every step."""
-        self.flags.append(finite_flag(t.detach()))
-
-    def backward(self, site: SiteSpec, grad: torch.Tensor) -> None:
-        """Check an output gradient (backward order); keep it, up to ``keep_bytes``."""
-        flag = finite_flag(grad)
-        self.flags.append(flag)
-        self.grad_flags.append(flag)
-        self.grad_sites.append(site)
+        The sum is taken here, while the gradient is still in the cache it was just written
+        to: at the end of the step the same reduction reads it back from memory, measured three
+        times slower on the digits CNN.
+        """
+        self.flags.append(finite_flag(grad))
         size = grad.numel() * grad.element_size()
-        if self._kept + size <= self.keep_bytes:
+        held = self._kept + size <= self.keep_bytes
+        if held:
             self._kept += size
-            self.grads.append(grad)
-        else:
-            self.grads.append(None)
-
-    def weights(self, sites: list[SiteSpec], params: list[torch.Tensor]) -> None:
-        """Check the weights just updated by the optimizer, with the next step's check."""
-        norms = torch._foreach_norm(params, 2, dtype=torch.float32) if params else ()
-        self._weights = (sites, params, norms)
-
-    def consumed(self, producer: int, consumer: Site) -> None:
-        """Record that the output kept at ``producer`` was an input of ``consumer``."""
-        self.consumers.setdefault(producer, []).append(consumer)
+        self.grads.append(grad if held else None)
+        self.grad_sites.append(site)
 
     def reset(self) -> None:
-        """Forget the step (the weights of the last optimizer step stay to be checked)."""
-        self.sites: list[SiteSpec] = []
-        self.refs: list[torch.Tensor] = []
-        self.versions: list[int] = []
+        """Forget the step."""
+        #: Root-module outputs of the step.
+        self.roots: list[torch.Tensor] = []
+        self.grad_sites: list[GradSite] = []
+        #: The 0-d sum of each output gradient, and the gradient unless over ``keep_bytes``.
         self.flags: list[torch.Tensor] = []
-        self.grad_sites: list[SiteSpec] = []
-        self.grad_flags: list[torch.Tensor] = []
         self.grads: list[torch.Tensor | None] = []
-        #: For output sites: the sites (by index) of modules that took that tensor as input.
-        self.consumers: dict[int, list[Site]] = {}
         self._kept = 0
 
-    def site(self, index: int) -> Site:
-        """The :class:`Site` of a kept forward output."""
-        return Site(*self.sites[index])
-
-    def flagged(self, param_grads: Sequence[torch.Tensor]) -> bool:
+    def flagged(self) -> bool:
         """The detection check of the step; the step's one host sync."""
-        flags = list(self.flags)
-        if param_grads:
-            flags += torch._foreach_norm(list(param_grads), 2, dtype=torch.float32)
-        flags += self._weights[2]
-        if not flags:
+        if not self.roots and not self.flags:
             return False
+        flags = self.flags
+        if self.roots:
+            flags = [*torch._foreach_norm(self.roots, 2, dtype=torch.float32), *flags]
         return not bool(torch.isfinite(torch.stack(flags).sum()))
 
     def locate(
-        self, param_grads: Sequence[tuple[SiteSpec, torch.Tensor]]
-    ) -> tuple[Site, torch.Tensor | None, int] | None:
-        """The first site holding a non-finite value: ``(site, tensor, index)``.
+        self,
+        weights: Callable[[], Sequence[tuple[Site, torch.Tensor]]],
+        param_grads: Callable[[], Sequence[tuple[Site, Any]]],
+    ) -> tuple[Site, torch.Tensor | None, Call | None] | None:
+        """The first site holding a non-finite value: ``(site, tensor, forward call)``.
 
-        Order: weights after the previous optimizer step, forward outputs (execution order),
-        output gradients (backward order), parameter gradients. ``index`` is the forward index
-        for forward outputs, -1 otherwise.
+        Order: the weights (as the step's forward used them), forward outputs (execution
+        order), output gradients (backward order), parameter gradients (owners that ran last
+        first). ``forward call`` is the recorded call for a forward output, else None.
         """
-        sites, params, _ = self._weights
-        for spec, p in zip(sites, params, strict=True):
+        for site, p in weights():
             if sum(count_nonfinite(p)):
-                return Site(*spec), p, -1
-        for i, t in enumerate(self.refs):
-            if not sum(count_nonfinite(t)):
-                continue
-            if t._version != self.versions[i]:
-                # Modified in place after its module returned: if a later module's output is
-                # the same tensor (an in-place module), that module is the one to ask.
-                ptr = t.data_ptr()
-                if any(u.data_ptr() == ptr for u in self.refs[i + 1 :]):
+                return site, p, None
+        calls = self.recorder.calls
+        for i, c in enumerate(calls):
+            for k, (_, t) in enumerate(c.outputs):
+                if not sum(count_nonfinite(t)):
                     continue
-            return self.site(i), t, i
-        if self.grad_flags:
-            bad = (~torch.isfinite(torch.stack(self.grad_flags))).tolist()
-            for spec, flag, g in zip(self.grad_sites, bad, self.grads, strict=True):
-                if flag and (g is None or sum(count_nonfinite(g))):
-                    return Site(*spec), g, -1
-        # parameter gradients in backward order: owners that ran last come first
-        last = {spec[0]: i for i, spec in enumerate(self.sites)}
-        for spec, g in sorted(param_grads, key=lambda sg: -last.get(sg[0][0], -1)):
-            if sum(count_nonfinite(g)):
-                return Site(*spec), g, -1
+                if t._version != c.versions[k] and any(
+                    t is u for later in calls[i + 1 :] for _, u in later.outputs
+                ):
+                    continue  # changed in place later by a module that returned it: ask that one
+                site = Site(c.name, c.type, "forward", "output", c.call, k)
+                return site, t, c
+        if self.grad_sites:
+            bad = (~torch.isfinite(torch.stack(self.flags))).tolist()
+            for (name, type_, call, k), flag, g in zip(
+                self.grad_sites, bad, self.grads, strict=True
+            ):
+                if flag and (g is None or sum(count_nonfinite(g)) > 0):
+                    site = Site(name, type_, "backward", "grad_output", call, k)
+                    return site, g, None
+        last = {c.name: i for i, c in enumerate(calls)}
+        for site, g in sorted(param_grads(), key=lambda sg: -last.get(sg[0].module, -1)):
+            if g is not None and sum(count_nonfinite(g)) > 0:
+                return site, g, None
         return None
 
     def check(
         self,
         step: int,
-        inputs_of: Callable[[int], Sequence[torch.Tensor]] | None = None,
-        param_grads: Sequence[tuple[SiteSpec, torch.Tensor]] = (),
+        weights: Callable[[], Sequence[tuple[Site, torch.Tensor]]] = tuple,
+        param_grads: Callable[[], Sequence[tuple[Site, Any]]] = tuple,
     ) -> Finding | None:
         """Check the step; on a non-finite value, name where it appeared first.
 
         Args:
             step: The step, for the message.
-            inputs_of: Returns the inputs of a recorded module call (flight recorder), used to
-                tell a module that produced a NaN from one that received it.
-            param_grads: The parameter gradients to check, with their sites.
+            weights: Returns the parameters with their sites (checked first when flagged).
+            param_grads: Returns the parameters' gradients with their sites (checked last).
         """
-        grads = [g for _, g in param_grads]
-        flagged = self.flagged(grads)
-        found = self.locate(param_grads) if flagged else None
-        self._weights = ([], [], ())
+        if not self.flagged():
+            return None
+        found = self.locate(weights, param_grads)
         if found is None:
-            return None  # a sum of huge finite values overflowed: nothing is non-finite
-        site, tensor, first = found
+            return None  # a norm of huge finite values overflowed: nothing is non-finite
+        site, tensor, forward_call = found
         step = site.step if site.step >= 0 else step
         nan, pos, neg = count_nonfinite(tensor)
-        counted = tensor is not None
         role = site.role
         culprit = site
         detail = ""
-        if first >= 0 and inputs_of is not None and site.io >= 0:
-            bad_in = [t for t in inputs_of(site.io) if sum(count_nonfinite(t))]
-            if bad_in:
+        if forward_call is not None:
+            if any(sum(count_nonfinite(t)) for t in forward_call.inputs):
                 role = "input"
                 detail = (
                     " It was already present in the module's input: it came from the data or "
@@ -263,7 +236,7 @@ class Sentinel:
                     "parent's forward)."
                 )
         elif site.role == "grad_output":
-            users = _innermost(self.consumers.get(self._producer_of(site), []))
+            users = _innermost(self._consumers(site))
             if users:
                 culprit = users[-1]
                 role = "grad_input"
@@ -277,32 +250,41 @@ class Sentinel:
                     " It was already non-finite when it reached this output: it comes from "
                     "the loss or from code outside the watched modules."
                 )
-        kind = "nan" if nan or not (pos or neg) else "inf"
+        if tensor is None:  # a gradient over keep_bytes: only its flag was kept
+            kind = "nan"
+            counts = "counts n/a"
+        else:
+            kind = "nan" if nan or not (pos or neg) else "inf"
+            counts = f"{nan} NaN, {pos} +Inf, {neg} -Inf"
         where = (
             f"module {culprit.module!r} ({culprit.module_type})"
             if culprit.module
             else f"the root module ({culprit.module_type})"
         )
-        counts = f"{nan} NaN, {pos} +Inf, {neg} -Inf" if counted else "counts n/a"
         message = (
             f"step {step}: first non-finite value ({kind}) in the {site.phase} pass, produced "
             f"by {where}: {site.describe()} [{counts}].{detail}"
         )
         return Finding(kind, culprit, role, message, nan, pos, neg, step)
 
-    def _producer_of(self, g: Site) -> int:
-        # A grad_output site and the forward output site of the same tensor share module,
-        # call and index; consumers are recorded against the forward site.
-        for i, spec in enumerate(self.sites):
-            s = Site(*spec)
-            if (
-                s.phase == "forward"
-                and s.module == g.module
-                and s.call == g.call
-                and s.index == g.index
-            ):
-                return i
-        return -1
+    def _consumers(self, g: Site) -> list[Site]:
+        """The module calls that took the forward output behind a grad_output site as input."""
+        calls = self.recorder.calls
+        produced = next(
+            (
+                c.outputs[g.index][1]
+                for c in calls
+                if c.name == g.module and c.call == g.call and g.index < len(c.outputs)
+            ),
+            None,
+        )
+        if produced is None:
+            return []
+        return [
+            Site(c.name, c.type, "backward", "grad_input", c.call)
+            for c in calls
+            if any(a is produced for a in c.args)
+        ]
 
 
 def _innermost(users: list[Site]) -> list[Site]:

@@ -15,6 +15,7 @@ Hooks (all removed by :meth:`Watch.close`):
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
 import logging
@@ -37,7 +38,7 @@ from .graph import trace_graph
 from .hooks import claim, iter_tensors, release
 from .live import TorchLive
 from .recorder import FlightRecorder
-from .sentinel import Finding, NonFiniteError, NonFiniteWarning, Sentinel, Site, SiteSpec
+from .sentinel import Finding, NonFiniteError, NonFiniteWarning, Sentinel, Site
 from .structure import module_infos
 from .worker import Entry, StatsBatch, StatsWorker
 
@@ -146,12 +147,10 @@ class Watch:
             self._last_forward_step = 0
             self._root_calls = 0
             self._sentinel_on = on_anomaly is not None
-            self._sentinel = Sentinel()
             self._recorder = FlightRecorder(writer.snapshot_max_bytes, flight_recorder)
+            self._sentinel = Sentinel(self._recorder)
             self._worker = StatsWorker(bins=bins)
             self._entries: list[Entry] = []
-            self._produced: dict[int, int] = {}
-            self._tensor_hooks: list[Any] = []
             self._skipped: set[tuple[str, str]] = set()
             self._shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
             self._need_structure = True
@@ -175,10 +174,15 @@ class Watch:
                 (owner, type(modules_of[owner]).__name__)
                 for owner in (name.rpartition(".")[0] for name, _, _ in self._params)
             ]
-            self._grad_sites: list[tuple[SiteSpec, torch.Tensor]] = [
-                ((owner, mtype, "backward", "grad", 0, 0, name, -1, -1), p)
+            self._grad_sites = [
+                (Site(owner, mtype, "backward", "grad", param=name), p)
                 for (name, p, _), (owner, mtype) in zip(self._params, self._owners, strict=True)
             ]
+            self._weight_sites = [
+                (Site(owner, mtype, "forward", "weight", param=name), p)
+                for (name, p, _), (owner, mtype) in zip(self._params, self._owners, strict=True)
+            ]
+            self._updates = 0
             self._recording = self._scheduled(0)
             self._active = self._sentinel_on or self._recording
             self._handles: list[Any] = []
@@ -239,49 +243,73 @@ class Watch:
         call = self._calls[slot.index]
         self._calls[slot.index] = call + 1
         if self._active:
-            self._record_forward(slot, call, args, output)
+            # the common case first: one plain float tensor (no generator, no reasons)
+            if (
+                type(output) is torch.Tensor
+                and output.dtype.is_floating_point
+                and output.layout is torch.strided
+                and not output.is_meta
+            ):
+                outs: tuple[tuple[str, torch.Tensor], ...] = (("", output),)
+            else:
+                outs = self._float_leaves(slot, output)
+            self._record_forward(slot, call, args, outs)
         live = self._live
         if live is not None and live.debugger.armed:
             live.forward(slot.index, slot.name, slot.type, call, self._step, args, output)
         if slot.index == 0:
             self._root_done(output)
 
-    def _record_forward(self, slot: _Slot, call: int, args: Any, output: Any) -> None:
-        leaves = (("", output),) if type(output) is torch.Tensor else iter_tensors(output)
+    def _float_leaves(self, slot: _Slot, output: Any) -> tuple[tuple[str, torch.Tensor], ...]:
         outs: list[tuple[str, torch.Tensor]] = []
-        for path, t in leaves:
+        for path, t in iter_tensors(output):
             reason = skip_reason(t)
             if reason is None:
                 outs.append((path, t))
             else:
                 self._skip(slot.name + path, "output", reason)
+        return tuple(outs)
+
+    def _record_forward(
+        self, slot: _Slot, call: int, args: Any, outs: tuple[tuple[str, torch.Tensor], ...]
+    ) -> None:
         sentinel = self._sentinel_on
         record = self._recording and slot.selected
-        tensors = tuple(t for _, t in outs)
-        ins = tuple(a for a in args if isinstance(a, torch.Tensor))
-        io = self._recorder.record(slot.name, call, ins, tensors) if sentinel else -1
-        if sentinel and self._produced:
-            for a in ins:
-                producer = self._produced.get(id(a))
-                if producer is not None:
-                    self._sentinel.consumed(
-                        producer, Site(slot.name, slot.type, "backward", "grad_input", call)
-                    )
-        grads = torch.is_grad_enabled() and (sentinel or (record and "gradients" in self.what))
-        for k, (path, t) in enumerate(outs):
-            if sentinel:
-                site = (slot.name, slot.type, "forward", "output", call, k, "", io, -1)
-                self._produced[id(t)] = self._sentinel.forward(site, t)
-                if slot.index == 0:
-                    self._sentinel.root(t)
-            if record and "activations" in self.what:
+        if sentinel:
+            self._recorder.record(slot.name, slot.type, call, args, outs)
+            if slot.index == 0:
+                self._sentinel.roots += [t for _, t in outs]
+        if record and "activations" in self.what:
+            for path, t in outs:
                 self._stat(slot.name + path, "output", call, t)
-            if grads and t.requires_grad:
-                hook = functools.partial(self._on_grad, slot, call, k, path, record)
-                untyped: Any = t  # torch leaves register_hook unannotated
-                self._tensor_hooks.append(untyped.register_hook(hook))
+        if (sentinel or (record and "gradients" in self.what)) and torch.is_grad_enabled():
+            for k, (path, t) in enumerate(outs):
+                if t.requires_grad:
+                    self._hang(t, functools.partial(self._on_grad, slot, call, k, path, record))
         if self._need_structure and call == 0:
-            self._shapes[slot.name] = tuple(tuple(t.shape) for t in tensors)
+            self._shapes[slot.name] = tuple(tuple(t.shape) for _, t in outs)
+
+    @staticmethod
+    def _hang(t: torch.Tensor, hook: Any) -> None:
+        """Call ``hook(grad)`` with the gradient of ``t`` (as its module returned it).
+
+        A pre-hook on the node that made ``t`` is a third cheaper to register than a tensor
+        hook and needs no handle: it dies with the step's graph, and hooks left on a graph at
+        close() return at once.
+        """
+        node = t.grad_fn
+        if node is None:
+            untyped: Any = t  # a leaf (a module returning a parameter): torch leaves it untyped
+            untyped.register_hook(hook)
+            return
+        nr = t.output_nr
+
+        def pre(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
+            grad = grad_outputs[nr]
+            if grad is not None:
+                hook(grad)
+
+        node.register_prehook(pre)
 
     def _on_grad(
         self, slot: _Slot, call: int, k: int, path: str, record: bool, grad: torch.Tensor
@@ -289,8 +317,7 @@ class Watch:
         if self._closed:
             return
         if self._sentinel_on:
-            site = (slot.name, slot.type, "backward", "grad_output", call, k, "", -1, -1)
-            self._sentinel.backward(site, grad)
+            self._sentinel.backward((slot.name, slot.type, call, k), grad)
         if record and "gradients" in self.what:
             self._stat(slot.name + path, "grad_output", call, grad)
         live = self._live
@@ -352,7 +379,6 @@ class Watch:
     def _opt_post(self, opt: Any, args: Any, kwargs: Any) -> None:
         if self._closed:
             return
-        step = self._step
         if self._before:
             now = [p.detach() for _, p, _ in self._params]
             updates = torch._foreach_sub(now, self._before) if "updates" in self.what else []
@@ -363,12 +389,7 @@ class Watch:
                         self._stat(name, "update", 0, updates[i])
             self._before = []
         self._end_step()
-        if self._sentinel_on:
-            sites: list[SiteSpec] = [
-                (owner, mtype, "optimizer", "weight", 0, 0, name, -1, step)
-                for (name, _, _), (owner, mtype) in zip(self._params, self._owners, strict=True)
-            ]
-            self._sentinel.weights(sites, [p.detach() for _, p, _ in self._params])
+        self._updates += 1
 
     def _record_param_grads(self) -> None:
         for name, p, selected in self._params:
@@ -393,11 +414,22 @@ class Watch:
     def _check(self) -> Finding | None:
         if not self._sentinel_on:
             return None
-        grads = [(spec, p.grad) for spec, p in self._grad_sites if p.grad is not None]
-        finding = self._sentinel.check(self._step, self._recorder.inputs_of, grads)
+        finding = self._sentinel.check(self._step, self._weights_used, self._param_grads)
         if finding is not None:
             self._report(finding)
         return finding
+
+    def _weights_used(self) -> Sequence[tuple[Site, torch.Tensor]]:
+        if not self._updates:
+            return self._weight_sites
+        # the weights this step used came from the last optimizer step
+        return [
+            (dataclasses.replace(site, phase="optimizer", step=self._step - 1), p)
+            for site, p in self._weight_sites
+        ]
+
+    def _param_grads(self) -> list[tuple[Site, torch.Tensor | None]]:
+        return [(site, p.grad) for site, p in self._grad_sites]
 
     def _end_step(self) -> None:
         if self._entries:
@@ -407,8 +439,6 @@ class Watch:
             self.writer.defer(batch)
         self._sentinel.reset()
         self._recorder.reset()
-        self._produced = {}
-        self._tensor_hooks = []
         self._calls = [0] * len(self._slots)
         self._root_calls = 0
         self._step += 1
@@ -506,9 +536,9 @@ class Watch:
                 self._end_step()
         finally:
             self._closed = True
-            for handle in self._handles + self._tensor_hooks:
+            for handle in self._handles:
                 handle.remove()
-            self._handles, self._tensor_hooks = [], []
+            self._handles = []
             self._worker.close()
             if self._live is not None:
                 self._live.close()
