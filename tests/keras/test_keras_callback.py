@@ -210,3 +210,18 @@ def test_writer_kept_across_fits_and_given_writer_not_closed(tmp_path: Path) -> 
     fit(model, x, y, vizdebug.keras.Callback(writer=writer))
     assert not writer.closed
     writer.close()
+
+
+def test_fit_called_again_reuses_the_traced_functions(tmp_path: Path) -> None:
+    model = compile_(sequential_cnn())
+    x, y = digits_like(64)
+    cb = vizdebug.keras.Callback(logdir=tmp_path, every=3, first=1, keep_open=True)
+    fit(model, x, y, cb)  # steps 0-3
+    fns = dict(cb._fns)
+    fit(model, x, y, cb)  # steps 4-7: 6 recorded, with the same functions
+    assert cb._fns == fns and fns
+    model.compile(keras.optimizers.SGD(0.01), LOSS)  # a new train function: traced again
+    fit(model, x, y, cb)  # steps 8-11: 9 recorded
+    assert cb._fns.keys() == fns.keys() and all(cb._fns[k] is not fns[k] for k in fns)
+    cb.close()
+    assert sorted({s.step for s in load_run(tmp_path).stats}) == [0, 3, 6, 9]

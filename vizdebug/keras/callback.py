@@ -141,6 +141,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         self.findings: list[Finding] = []
         self._step = 0
         self._fns: dict[str, Any] = {}
+        self._fns_engine: Engine | None = None
         self._plans: dict[str, Plan] = {}
         self._original: Any = None
         self._installed = False
@@ -184,8 +185,19 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
                 "(activations, weights and updates are); use vizdebug.tf.watch inside it"
             )
         engine.probe.install()
+        reuse = (
+            self._fns
+            and model.train_function is self._original
+            and self._fns_engine is engine
+            and model.train_function is not None
+        )
         self._original = model.train_function
-        if model.built:  # else: step 0 runs Keras's function, which builds the model
+        if reuse:
+            # fit() called again on the same compiled model: the traced functions still hold
+            # (a loop of fit(epochs=1) calls would otherwise trace them at every call)
+            self._built = True
+        elif model.built:  # else: step 0 runs Keras's function, which builds the model
+            self._fns = {}
             self._build_functions()
         model.train_function = self._train_function
         self._installed = True
@@ -206,6 +218,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
                 )
                 model.make_train_function(force=True)
                 self._fns[kind] = model.train_function
+            self._fns_engine = engine
         finally:
             if "train_step" in vars(model):
                 del model.train_step
@@ -224,7 +237,6 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         if self.check_numerics:
             tf.debugging.disable_check_numerics()
         model.train_function = self._original
-        self._fns = {}
         if self.engine is not None:
             self.engine.probe.remove()
             self.engine.capture.assign(False)

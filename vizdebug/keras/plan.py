@@ -10,12 +10,13 @@ flag and packed tensor is.
 
 Flag order is the order in which a non-finite value can first appear in a step: layer outputs in
 the order their calls completed, the loss, output gradients in backward order (last layer
-first), weight gradients in backward order, weights after the optimizer step.
+first), weight gradients in backward order. The weights after the optimizer step come last and
+are counted only on a flagged step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +103,7 @@ def collect(
     weights: Sequence[WeightRef],
     grads: Sequence[Any] | None,
     before: Sequence[Any] | None,
-    after: Sequence[Any] | None,
+    after: Sequence[Any] | Callable[[], Sequence[Any]] | None,
     record: bool,
     sentinel: bool,
     recorder: bool,
@@ -119,7 +120,10 @@ def collect(
         weights: The trainable weights.
         grads: Their gradients (None if unavailable).
         before: Their values before the optimizer step (for weight and update statistics).
-        after: Their values after it (for the sentinel and updates).
+        after: Their values after it (for updates and the sentinel), or a function that reads
+            them: the sentinel then reads them only on a step with a non-finite flag (a read
+            after the update costs the step a synchronisation with it; a weight that turned
+            non-finite makes the next step's outputs non-finite, which is flagged).
         record: Whether to compute statistics.
         sentinel: Whether to compute finiteness flags.
         recorder: Unused (the flight recorder's tensors are packed only on a bad step); kept
@@ -160,7 +164,7 @@ def collect(
             for i in chosen:
                 if "weights" in what:
                     add(weights[i].name, "weight", 0, before[i])
-                if "updates" in what and after is not None:
+                if "updates" in what and after is not None and not callable(after):
                     add(weights[i].name, "update", 0, after[i] - before[i])
         if "gradients" in what and grads is not None:
             for i in chosen:
@@ -195,17 +199,20 @@ def collect(
         if grads is not None:
             for w, g in reversed(list(zip(weights, grads, strict=True))):
                 check(Site(w.slot.name, w.slot.type, "backward", "grad", param=w.name), g)
-        if after is not None:
-            for w, v in zip(weights, after, strict=True):
-                check(Site(w.slot.name, w.slot.type, "optimizer", "weight", param=w.name), v)
-        plan.io_ranks = [_rank(t) for t in io]
         flags = finite_flags(checked)
+        late: Callable[[], Sequence[Any]] = (lambda: ()) if after is None else (
+            after if callable(after) else lambda: after
+        )  # fmt: skip
+        for w in weights if after is not None else ():
+            plan.sites.append(Site(w.slot.name, w.slot.type, "optimizer", "weight", param=w.name))
+        plan.io_ranks = [_rank(t) for t in io]
         bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(flags)))
 
-        # Only a step with a non-finite flag pays for counts and for the flight recorder's
-        # copy; the step returns four small tensors either way (each returned tensor costs).
+        # Only a step with a non-finite flag pays for counts, for reading the weights after the
+        # update and for the flight recorder's copy; the step returns four small tensors
+        # either way (each returned tensor costs).
         def on_bad() -> tuple[Any, Any, Any]:
-            return (nonfinite_counts(checked), *pack(io))
+            return (nonfinite_counts([*checked, *late()]), *pack(io))
 
         def on_ok() -> tuple[Any, Any, Any]:
             return tf.zeros([0, 3], tf.int32), tf.zeros([0], tf.float32), tf.zeros([0], tf.int32)

@@ -85,7 +85,9 @@ def make_step(
         else:
             with engine.probe.recording(None) as calls:
                 logs = own_step(data)
-        after = _read(variables) if engine.sentinel or need_before else None
+        after: Any = _read(variables) if need_before else None
+        if after is None and engine.sentinel:
+            after = lambda: _read(variables)  # noqa: E731 -- read only on a flagged step
         plan, extra = collect(
             calls, loss=loss, out_grads=out_grads, weights=engine.weights, grads=grads,
             before=before, after=after, record=record, sentinel=engine.sentinel,

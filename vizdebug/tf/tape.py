@@ -143,7 +143,9 @@ class TapeWatch:
         if self._closed:
             return
         engine = self.engine
-        after = _read([w.variable for w in engine.weights])
+        variables = [w.variable for w in engine.weights]
+        # values after the update: for update statistics, else read only on a flagged step
+        after: Any = _read(variables) if self._before is not None else lambda: _read(variables)
 
         def build(record: bool, sentinel: bool) -> tuple[Plan, dict[str, Any]]:
             return collect(
