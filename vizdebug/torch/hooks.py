@@ -11,7 +11,15 @@ import torch
 
 from ..errors import VizdebugError
 
-__all__ = ["AlreadyWatchedError", "claim", "iter_tensors", "release"]
+__all__ = [
+    "AlreadyWatchedError",
+    "Slot",
+    "claim",
+    "dist_rank",
+    "hang",
+    "iter_tensors",
+    "release",
+]
 
 _MAX_DEPTH = 4
 
@@ -73,3 +81,46 @@ def iter_tensors(obj: Any, path: str = "", depth: int = 0) -> Iterator[tuple[str
             yield from iter_tensors(getattr(obj, f.name), f"{path}[{f.name}]", depth + 1)
     else:
         yield path, obj
+
+
+class Slot:
+    """A watched module: its index in ``named_modules()``, name, type and whether selected."""
+
+    __slots__ = ("index", "inplace", "name", "selected", "type")
+
+    def __init__(self, index: int, name: str, module: torch.nn.Module, selected: bool) -> None:
+        self.index = index
+        self.name = name
+        self.type = type(module).__name__
+        self.selected = selected
+        self.inplace = bool(getattr(module, "inplace", False) is True)
+
+
+def dist_rank() -> tuple[int | None, int | None]:
+    """``(rank, world size)`` from torch.distributed, or ``(None, None)``."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return None, None
+
+
+def hang(t: torch.Tensor, hook: Any) -> None:
+    """Call ``hook(grad)`` with the gradient of ``t`` (as its module returned it).
+
+    A pre-hook on the node that made ``t`` is a third cheaper to register than a tensor
+    hook and needs no handle: it dies with the step's graph, and hooks left on a graph at
+    close() return at once.
+    """
+    node = t.grad_fn
+    if node is None:
+        untyped: Any = t  # a leaf (a module returning a parameter): torch leaves it untyped
+        untyped.register_hook(hook)
+        return
+    nr = t.output_nr
+
+    def pre(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
+        grad = grad_outputs[nr]
+        if grad is not None:
+            hook(grad)
+
+    node.register_prehook(pre)

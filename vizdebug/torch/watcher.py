@@ -21,7 +21,6 @@ import functools
 import logging
 import os
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -35,10 +34,11 @@ from ..stats import HIST_BINS
 from ..writer import Writer
 from .devstats import dtype_name, skip_reason, stats_row
 from .graph import trace_graph
-from .hooks import claim, iter_tensors, release
+from .hooks import Slot, claim, dist_rank, hang, iter_tensors, release
 from .live import TorchLive
 from .recorder import FlightRecorder
-from .sentinel import Finding, NonFiniteError, NonFiniteWarning, Sentinel, Site
+from .report import Reporter
+from .sentinel import Finding, NonFiniteError, Sentinel, Site
 from .structure import module_infos
 from .worker import Entry, StatsBatch, StatsWorker
 
@@ -48,24 +48,6 @@ log = logging.getLogger("vizdebug")
 
 _ANOMALY_MODES = ("warn", "raise", "pause", "log", None)
 OnAnomaly = Literal["warn", "raise", "pause", "log"] | None
-
-
-class _Slot:
-    __slots__ = ("index", "inplace", "name", "selected", "type")
-
-    def __init__(self, index: int, name: str, module: torch.nn.Module, selected: bool) -> None:
-        self.index = index
-        self.name = name
-        self.type = type(module).__name__
-        self.selected = selected
-        self.inplace = bool(getattr(module, "inplace", False) is True)
-
-
-def _dist_rank() -> tuple[int | None, int | None]:
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return None, None
 
 
 class Watch:
@@ -129,7 +111,7 @@ class Watch:
             self._graph_args: tuple[Any, ...] | None = None
             self.offload, self.bins, self.max_snapshots = offload, bins, max_snapshots
             if writer is None:
-                rank, world = _dist_rank()
+                rank, world = dist_rank()
                 versions = {"torch": torch.__version__}
                 writer = Writer(logdir, sinks=sinks, framework="torch", versions=versions,
                                 rank=rank, world_size=world)  # fmt: skip
@@ -155,12 +137,9 @@ class Watch:
             self._shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
             self._need_structure = True
             self._before: list[torch.Tensor] = []
-            self._snapshots = 0
-            self._pause_noted = False
-            self._reported: set[tuple[str, str, str]] = set()
-            self._repeats = 0
+            self._reporter = Reporter(writer, self._recorder, self._live, on_anomaly, max_snapshots)
             self._slots = [
-                _Slot(i, name, m, self._selected(name, inc, exc))
+                Slot(i, name, m, self._selected(name, inc, exc))
                 for i, (name, m) in enumerate(model.named_modules())
             ]
             self._calls = [0] * len(self._slots)
@@ -237,7 +216,7 @@ class Watch:
         if self._recording:
             self._worker.protect(a for a in args if isinstance(a, torch.Tensor))
 
-    def _forward(self, slot: _Slot, module: torch.nn.Module, args: Any, output: Any) -> None:
+    def _forward(self, slot: Slot, module: torch.nn.Module, args: Any, output: Any) -> None:
         if self._closed:
             return
         call = self._calls[slot.index]
@@ -260,7 +239,7 @@ class Watch:
         if slot.index == 0:
             self._root_done(output)
 
-    def _float_leaves(self, slot: _Slot, output: Any) -> tuple[tuple[str, torch.Tensor], ...]:
+    def _float_leaves(self, slot: Slot, output: Any) -> tuple[tuple[str, torch.Tensor], ...]:
         outs: list[tuple[str, torch.Tensor]] = []
         for path, t in iter_tensors(output):
             reason = skip_reason(t)
@@ -271,7 +250,7 @@ class Watch:
         return tuple(outs)
 
     def _record_forward(
-        self, slot: _Slot, call: int, args: Any, outs: tuple[tuple[str, torch.Tensor], ...]
+        self, slot: Slot, call: int, args: Any, outs: tuple[tuple[str, torch.Tensor], ...]
     ) -> None:
         sentinel = self._sentinel_on
         record = self._recording and slot.selected
@@ -285,34 +264,12 @@ class Watch:
         if (sentinel or (record and "gradients" in self.what)) and torch.is_grad_enabled():
             for k, (path, t) in enumerate(outs):
                 if t.requires_grad:
-                    self._hang(t, functools.partial(self._on_grad, slot, call, k, path, record))
+                    hang(t, functools.partial(self._on_grad, slot, call, k, path, record))
         if self._need_structure and call == 0:
             self._shapes[slot.name] = tuple(tuple(t.shape) for _, t in outs)
 
-    @staticmethod
-    def _hang(t: torch.Tensor, hook: Any) -> None:
-        """Call ``hook(grad)`` with the gradient of ``t`` (as its module returned it).
-
-        A pre-hook on the node that made ``t`` is a third cheaper to register than a tensor
-        hook and needs no handle: it dies with the step's graph, and hooks left on a graph at
-        close() return at once.
-        """
-        node = t.grad_fn
-        if node is None:
-            untyped: Any = t  # a leaf (a module returning a parameter): torch leaves it untyped
-            untyped.register_hook(hook)
-            return
-        nr = t.output_nr
-
-        def pre(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
-            grad = grad_outputs[nr]
-            if grad is not None:
-                hook(grad)
-
-        node.register_prehook(pre)
-
     def _on_grad(
-        self, slot: _Slot, call: int, k: int, path: str, record: bool, grad: torch.Tensor
+        self, slot: Slot, call: int, k: int, path: str, record: bool, grad: torch.Tensor
     ) -> None:
         if self._closed:
             return
@@ -416,7 +373,7 @@ class Watch:
             return None
         finding = self._sentinel.check(self._step, self._weights_used, self._param_grads)
         if finding is not None:
-            self._report(finding)
+            self._reporter.report(finding, self._step)
         return finding
 
     def _weights_used(self) -> Sequence[tuple[Site, torch.Tensor]]:
@@ -445,50 +402,6 @@ class Watch:
         self.writer.step = self._step
         self._recording = self._scheduled(self._step)
         self._active = self._sentinel_on or self._recording
-
-    def _report(self, f: Finding) -> None:
-        s = f.site
-        key = (s.module, f.role, s.phase)
-        if key in self._reported:
-            # A NaN that got into the weights shows up again every step: report each origin
-            # once, count the repeats (the first repeat is noted in the run).
-            self._repeats += 1
-            if self._repeats == 1:
-                self.writer.note(
-                    "vizdebug/sentinel",
-                    f"step {f.step}: the non-finite values found at {s.module or '(root)'} "
-                    f"({f.role}, {s.phase}) persist; repeats of a finding already reported are "
-                    "counted, not reported again",
-                    step=f.step,
-                )
-            return
-        self._reported.add(key)
-        self.writer.anomaly(
-            f.kind, step=f.step, module=s.module, module_type=s.module_type, phase=s.phase,
-            role=f.role, message=f.message, nan=f.nan, posinf=f.posinf, neginf=f.neginf,
-        )  # fmt: skip
-        if self._recorder.enabled and self._snapshots < self.max_snapshots:
-            self._snapshots += 1
-            tensors, modified = self._recorder.capture()
-            # The recorder holds the step being checked (an optimizer finding may be older).
-            self.writer.snapshot(tensors, self._step, reason="anomaly")
-            if modified:
-                text = "modified in place after their module returned: " + ", ".join(modified)
-                self.writer.note("vizdebug/flight-recorder", text, step=self._step)
-        if self.on_anomaly in ("warn", "pause"):
-            warnings.warn(f.message, NonFiniteWarning, stacklevel=4)
-        else:
-            log.warning("vizdebug: %s", f.message)
-        if self.on_anomaly == "pause":
-            if self._live is not None:
-                recorder = self._recorder
-                self._live.halt(
-                    f.step, s.phase, s.module, s.module_type, f.message,
-                    lambda: recorder.capture()[0],
-                )  # fmt: skip
-            elif not self._pause_noted:
-                self._pause_noted = True
-                log.warning("vizdebug: on_anomaly='pause' needs live=True; acting as 'warn'")
 
     def _skip(self, name: str, role: str, reason: str) -> None:
         if (name, reason) not in self._skipped:
