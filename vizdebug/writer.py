@@ -8,6 +8,11 @@ run-directory sink (TensorBoard event files) is always first and always on.
 Memory is bounded by ``max_queue_bytes``. When the queue is full, ``when_full="drop_newest"``
 (the default) drops the incoming event and counts it by kind; ``"block"`` makes the caller wait.
 Anomalies are never dropped.
+
+This module holds the calling thread's half (enqueueing, flush, close, the ``atexit`` hook);
+the writer thread's loop is :class:`~vizdebug.writer_thread.WriterLoop`, what the queue holds is
+in :mod:`vizdebug.queue_items` and the run-info event and ``run.json`` document are built by
+:mod:`vizdebug.run_info`.
 """
 
 from __future__ import annotations
@@ -16,81 +21,30 @@ import atexit
 import dataclasses
 import logging
 import os
-import platform
-import socket
-import sys
 import threading
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from . import __version__
-from .batch import EventBatch
 from .errors import WriterClosedError
-from .events import (
-    Anomaly,
-    Event,
-    ModelStructure,
-    ModuleInfo,
-    Note,
-    RunInfo,
-    SnapshotRef,
-    Stats,
-    TensorStats,
-)
+from .events import Anomaly, Event, ModelStructure, ModuleInfo, Note, Stats, TensorStats
 from .fanout import SinkRunner, SinkStatus
-from .runs.layout import new_run_dir, write_info
-from .runs.snapshots import save_snapshot, snapshot_name
+from .queue_items import EVENT_BYTES, SCALAR_BYTES, Deferred, FlushRequest, SnapshotRequest
+from .run_info import info_document, start_info, write_run_info
+from .runs.layout import new_run_dir
+from .runs.snapshots import snapshot_name
 from .runs.store import EventFileSink
 from .sinks import Sink, SinkContext, create_sinks
+from .writer_thread import WriterLoop
 
 __all__ = ["Deferred", "Writer"]
 
 log = logging.getLogger("vizdebug")
 
-_SCALAR_BYTES = 96
-_EVENT_BYTES = 512
-_POLL_SECS = 0.02
 _LIVE: weakref.WeakSet[Writer] = weakref.WeakSet()
-
-
-class Deferred(Protocol):
-    """Work an adapter hands to the writer thread (for example a device-to-host copy).
-
-    ``resolve`` runs on the writer thread and returns the events; ``nbytes`` is what the item
-    holds in memory while queued.
-    """
-
-    nbytes: int
-
-    def resolve(self, run: str, rank: int) -> Iterable[Event]:
-        """Produce the events."""
-        ...
-
-
-class _Snapshot:
-    __slots__ = ("nbytes", "reason", "relpath", "step", "tensors", "wall_time")
-
-    def __init__(
-        self, tensors: Mapping[str, Any], step: int, reason: str, relpath: str, wall: float
-    ) -> None:
-        self.tensors = dict(tensors)
-        self.step = step
-        self.reason = reason
-        self.relpath = relpath
-        self.wall_time = wall
-        self.nbytes = sum(int(getattr(t, "nbytes", 0) or 0) for t in self.tensors.values())
-
-
-class _Flush:
-    __slots__ = ("acks", "dispatched")
-
-    def __init__(self) -> None:
-        self.dispatched = threading.Event()
-        self.acks: list[threading.Event] = []
 
 
 def _env_int(name: str, default: int) -> int:
@@ -100,7 +54,7 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-class Writer:
+class Writer(WriterLoop):
     """Write vizdebug events to a run directory and to any number of sinks.
 
     Args:
@@ -172,24 +126,15 @@ class Writer:
         self._closed = False
         self._wake = threading.Event()
         self._start = clock()
-        self._info = RunInfo(
-            step=0,
-            wall_time=self._start,
+        self._info = start_info(
             run=self.run,
             rank=self.rank,
-            framework=framework,
-            versions={
-                "python": platform.python_version(),
-                "vizdebug": __version__,
-                **(versions or {}),
-            },
-            host=socket.gethostname(),
-            pid=os.getpid(),
             world_size=self.world_size,
-            start_time=self._start,
-            argv=tuple(sys.argv),
+            framework=framework,
+            versions=versions,
+            start=self._start,
         )
-        self._enq_bytes += _EVENT_BYTES
+        self._enq_bytes += EVENT_BYTES
         self._queue.append(self._info)
         self._thread = threading.Thread(target=self._loop, name="vizdebug-writer", daemon=True)
         self._thread.start()
@@ -241,11 +186,11 @@ class Writer:
             raise TypeError(f"value of {tag!r} must be a number, got {vt.__name__}")
         if self._closed:
             raise WriterClosedError("this Writer is closed; create a new one to keep writing")
-        if self._enq_bytes - self._deq_bytes + _SCALAR_BYTES > self.max_queue_bytes:
-            if not self._full(_SCALAR_BYTES, "scalar"):
+        if self._enq_bytes - self._deq_bytes + SCALAR_BYTES > self.max_queue_bytes:
+            if not self._full(SCALAR_BYTES, "scalar"):
                 return
         else:
-            self._enq_bytes += _SCALAR_BYTES
+            self._enq_bytes += SCALAR_BYTES
         self._queue.append(
             (
                 tag,
@@ -273,10 +218,10 @@ class Writer:
         if type(event) is Anomaly:
             if self._closed:
                 raise WriterClosedError("this Writer is closed; create a new one to keep writing")
-            self._enq_bytes += _EVENT_BYTES
+            self._enq_bytes += EVENT_BYTES
             self._queue.append(event)
             self._wake.set()
-        elif self._admit(_EVENT_BYTES, type(event).__name__.lower()):
+        elif self._admit(EVENT_BYTES, type(event).__name__.lower()):
             self._queue.append(event)
 
     def stats(self, name: str, role: str, stats: Stats, step: int | None = None) -> None:
@@ -310,7 +255,7 @@ class Writer:
         """
         s = self._step(step)
         relpath = snapshot_name(s, self.rank, reason)
-        item = _Snapshot(tensors, s, reason, relpath, self.clock())
+        item = SnapshotRequest(tensors, s, reason, relpath, self.clock())
         if self._admit(item.nbytes, "snapshot"):
             self._queue.append(item)
         return relpath
@@ -332,7 +277,7 @@ class Writer:
         """
         if self._closed or not self._thread.is_alive():
             return
-        request = _Flush()
+        request = FlushRequest()
         self._queue.append(request)
         self._wake.set()
         request.dispatched.wait()
@@ -349,7 +294,7 @@ class Writer:
             final = dataclasses.replace(
                 self._info, step=self.step, wall_time=self.clock(), dropped=dict(self._dropped)
             )
-            self._enq_bytes += _EVENT_BYTES
+            self._enq_bytes += EVENT_BYTES
             self._queue.append(final)
         self.flush()
         self._closed = True
@@ -381,146 +326,24 @@ class Writer:
         """Per-sink counts: written, failures, dropped, disabled."""
         return [r.status for r in self._runners]
 
-    # -- the writer thread -----------------------------------------------------------------
-
-    def _loop(self) -> None:
-        last_flush = time.monotonic()
-        while True:
-            self._wake.wait(_POLL_SECS)
-            self._wake.clear()
-            stopping = self._closed
-            self._drain()
-            now = time.monotonic()
-            if now - last_flush >= self.flush_secs:
-                last_flush = now
-                for runner in self._runners:
-                    runner.request_flush()
-                self._write_info(status="running")
-            if stopping and not self._queue:
-                return
-
-    def _drain(self) -> None:
-        queue = self._queue
-        batch: list[Any] = []
-        freed = scalars = 0
-        top = self._last_step
-        while queue:
-            item = queue.popleft()
-            try:
-                if type(item) is tuple:
-                    tag, value, step, wall = item
-                    freed += _SCALAR_BYTES
-                    batch.append((tag, float(value), step, wall))
-                    scalars += 1
-                    if step > top:
-                        top = step
-                elif isinstance(item, Event):
-                    freed += _EVENT_BYTES
-                    batch.append(self._stamp(item))
-                elif type(item) is _Flush:
-                    self._last_step = top
-                    self._dispatch(batch, scalars)
-                    batch, scalars = [], 0
-                    item.acks = [r.request_flush() for r in self._runners]
-                    item.dispatched.set()
-                elif type(item) is _Snapshot:
-                    freed += item.nbytes
-                    batch.append(self._save_snapshot(item))
-                else:
-                    self._deq_bytes += freed + int(item.nbytes)
-                    freed = 0
-                    batch.extend(item.resolve(self.run, self.rank))
-            except Exception as exc:  # a bad item must not stop the writer thread
-                self._invalid += 1
-                if self._invalid == 1:
-                    log.warning("vizdebug writer skipped an item it could not convert: %r", exc)
-            if len(batch) >= 4096:
-                self._deq_bytes += freed
-                freed = 0
-                self._last_step = top
-                self._dispatch(batch, scalars)
-                batch, scalars = [], 0
-        self._deq_bytes += freed
-        self._last_step = top
-        self._dispatch(batch, scalars)
-
-    def _stamp(self, event: Event) -> Event:
-        changes: dict[str, Any] = {}
-        if event.run != self.run:
-            changes["run"] = self.run
-        if event.rank != self.rank:
-            changes["rank"] = self.rank
-        if not event.wall_time:
-            changes["wall_time"] = self.clock()
-        return dataclasses.replace(event, **changes) if changes else event
-
-    def _save_snapshot(self, item: _Snapshot) -> SnapshotRef:
-        names, nbytes = save_snapshot(
-            self.run_dir, item.relpath, item.tensors, max_bytes=self.snapshot_max_bytes
-        )
-        return SnapshotRef(
-            step=item.step,
-            wall_time=item.wall_time,
-            run=self.run,
-            rank=self.rank,
-            path=item.relpath,
-            tensors=names,
-            reason=item.reason,
-            nbytes=nbytes,
-        )
-
-    def _dispatch(self, items: list[Any], scalars: int) -> None:
-        if not items:
-            return
-        written = self._written
-        written["Scalar"] += scalars
-        if scalars != len(items):
-            top = self._last_step
-            for item in items:
-                if type(item) is not tuple:
-                    written[type(item).__name__] += 1
-                    if item.step > top:
-                        top = item.step
-            self._last_step = top
-        batch = EventBatch(items, self.run, self.rank)
-        for runner in self._runners:
-            runner.submit(batch)
+    # -- run info ------------------------------------------------------------------------
 
     def _write_info(self, status: str) -> None:
-        info = self._info
-        data = {
-            "run": self.run,
-            "rank": self.rank,
-            "world_size": self.world_size,
-            "framework": self.framework,
-            "versions": dict(info.versions),
-            "host": info.host,
-            "pid": info.pid,
-            "start_time": info.start_time,
-            "argv": list(info.argv),
-            "status": status,
-            "last_update": self.clock(),
-            "last_step": self._last_step,
-            "events": sum(self._written.values()),
-            "events_by_kind": dict(self._written),
-            "anomalies": self._written.get("Anomaly", 0),
-            "dropped": dict(self._dropped),
-            "invalid": self._invalid,
-            "sinks": {
-                s.name: {
-                    "written": s.written,
-                    "failures": s.failures,
-                    "dropped": s.dropped,
-                    "disabled": s.disabled,
-                    "last_error": s.last_error,
-                }
-                for s in self.sink_status
-            },
-        }
-        try:
-            write_info(self.run_dir, self.rank, data)
-        except OSError as exc:
-            log.warning("vizdebug could not update run info in %s: %s", self.run_dir, exc)
+        document = info_document(
+            self._info,
+            run=self.run,
+            rank=self.rank,
+            world_size=self.world_size,
+            framework=self.framework,
+            status=status,
+            now=self.clock(),
+            last_step=self._last_step,
+            written=self._written,
+            dropped=self._dropped,
+            invalid=self._invalid,
+            sinks=self.sink_status,
+        )
+        write_run_info(self.run_dir, self.rank, document)
 
 
 @atexit.register

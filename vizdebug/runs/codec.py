@@ -5,15 +5,15 @@ as it reads any run. Tensor statistics of one step are packed into a single tens
 (tag ``vizdebug/stats``, plugin ``vizdebug``): a string tensor holding a JSON header (one row
 description per tensor) and a float64 matrix in :data:`vizdebug.stats.COLUMNS` order. Anomalies,
 model structure, run info, snapshot references and notes are JSON in string tensor summaries
-(tags ``vizdebug/<kind>``). The decoder also reads what other tools write: ``simple_value`` and
-TF2 tensor scalars, ``histo`` and TF2 tensor histograms.
+(tags ``vizdebug/<kind>``). The decoder also reads what other tools write: ``simple_value``
+scalars here, ``histo`` histograms and TF2 tensor scalars and histograms through
+:mod:`vizdebug.runs.foreign`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -32,7 +32,6 @@ from ..batch import PackedScalar
 from ..events import (
     Anomaly,
     Event,
-    Histogram,
     ModelStructure,
     ModuleInfo,
     Note,
@@ -42,6 +41,7 @@ from ..events import (
     TensorStats,
 )
 from ..stats import COLUMNS, stats_from_row, stats_to_row
+from .foreign import decode_tf2, histo_histogram
 
 __all__ = [
     "PLUGIN_NAME",
@@ -313,12 +313,6 @@ def encode_batch(
     return out
 
 
-def _tensor_to_array(tensor: tensor_pb2.TensorProto) -> npt.NDArray[Any]:
-    from tensorboard.util import tensor_util
-
-    return np.asarray(tensor_util.make_ndarray(tensor))
-
-
 class Decoder:
     """Turns serialized ``Event`` protos of one file into vizdebug events.
 
@@ -344,7 +338,12 @@ class Decoder:
         proto = event_pb2.Event.FromString(record)
         if not proto.HasField("summary") or proto.source_metadata.writer == NATIVE_WRITER:
             return []  # native copies (vizdebug.runs.native) repeat what the records hold
-        base = {"step": proto.step, "wall_time": proto.wall_time, "run": self.run}
+        base = {
+            "step": proto.step,
+            "wall_time": proto.wall_time,
+            "run": self.run,
+            "rank": self.rank,
+        }
         out: list[Event | StatsBlock] = []
         for value in proto.summary.value:
             out.extend(self._value(value, base))
@@ -352,27 +351,13 @@ class Decoder:
 
     def _value(
         self, value: summary_pb2.Summary.Value, base: dict[str, Any]
-    ) -> list[Event | StatsBlock]:
+    ) -> Sequence[Event | StatsBlock]:
         which = value.WhichOneof("value")
         tag = value.tag
         if which == "simple_value":
-            return [Scalar(**base, rank=self.rank, tag=tag, value=float(value.simple_value))]
+            return [Scalar(**base, tag=tag, value=float(value.simple_value))]
         if which == "histo":
-            h = value.histo
-            return [
-                Histogram(
-                    **base,
-                    rank=self.rank,
-                    tag=tag,
-                    min=h.min,
-                    max=h.max,
-                    num=h.num,
-                    sum=h.sum,
-                    sum_squares=h.sum_squares,
-                    bucket_limits=tuple(h.bucket_limit),
-                    bucket_counts=tuple(h.bucket),
-                )
-            ]
+            return [histo_histogram(tag, value.histo, base)]
         if which != "tensor":
             return []
         if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
@@ -381,30 +366,7 @@ class Decoder:
         plugin, content = self._plugin_of.get(tag, ("", b""))
         if plugin == PLUGIN_NAME:
             return self._vizdebug(value.tensor, content, base)
-        if plugin == "scalars":
-            arr = _tensor_to_array(value.tensor)
-            return [Scalar(**base, rank=self.rank, tag=tag, value=float(arr.reshape(-1)[0]))]
-        if plugin == "histograms":
-            return [self._tf2_histogram(tag, _tensor_to_array(value.tensor), base)]
-        return []
-
-    def _tf2_histogram(self, tag: str, arr: npt.NDArray[Any], base: dict[str, Any]) -> Histogram:
-        arr = np.asarray(arr, dtype=np.float64).reshape(-1, 3)
-        counts = arr[:, 2]
-        num = float(counts.sum())
-        centers = (arr[:, 0] + arr[:, 1]) / 2
-        return Histogram(
-            **base,
-            rank=self.rank,
-            tag=tag,
-            min=float(arr[0, 0]) if len(arr) else math.nan,
-            max=float(arr[-1, 1]) if len(arr) else math.nan,
-            num=num,
-            sum=float((centers * counts).sum()),
-            sum_squares=float((centers * centers * counts).sum()),
-            bucket_limits=tuple(float(x) for x in arr[:, 1]),
-            bucket_counts=tuple(float(x) for x in counts),
-        )
+        return decode_tf2(plugin, tag, value.tensor, base)
 
     def _vizdebug(
         self, tensor: tensor_pb2.TensorProto, content: bytes, base: dict[str, Any]
@@ -412,7 +374,6 @@ class Decoder:
         meta = json.loads(content or b"{}")
         kind = meta.get("kind", "")
         parts = list(tensor.string_val)
-        base = {**base, "rank": self.rank}
         if kind == "stats":
             if parts[0] != self._header[0]:
                 header = json.loads(parts[0])

@@ -4,7 +4,9 @@
 log lines and latest panes (no I/O, cheap). :meth:`Dashboard.send` pushes what is pending
 through a :class:`~vizdebug_visdom.client.VisdomClient`: it creates a window the first time,
 appends to it after that (``append=True``, never recreating it) and, after the server was away,
-checks each window still exists before touching it.
+checks each window still exists before touching it. Line windows are sent by
+:class:`~vizdebug_visdom.lines.LineWindow` and the text logs by
+:class:`~vizdebug_visdom.logs.LogPane`; the replaced panes and histogram windows are kept here.
 
 Windows:
 
@@ -23,11 +25,10 @@ Windows:
 from __future__ import annotations
 
 import operator
-from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
-from typing import Any, cast
+from typing import Any
 
 from vizdebug.events import (
     Anomaly,
@@ -43,37 +44,13 @@ from vizdebug.events import (
 
 from . import windows as W
 from .aggregate import PointBuffer
-from .client import VisdomClient, VisdomRequestError
+from .client import VisdomClient
+from .lines import LineWindow
+from .logs import LogPane
 
 __all__ = ["Dashboard"]
 
 _NO_ANOMALIES = "<i>No anomalies so far.</i>"
-#: Request errors in a row after which a window's pending points are dropped.
-_MAX_WINDOW_ERRORS = 3
-
-
-@dataclass
-class _Line:
-    win: str
-    title: str
-    ylabel: str
-    legend: bool
-    order: list[str] = field(default_factory=list)
-    state: str = "new"  # new | ok | unverified
-    errors: int = 0
-
-
-@dataclass
-class _Log:
-    win: str
-    title: str
-    empty: str
-    kept: deque[str]
-    pending: list[str] = field(default_factory=list)
-    shown: int = 0
-    capped: int = 0
-    cap_noted: bool = False
-    state: str = "new"
 
 
 @dataclass
@@ -143,7 +120,7 @@ class Dashboard:
         self.histogram_roles = frozenset(histogram_roles)
         self.clock = clock
         self.points = PointBuffer(max_buffer, compact_to=max_points)
-        self._lines: dict[Hashable, _Line] = {}
+        self._lines: dict[Hashable, LineWindow] = {}
         self._scalar_names: dict[str, tuple[Hashable, str]] = {}
         self.group_scalars = frozenset(group_scalars)
         self._groups: dict[str, dict[str, int]] = {}
@@ -151,11 +128,10 @@ class Dashboard:
         self._panes: dict[str, _Pane] = {}  # info, model: replaced
         self._hists: dict[Hashable, _Hist] = {}
         self._hist_capped = False
-        self.anomalies = _Log(
-            W.window_id("log", "anomalies"), "anomalies", _NO_ANOMALIES, deque(maxlen=max_log_lines)
+        self.anomalies = LogPane(
+            W.window_id("log", "anomalies"), "anomalies", _NO_ANOMALIES, max_log_lines
         )
-        self.notes = _Log(W.window_id("log", "notes"), "notes", "", deque(maxlen=max_log_lines))
-        self._max_log = max_log_lines
+        self.notes = LogPane(W.window_id("log", "notes"), "notes", "", max_log_lines)
         self._pending_panes: list[tuple[str, RunInfo | ModelStructure]] = []
         #: Points and log lines sent since the start.
         self.points_sent = 0
@@ -178,11 +154,11 @@ class Dashboard:
             elif isinstance(event, TensorStats):
                 self._ingest_stats(event)
             elif isinstance(event, Anomaly):
-                self._log(self.anomalies, W.anomaly_html(event))
+                self.anomalies.add(W.anomaly_html(event))
             elif isinstance(event, Note):
-                self._log(self.notes, W.note_html(event))
+                self.notes.add(W.note_html(event))
             elif isinstance(event, SnapshotRef):
-                self._log(self.notes, W.snapshot_html(event))
+                self.notes.add(W.snapshot_html(event))
             elif isinstance(event, RunInfo):
                 self._pending_panes.append(("info", event))
             elif isinstance(event, ModelStructure):
@@ -266,18 +242,11 @@ class Dashboard:
             return True
         if not self._hist_capped:
             self._hist_capped = True
-            self._log(
-                self.notes,
+            self.notes.add(
                 f"<i>Histogram windows are capped at {self.max_histograms}; later modules "
-                "get none (raise max_histograms, or narrow histogram_roles).</i>",
+                "get none (raise max_histograms, or narrow histogram_roles).</i>"
             )
         return False
-
-    def _log(self, log: _Log, html: str) -> None:
-        if log.shown + len(log.pending) >= self._max_log:
-            log.capped += 1
-            return
-        log.pending.append(html)
 
     # -- send ------------------------------------------------------------------------------
 
@@ -286,9 +255,8 @@ class Dashboard:
         for line in self._lines.values():
             if line.state == "ok":
                 line.state = "unverified"
-        for log in (self.anomalies, self.notes):
-            if log.state == "ok":
-                log.state = "unverified"
+        self.anomalies.reconnected()
+        self.notes.reconnected()
         for pane in self._panes.values():
             pane.dirty = True
         for hist in self._hists.values():
@@ -323,8 +291,8 @@ class Dashboard:
             if pane.dirty:
                 client.create(pane.payload)
                 pane.dirty = False
-        self._send_log(client, env, self.anomalies, force=True)
-        self._send_log(client, env, self.notes, force=False)
+        self.lines_sent += self.anomalies.send(client, env, force=True)
+        self.lines_sent += self.notes.send(client, env, force=False)
         for key in self.points.windows():
             if self.clock() > deadline:
                 return False
@@ -352,110 +320,15 @@ class Dashboard:
             self._panes[kind] = _Pane(win, W.text_payload(env, win, title=title, html=html))
         self._pending_panes.clear()
 
-    def _send_log(self, client: VisdomClient, env: str, log: _Log, *, force: bool) -> None:
-        note = log.capped > 0 and not log.cap_noted
-        if not log.pending and not note and not (force and log.state != "ok"):
-            return
-        lines = log.pending
-        if note:
-            lines = [
-                *lines,
-                f"<i>This pane shows the first {self._max_log} entries; later ones are only "
-                "in the run directory (vizdebug show RUN).</i>",
-            ]
-        if log.state == "unverified":
-            log.state = "ok" if client.exists(env, log.win) else "new"
-        if log.state == "new":
-            html = "<br>".join([*log.kept, *lines]) or log.empty
-            client.create(W.text_payload(env, log.win, title=log.title, html=html))
-            log.state = "ok"
-        elif lines:
-            client.update(W.text_append_payload(env, log.win, "<br>".join(lines)))
-        log.kept.extend(lines)
-        log.cap_noted = log.cap_noted or note
-        log.shown += len(log.pending)
-        self.lines_sent += len(log.pending)
-        log.pending = []
-
-    def _line_window(self, key: Hashable) -> _Line:
-        line = self._lines.get(key)
-        if line is not None:
-            return line
-        key = cast(tuple[Any, ...], key)
-        if key[0] == "scalar":
-            tag = escape(str(key[1]))
-            line = _Line(W.window_id("scalar", key[1]), tag, tag, legend=False)
-        elif key[0] == "group":
-            _, prefix, chunk = key
-            title = escape(prefix) + (f" (part {chunk + 1})" if chunk else "")
-            line = _Line(W.window_id("group", prefix, chunk), title, escape(prefix), legend=True)
-        else:
-            _, role, stat, chunk = key
-            title = f"{escape(str(role))}: {W.STAT_LABELS[stat]}"
-            if chunk:
-                title += f" (part {chunk + 1})"
-            line = _Line(W.window_id("stats", role, stat, chunk), title, W.STAT_LABELS[stat], True)
-        self._lines[key] = line
-        return line
-
     def _send_lines(self, client: VisdomClient, env: str, key: Hashable) -> None:
-        line = self._line_window(key)
-        todo = self.points.take(key, self.max_points)
-        sent: list[str] = []
-        try:
-            if line.state == "unverified":
-                line.order = self._server_order(client, env, line)
-                line.state = "ok" if line.order else "new"
-            if line.state == "new":
-                traces = [(name, xs, ys) for name, (xs, ys) in todo.items()]
-                client.create(
-                    W.line_create_payload(
-                        env,
-                        line.win,
-                        title=line.title,
-                        ylabel=line.ylabel,
-                        traces=traces,
-                        legend=line.legend,
-                    )
-                )
-                line.order = list(todo)
-                line.state = "ok"
-                sent = list(todo)
-            else:
-                known = set(line.order)
-                if any(name in known for name in todo):
-                    client.update(W.line_append_payload(env, line.win, line.order, todo))
-                    sent = [name for name in todo if name in known]
-                for name, (xs, ys) in todo.items():
-                    if name not in known:
-                        client.update(W.line_trace_payload(env, line.win, name, xs, ys))
-                        line.order.append(name)
-                        sent.append(name)
-        except VisdomRequestError:
-            # The server is up but refused (a window closed in the browser, ...): check the
-            # window next time; give up on these points after a few tries.
-            line.state = "unverified"
-            line.errors += 1
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = LineWindow.for_key(key)
+        sent = line.send(client, env, self.points, self.max_points)
+        if sent is None:
             self.request_errors += 1
-            if line.errors < _MAX_WINDOW_ERRORS:
-                self.points.restore(key, {n: p for n, p in todo.items() if n not in sent})
-            else:
-                line.errors = 0
-                self.points.dropped += sum(len(p[0]) for n, p in todo.items() if n not in sent)
-            return
-        except Exception:
-            self.points.restore(key, {n: p for n, p in todo.items() if n not in sent})
-            raise
-        line.errors = 0
-        self.points_sent += sum(len(p[0]) for p in todo.values())
-
-    @staticmethod
-    def _server_order(client: VisdomClient, env: str, line: _Line) -> list[str]:
-        if not client.exists(env, line.win):
-            return []
-        content = client.window_data(env, line.win).get("content", {})
-        data = content.get("data", []) if isinstance(content, dict) else []
-        return [str(t.get("name", f"\0{i}")) for i, t in enumerate(data)]
+        else:
+            self.points_sent += sent
 
     def counts(self) -> dict[str, int]:
         """Counts for status: windows by kind, what is pending, log entries not shown."""

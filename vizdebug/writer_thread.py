@@ -1,0 +1,161 @@
+"""The writer thread's half of :class:`~vizdebug.writer.Writer`: draining the queue.
+
+:class:`WriterLoop` is the base class holding what runs on the ``vizdebug-writer`` thread: it
+wakes every few milliseconds (or when woken), drains the queue, converts packed scalars
+(``float(value)`` happens here, not in the caller), stamps run and rank on events, resolves
+:class:`~vizdebug.queue_items.Deferred` items, saves snapshot files, answers flush requests,
+and hands :class:`~vizdebug.batch.EventBatch` batches to every sink runner; every
+``flush_secs`` it asks the sinks to flush and rewrites the run-info file. It is a base class
+rather than a separate object so both halves read the same plain attributes (the calling
+thread's hot path does not pay an extra lookup).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .batch import EventBatch
+from .events import Event, SnapshotRef
+from .fanout import SinkRunner
+from .queue_items import EVENT_BYTES, SCALAR_BYTES, FlushRequest, SnapshotRequest
+from .runs.snapshots import save_snapshot
+
+__all__ = ["WriterLoop"]
+
+log = logging.getLogger("vizdebug")
+
+#: Longest the writer thread sleeps between drains when nobody wakes it.
+POLL_SECS = 0.02
+
+
+class WriterLoop:
+    """What the writer thread runs; :class:`~vizdebug.writer.Writer` sets the attributes."""
+
+    run: str
+    rank: int
+    run_dir: Path
+    flush_secs: float
+    snapshot_max_bytes: int
+    clock: Callable[[], float]
+    _queue: deque[Any]
+    _wake: threading.Event
+    _closed: bool
+    _runners: list[SinkRunner]
+    _deq_bytes: int  # written by the writer thread only
+    _written: Counter[str]  # by the writer thread
+    _invalid: int
+    _last_step: int
+
+    def _write_info(self, status: str) -> None:
+        """Rewrite the run-info file (``status``: ``"running"`` or ``"closed"``)."""
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        last_flush = time.monotonic()
+        while True:
+            self._wake.wait(POLL_SECS)
+            self._wake.clear()
+            stopping = self._closed
+            self._drain()
+            now = time.monotonic()
+            if now - last_flush >= self.flush_secs:
+                last_flush = now
+                for runner in self._runners:
+                    runner.request_flush()
+                self._write_info(status="running")
+            if stopping and not self._queue:
+                return
+
+    def _drain(self) -> None:
+        queue = self._queue
+        batch: list[Any] = []
+        freed = scalars = 0
+        top = self._last_step
+        while queue:
+            item = queue.popleft()
+            try:
+                if type(item) is tuple:
+                    tag, value, step, wall = item
+                    freed += SCALAR_BYTES
+                    batch.append((tag, float(value), step, wall))
+                    scalars += 1
+                    if step > top:
+                        top = step
+                elif isinstance(item, Event):
+                    freed += EVENT_BYTES
+                    batch.append(self._stamp(item))
+                elif type(item) is FlushRequest:
+                    self._last_step = top
+                    self._dispatch(batch, scalars)
+                    batch, scalars = [], 0
+                    item.acks = [r.request_flush() for r in self._runners]
+                    item.dispatched.set()
+                elif type(item) is SnapshotRequest:
+                    freed += item.nbytes
+                    batch.append(self._save_snapshot(item))
+                else:
+                    self._deq_bytes += freed + int(item.nbytes)
+                    freed = 0
+                    batch.extend(item.resolve(self.run, self.rank))
+            except Exception as exc:  # a bad item must not stop the writer thread
+                self._invalid += 1
+                if self._invalid == 1:
+                    log.warning("vizdebug writer skipped an item it could not convert: %r", exc)
+            if len(batch) >= 4096:  # hand the sinks at most this many items at once
+                self._deq_bytes += freed
+                freed = 0
+                self._last_step = top
+                self._dispatch(batch, scalars)
+                batch, scalars = [], 0
+        self._deq_bytes += freed
+        self._last_step = top
+        self._dispatch(batch, scalars)
+
+    def _stamp(self, event: Event) -> Event:
+        changes: dict[str, Any] = {}
+        if event.run != self.run:
+            changes["run"] = self.run
+        if event.rank != self.rank:
+            changes["rank"] = self.rank
+        if not event.wall_time:
+            changes["wall_time"] = self.clock()
+        return dataclasses.replace(event, **changes) if changes else event
+
+    def _save_snapshot(self, item: SnapshotRequest) -> SnapshotRef:
+        names, nbytes = save_snapshot(
+            self.run_dir, item.relpath, item.tensors, max_bytes=self.snapshot_max_bytes
+        )
+        return SnapshotRef(
+            step=item.step,
+            wall_time=item.wall_time,
+            run=self.run,
+            rank=self.rank,
+            path=item.relpath,
+            tensors=names,
+            reason=item.reason,
+            nbytes=nbytes,
+        )
+
+    def _dispatch(self, items: list[Any], scalars: int) -> None:
+        if not items:
+            return
+        written = self._written
+        written["Scalar"] += scalars
+        if scalars != len(items):
+            top = self._last_step
+            for item in items:
+                if type(item) is not tuple:
+                    written[type(item).__name__] += 1
+                    if item.step > top:
+                        top = item.step
+            self._last_step = top
+        batch = EventBatch(items, self.run, self.rank)
+        for runner in self._runners:
+            runner.submit(batch)
