@@ -12,7 +12,7 @@ end, so work a tool pushes to background threads is paid inside its own block, n
 next tool's. The figure per tool is the median over blocks of the mean step time in a block;
 the ratio is to the bare model's median in the same run.
 
-Peak memory is measured separately, one subprocess per tool (``ru_maxrss`` after 60 steps):
+Peak memory is measured separately, one subprocess per tool (``VmHWM`` after 60 steps):
 tracemalloc does not see torch's allocator and torch has no allocator statistics on CPU. It
 includes the ~0.3 GB that importing torch costs: compare the columns.
 
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 TOOLS = {
@@ -179,6 +180,12 @@ def _rss_child(kind: str, tool: str, steps: int) -> None:
         runner = Runner(tool, model, x, y, logdir)
         runner.run(steps)
         runner.close()
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report the
+    # parent's peak (every model and tool of the interleaved run) instead of its own
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            print(int(line.split()[1]) / 1024)
+            return
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,11 @@ def test_watch_survives_a_server_restart(visdom_server: VisdomServer, tmp_path: 
             if step == 10:
                 visdom_server.stop()
             if step == 25:
+                # restart only once the sink has met the outage (on a loaded machine the
+                # steps between stop and start can all run before it tries to send)
+                deadline = time.monotonic() + 30
+                while sink.status.outages < 1 and time.monotonic() < deadline:
+                    time.sleep(0.02)
                 visdom_server.start()
             loss = torch.nn.functional.cross_entropy(model(x), y)
             opt.zero_grad()
