@@ -9,8 +9,9 @@ second core, as they would in a user's process). The tools then take turns: bloc
 ``--block`` steps, the order of tools shuffled every round, so drift and other load on a
 shared machine hit every tool alike. A block's time includes flushing the tool's writer at its
 end, so work a tool pushes to background threads is paid inside its own block, not by the
-next tool's. The figure per tool is the median over blocks of the mean step time in a block;
-the ratio is to the bare model's median in the same run.
+next tool's. Per tool: the median over blocks of the mean step time in a block, and the median
+over rounds of the ratio of its block to the bare block of the same round (with a bootstrap
+95% confidence interval): load that comes and goes hits both sides of each ratio.
 
 Peak memory is measured separately, one subprocess per tool (``VmHWM`` after 60 steps):
 tracemalloc does not see torch's allocator and torch has no allocator statistics on CPU. It
@@ -162,6 +163,13 @@ def interleaved(
     return times
 
 
+def _ci(values: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """Bootstrap 95% confidence interval of the median."""
+    rng = random.Random(1)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds)]
+
+
 def peak_rss(kind: str, tool: str, steps: int) -> float:
     """Peak RSS (MB) of a subprocess that trains ``steps`` steps with one tool."""
     cmd = [sys.executable, __file__, "--rss", kind, tool, str(steps)]
@@ -218,16 +226,19 @@ def main() -> None:
             times = interleaved(kind, args.blocks, args.block, logdir, tools)
         if args.json:
             print(json.dumps(times))
-        base = statistics.median(times["bare"])
         rss = {} if args.no_rss else {t: peak_rss(kind, t, 60) for t in tools}
         print(f"### {titles[kind]}\n")
-        print("| tool | median ms/step | x bare | p90 of blocks x bare | peak RSS MB |")
+        print("| tool | median ms/step | x bare (paired) | 95% CI | peak RSS MB |")
         print("|---|---:|---:|---:|---:|")
         for tool, t in times.items():
-            med = statistics.median(t)
-            p90 = statistics.quantiles(t, n=10)[-1] / base
+            # each round's block against the bare block of the same round: load that comes
+            # and goes hits both sides of a ratio, not just one tool's median
+            ratios = [a / b for a, b in zip(t, times["bare"], strict=True)]
+            lo, hi = _ci(ratios)
             mem = f"{rss[tool]:.0f}" if tool in rss else "-"
-            print(f"| {tool} | {med * 1e3:.2f} | {med / base:.2f}x | {p90:.2f}x | {mem} |")
+            med = statistics.median(ratios)
+            print(f"| {tool} | {statistics.median(t) * 1e3:.2f} | {med:.2f}x | "
+                  f"{lo:.2f}x - {hi:.2f}x | {mem} |")  # fmt: skip
         print()
     for tool in tools:
         print(f"- {tool}: {TOOLS[tool]}")
