@@ -2,13 +2,13 @@
 
 Hooks (all removed by :meth:`Watch.close`):
 
-* a forward hook on every module: output statistics, the sentinel's references, the flight
-  recorder, and a tensor hook hung on each output that requires grad (cheaper than a full
-  backward hook, survives in-place ops and never changes what autograd computes: it returns
-  None) for gradient statistics and the sentinel's gradient flags;
-* optimizer step pre- and post-hooks: the step's one sentinel check, parameter gradients
-  included (before the update, so ``on_anomaly="raise"`` stops a NaN update), the weights'
-  check after it, weight, gradient and update statistics;
+* a forward hook on every module: output statistics, the flight recorder's references (which
+  the sentinel searches on a flagged step), and a pre-hook on the autograd node behind each
+  output that requires grad (see :func:`~vizdebug.torch.hooks.hang`: cheaper than a full
+  backward hook, survives in-place ops and never changes what autograd computes) for gradient
+  statistics and the sentinel's gradient flags;
+* optimizer step pre- and post-hooks: the step's one sentinel check (before the update, so
+  ``on_anomaly="raise"`` stops a NaN update), weight, gradient and update statistics;
 * a forward pre-hook on the root module (step clock without an optimizer) and on modules with
   ``inplace=True`` (to protect a queued statistics read of their input).
 """
