@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .errors import VizdebugError
-from .events import Scalar, TensorStats
+from .events import Event, Scalar, Stats, TensorStats
 
 __all__ = [
     "DEFAULT_EVERY",
@@ -20,6 +20,7 @@ __all__ = [
     "NonFiniteWarning",
     "check_schedule",
     "globs",
+    "step_stats",
     "update_ratios",
 ]
 
@@ -105,3 +106,28 @@ def update_ratios(stats: Iterable[TensorStats]) -> list[Scalar]:
             )
         )
     return out
+
+
+def step_stats(
+    step: int,
+    wall_time: float,
+    run: str,
+    rank: int,
+    rows: Iterable[tuple[str, str, int, Stats]],
+) -> list[Event]:
+    """One step's ``TensorStats`` events from ``(name, role, call, stats)`` rows, followed by
+    the ``update_ratio/*`` scalars they give (see :func:`update_ratios`)."""
+    events = [
+        TensorStats(
+            step=step,
+            wall_time=wall_time,
+            run=run,
+            rank=rank,
+            name=name,
+            role=role,
+            call=call,
+            stats=stats,
+        )
+        for name, role, call, stats in rows
+    ]
+    return [*events, *update_ratios(events)]

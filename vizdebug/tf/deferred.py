@@ -13,8 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..adapters import update_ratios
-from ..events import Event, TensorStats
+from ..adapters import step_stats
+from ..events import Event
 from ..stats import HIST_BINS, stats_from_row
 
 __all__ = ["Row", "StatsItem", "fix_row"]
@@ -87,23 +87,11 @@ class StatsItem:
             int(d) for d in (self.shapes.numpy() if hasattr(self.shapes, "numpy") else self.shapes)
         ]
         self.matrix = self.shapes = None
-        events: list[TensorStats] = []
+        rows = []
         at = 0
         for i, r in enumerate(self.rows):
             shape = tuple(dims[at : at + r.rank])
             at += r.rank
             stats = stats_from_row(fix_row(host[i].tolist()), r.dtype, shape)
-            events.append(
-                TensorStats(
-                    step=self.step,
-                    wall_time=self.wall_time,
-                    run=run,
-                    rank=rank,
-                    name=r.name,
-                    role=r.role,
-                    call=r.call,
-                    stats=stats,
-                )
-            )
-        yield from events
-        yield from update_ratios(events)
+            rows.append((r.name, r.role, r.call, stats))
+        yield from step_stats(self.step, self.wall_time, run, rank, rows)

@@ -26,7 +26,6 @@ __all__ = [
     "dtype_name",
     "empty_row",
     "finite_flag",
-    "finite_flags",
     "float_view",
     "skip_reason",
     "stats_row",
@@ -69,15 +68,6 @@ def float_view(t: torch.Tensor) -> torch.Tensor:
     if x.dtype in _LOW_PRECISION:
         x = x.float()
     return x
-
-
-def finite_flags(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(min, max)`` of ``t`` as 0-d tensors: both finite exactly when every value is finite.
-
-    One fused pass (``aminmax`` propagates NaN and keeps infinities), no overflow for any dtype.
-    ``t`` must not be empty.
-    """
-    return torch.aminmax(t.detach().reshape(-1))
 
 
 def finite_flag(t: torch.Tensor) -> torch.Tensor:

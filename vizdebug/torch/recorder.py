@@ -68,16 +68,9 @@ class FlightRecorder:
         self.enabled = enabled
         self.calls: list[Call] = []
 
-    def record(
-        self,
-        name: str,
-        type_: str,
-        call: int,
-        args: tuple[Any, ...],
-        outputs: tuple[tuple[str, torch.Tensor], ...],
-    ) -> None:
-        """Keep references to one module call's arguments and outputs (no copies)."""
-        self.calls.append(Call(name, type_, call, args, outputs))
+    def record(self, call: Call) -> None:
+        """Keep one module call (references to its arguments and outputs, no copies)."""
+        self.calls.append(call)
 
     def reset(self) -> None:
         """Forget the step."""

@@ -36,7 +36,7 @@ from .devstats import dtype_name, skip_reason, stats_row
 from .graph import trace_graph
 from .hooks import Slot, claim, dist_rank, hang, iter_tensors, release
 from .live import TorchLive
-from .recorder import FlightRecorder
+from .recorder import Call, FlightRecorder
 from .report import Reporter
 from .sentinel import Finding, NonFiniteError, Sentinel, Site
 from .structure import module_infos
@@ -255,7 +255,7 @@ class Watch:
         sentinel = self._sentinel_on
         record = self._recording and slot.selected
         if sentinel:
-            self._recorder.record(slot.name, slot.type, call, args, outs)
+            self._recorder.record(Call(slot.name, slot.type, call, args, outs))
             if slot.index == 0:
                 self._sentinel.roots += [t for _, t in outs]
         if record and "activations" in self.what:

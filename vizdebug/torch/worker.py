@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..adapters import update_ratios
-from ..events import Event, Note, TensorStats
+from ..adapters import step_stats
+from ..events import Event, Note
 from ..stats import HIST_BINS, stats_from_row
 from .devstats import cpu_row, stats_row
 
@@ -87,27 +87,12 @@ class StatsBatch:
             yield from self._notes(run, rank)
             return
         host = (matrix if matrix.device.type == "cpu" else matrix.cpu()).numpy()
-        events: list[TensorStats] = []
-        i = 0
-        for e in self.entries:
-            if e.row is None:
-                continue
-            stats = stats_from_row(host[i].tolist(), e.dtype, e.shape)
-            i += 1
-            events.append(
-                TensorStats(
-                    step=self.step,
-                    wall_time=self.wall_time,
-                    run=run,
-                    rank=rank,
-                    name=e.name,
-                    role=e.role,
-                    call=e.call,
-                    stats=stats,
-                )
-            )
-        yield from events
-        yield from update_ratios(events)
+        rows = (e for e in self.entries if e.row is not None)
+        yield from step_stats(
+            self.step, self.wall_time, run, rank,
+            ((e.name, e.role, e.call, stats_from_row(host[i].tolist(), e.dtype, e.shape))
+             for i, e in enumerate(rows)),
+        )  # fmt: skip
         yield from self._notes(run, rank)
 
     def _notes(self, run: str, rank: int) -> Iterable[Event]:
