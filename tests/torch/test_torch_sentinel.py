@@ -19,20 +19,27 @@ from vizdebug.torch import NonFiniteError, NonFiniteWarning
 
 
 class Poison(nn.Module):
-    """Identity, except that it writes NaN into its output on one chosen call."""
+    """Identity, except that it writes NaN into its output on chosen calls (a stateful NaN)."""
 
-    def __init__(self, at_call: int) -> None:
+    def __init__(self, at_call: int, *more: int) -> None:
         super().__init__()
-        self.at_call = at_call
+        self.at_calls = {at_call, *more}
         self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        if self.calls - 1 == self.at_call:
+        if self.calls - 1 in self.at_calls:
             x = x.clone()
             x[0, 0] = float("nan")
             return x
         return x * 1.0
+
+
+class Overflow(nn.Module):
+    """Identity, except that values beyond 1e4 become NaN (a NaN the data triggers)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x.abs() > 1e4, torch.full_like(x, float("nan")), x)
 
 
 class Sqrt(nn.Module):
@@ -40,6 +47,13 @@ class Sqrt(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(x)
+
+
+class SqrtAtZero(nn.Module):
+    """sqrt(x - x): zero forward, an infinite gradient for x (no ReLU masks it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(x - x.detach())
 
 
 class _NanGrad(torch.autograd.Function):
@@ -165,6 +179,114 @@ def test_sentinel_off_records_no_anomaly(tmp_path: Path) -> None:
     with vizdebug.watch(model, logdir=tmp_path, on_anomaly=None), torch.no_grad():
         model(torch.rand(1, 2))
     assert not load_run(tmp_path).anomalies
+
+
+# -- steps without module hooks: the check, then a replay of the step ------------------------
+
+UNHOOKED = {"first": 0, "every": 1000}  # step 0 is hooked (structure event), later ones not
+
+
+def test_replay_traces_a_forward_nan_on_an_unhooked_step(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(4, 4), Block(4), Overflow(), nn.Linear(4, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with vizdebug.watch(model, opt, logdir=tmp_path, on_anomaly="log", **UNHOOKED) as w:
+        for step in range(5):
+            x = torch.rand(3, 4) * (1e7 if step == 3 else 1.0)
+            _train(model, opt, 1, x)
+        assert not w._exact  # the replay reproduced it: no switch to exact tracing
+    run = load_run(tmp_path)
+    first = run.anomalies[0]
+    assert (first.step, first.module, first.module_type) == (3, "2", "Overflow")
+    assert (first.phase, first.role) == ("forward", "output")
+    assert first.nan > 0
+    (snap,) = [s for s in run.snapshots if s.step == 3]
+    tensors = load_snapshot(tmp_path / snap.path)
+    assert {"0/input0", "1/output0", "2/output0", "3/output0"} <= set(tensors)
+    assert torch.isnan(torch.from_numpy(tensors["2/output0"])).sum() == first.nan
+
+
+class Switched(nn.Module):
+    """``culprit`` when switched on (by the training loop, for one step), else identity."""
+
+    def __init__(self, culprit: nn.Module) -> None:
+        super().__init__()
+        self.culprit, self.on = culprit, False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.culprit(x) if self.on else x * 1.0
+
+
+@pytest.mark.parametrize("culprit", [SqrtAtZero, NanGrad])
+def test_replay_traces_a_backward_only_nonfinite(tmp_path: Path, culprit: type) -> None:
+    model = nn.Sequential(nn.Linear(3, 3), Switched(culprit()), nn.Linear(3, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with vizdebug.watch(model, opt, logdir=tmp_path, on_anomaly="log", what=set(), first=0):
+        for step in range(4):
+            model[1].on = step == 2
+            _train(model, opt, 1, torch.rand(2, 3))
+    first = load_run(tmp_path).anomalies[0]
+    assert (first.step, first.module, first.phase) == (2, "1.culprit", "backward")
+    assert first.module_type == culprit.__name__
+    assert first.role == "grad_input"
+    assert first.kind == ("inf" if culprit is SqrtAtZero else "nan")
+
+
+def test_unreproduced_nan_is_named_where_seen_then_traced_exactly(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(4, 4), Block(4), nn.Linear(4, 2), Poison(3, 5))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with vizdebug.watch(model, opt, logdir=tmp_path, on_anomaly="log", **UNHOOKED) as w:
+        for _ in range(5):  # Poison's call 3 is at step 3, its replay is call 4
+            opt.zero_grad()
+            model(torch.rand(3, 4)).nan_to_num().square().mean().backward()  # finite gradients
+            opt.step()
+        assert w._exact
+    first, second = load_run(tmp_path).anomalies[:2]
+    assert (first.step, first.module, first.phase, first.role) == (3, "", "forward", "output")
+    assert "did not reproduce it" in first.message
+    assert (second.step, second.module, second.module_type) == (4, "3", "Poison")
+
+
+class TwoHeads(nn.Module):
+    """Dropout, BatchNorm and a side output the loss does not use (it may go NaN)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.bn, self.drop = nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5)
+        self.head, self.side = nn.Linear(8, 2), Overflow()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.drop(self.bn(self.fc(x)))), self.side(x)
+
+
+def test_a_replay_leaves_training_untouched(tmp_path: Path) -> None:
+    def train(watched: bool) -> tuple[nn.Module, torch.Tensor]:
+        torch.manual_seed(0)
+        model = TwoHeads()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        watch = vizdebug.watch(model, opt, logdir=tmp_path, on_anomaly="log", **UNHOOKED)
+        if not watched:
+            watch.close()
+        for step in range(4):
+            x = torch.rand(6, 4)
+            x[0, 0] = 1e5 if step == 2 else x[0, 0]  # the side output goes NaN at step 2
+            opt.zero_grad()
+            model(x)[0].square().mean().backward()
+            opt.step()
+        watch.close()
+        return model, torch.rand(3)
+
+    bare, bare_draw = train(watched=False)
+    watched, watched_draw = train(watched=True)
+    for (name, a), b in zip(bare.state_dict().items(), watched.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert torch.equal(bare_draw, watched_draw)  # the RNG stream went on as without a replay
+    first = load_run(tmp_path).anomalies[0]
+    assert (first.step, first.module, first.phase) == (2, "side", "forward")
+
+
+def test_bad_sentinel_option(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'replay' or 'exact'"):
+        vizdebug.watch(nn.Linear(2, 2), logdir=tmp_path, sentinel="fast")  # type: ignore[arg-type]
 
 
 @contextmanager

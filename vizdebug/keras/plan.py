@@ -199,7 +199,15 @@ def collect(
         if grads is not None:
             for w, g in reversed(list(zip(weights, grads, strict=True))):
                 check(Site(w.slot.name, w.slot.type, "backward", "grad", param=w.name), g)
-        flags = finite_flags(checked)
+        # Detection, every step: the loss, the model's outputs and the weight gradients (a
+        # NaN made in the forward pass reaches all three, one made in the backward pass the
+        # gradients), one sum each; the per-layer counts are computed only on a flagged step.
+        # Without the gradients (a model's own train_step), every checked tensor is summed.
+        roots = [t for c in calls if not c.slot.name for _, t in c.outputs]
+        detect = (
+            checked if grads is None else [*([loss] if loss is not None else []), *roots, *grads]
+        )
+        flags = finite_flags(detect)
         late: Callable[[], Sequence[Any]] = (lambda: ()) if after is None else (
             after if callable(after) else lambda: after
         )  # fmt: skip
@@ -219,7 +227,6 @@ def collect(
 
         wanted = bad if capture is None else tf.logical_or(bad, capture)
         counts, io_flat, io_shapes = tf.cond(wanted, on_bad, on_ok)
-        extra["flags"] = flags
         extra["counts"] = counts
         extra["io"] = io_flat
         extra["io_shapes"] = io_shapes

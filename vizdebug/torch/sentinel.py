@@ -1,26 +1,35 @@
 """The NaN/Inf sentinel: a cheap check every step, the search for the origin on a flagged step.
 
 Detection. A NaN or Inf produced in the forward pass reaches the root module's outputs (so the
-loss) and, through the backward pass, the output gradients; one produced in the backward pass
-is in an output gradient. So every step the sentinel checks the root outputs and every module
-output's gradient, and nothing else: each gradient hook queues the gradient's sum (and keeps a
-reference, up to ``keep_bytes``); at the end of the step the sums and the norms of the root
-outputs are stacked, summed and read back once (the step's one host sync). NaN and Inf always
-propagate into a sum; a sum of huge finite values can overflow, which the search below then
-finds to be no finding. Reducing every activation as well, in its own hook, cost 19% of a step
-of the memory-bound digits CNN (measured); the activations' check is left to the propagation.
+loss) and, through the backward pass, the gradients; one produced in the backward pass is in
+an output gradient and, unless masked, in parameter gradients. The check of a step is one host
+read of one small stacked tensor:
 
-Localization, on a flagged step only, over the references the flight recorder and the hooks
-kept: the weights (a NaN weight makes every output NaN), then each module output in execution
-order, then each output gradient in backward order, then parameter gradients; the first tensor
-with a non-finite value is the site, confirmed and counted exactly. A module output that
-already had a non-finite input is reported as such; a non-finite output gradient is blamed on
-the backward of the modules that consumed that output (their own output gradients were finite).
+* on a hooked step (every module hooked: a recorded step, ``sentinel="exact"``), the norms of
+  the root outputs and the sum of every output gradient, queued by its gradient hook while the
+  gradient is still in cache (and the gradient kept by reference, up to ``keep_bytes``);
+* on any other step, the norms of the root outputs and of the parameter gradients, in one
+  fused ``_foreach_norm`` before the optimizer step. A flagged step is then replayed with
+  every module hooked (see :mod:`.replay`) and searched like a hooked step.
+
+NaN and Inf always propagate into a sum or a norm; a sum of huge finite values can overflow,
+which the search below then finds to be no finding. Reducing every activation as well, in its
+own hook, cost 19% of a step of the memory-bound digits CNN (measured); the activations' check
+is left to the propagation.
+
+Localization, over the references the flight recorder and the hooks kept: the weights (a NaN
+weight makes every output NaN), then each module output in execution order, then each output
+gradient in backward order, then parameter gradients; the first tensor with a non-finite value
+is the site, confirmed and counted exactly. A module output that already had a non-finite
+input is reported as such; a non-finite output gradient is blamed on the backward of the
+modules that consumed that output (their own output gradients were finite).
 
 What detection does not see: a non-finite forward value masked out before it reaches the root
-outputs (``torch.where``, ``nan_to_num``) on a step whose gradients stay finite, and a
-parameter gradient that overflows from finite inputs (the weights it produces are non-finite,
-which the next step finds). Neither changes the gradients the optimizer applies.
+outputs (``torch.where``, ``nan_to_num``) on a step whose gradients stay finite; on a step
+without module hooks, a non-finite backward value masked before it reaches any parameter
+gradient (a ReLU's backward zeroes it); and a parameter gradient that overflows from finite
+inputs (the weights it produces are non-finite, which the next step finds). None of these
+changes the gradients the optimizer applies.
 """
 
 from __future__ import annotations
@@ -86,6 +95,8 @@ class Site:
         call = f", call {self.call}" if self.call else ""
         return f"{self.role} {self.index} of {where}{call}"
 
+
+_HALF = (torch.float16, torch.bfloat16)
 
 #: An output gradient's site as kept by its hook: module name, module type, call, output index.
 GradSite = tuple[str, str, int, int]
@@ -153,16 +164,38 @@ class Sentinel:
         #: The 0-d sum of each output gradient, and the gradient unless over ``keep_bytes``.
         self.flags: list[torch.Tensor] = []
         self.grads: list[torch.Tensor | None] = []
+        #: More 0-d flags of a step checked without module hooks (root output gradients).
+        self.light: list[torch.Tensor] = []
         self._kept = 0
 
-    def flagged(self) -> bool:
-        """The detection check of the step; the step's one host sync."""
-        if not self.roots and not self.flags:
+    def flagged(self, extra: Sequence[torch.Tensor] = ()) -> bool:
+        """The detection check of the step; the step's one host sync.
+
+        Args:
+            extra: More tensors to check (reduced here: parameter gradients on a step
+                without module hooks).
+        """
+        tensors = [*self.roots, *extra]
+        flags = [*self.flags, *self.light]
+        if not tensors and not flags:
             return False
-        flags = self.flags
-        if self.roots:
-            flags = [*torch._foreach_norm(self.roots, 2, dtype=torch.float32), *flags]
-        return not bool(torch.isfinite(torch.stack(flags).sum()))
+        with torch.no_grad():
+            if tensors:
+                # one fused reduction; float32 accumulation where a half type could overflow
+                low = any(t.dtype in _HALF for t in tensors)
+                flags += torch._foreach_norm(tensors, 2, dtype=torch.float32 if low else None)
+            # float(): the one host read (math.isfinite on the host beats a device op on CPU)
+            return not math.isfinite(float(torch.stack(flags).sum()))
+
+    @staticmethod
+    def bad_weight(
+        weights: Sequence[tuple[Site, torch.Tensor]],
+    ) -> tuple[Site, torch.Tensor, None] | None:
+        """The first weight holding a non-finite value (a NaN weight makes every output NaN)."""
+        for site, p in weights:
+            if sum(count_nonfinite(p)):
+                return site, p, None
+        return None
 
     def locate(
         self,
@@ -175,9 +208,9 @@ class Sentinel:
         order), output gradients (backward order), parameter gradients (owners that ran last
         first). ``forward call`` is the recorded call for a forward output, else None.
         """
-        for site, p in weights():
-            if sum(count_nonfinite(p)):
-                return site, p, None
+        weight = self.bad_weight(weights())
+        if weight is not None:
+            return weight
         calls = self.recorder.calls
         for i, c in enumerate(calls):
             for k, (_, t) in enumerate(c.outputs):
@@ -218,10 +251,30 @@ class Sentinel:
         """
         if not self.flagged():
             return None
+        return self.trace(step, weights, param_grads)
+
+    def trace(
+        self,
+        step: int,
+        weights: Callable[[], Sequence[tuple[Site, torch.Tensor]]] = tuple,
+        param_grads: Callable[[], Sequence[tuple[Site, Any]]] = tuple,
+        note: str = "",
+    ) -> Finding | None:
+        """The finding of a flagged step: :meth:`locate`, then :meth:`finding`."""
         found = self.locate(weights, param_grads)
         if found is None:
             return None  # a norm of huge finite values overflowed: nothing is non-finite
-        site, tensor, forward_call = found
+        return self.finding(step, *found, note=note)
+
+    def finding(
+        self,
+        step: int,
+        site: Site,
+        tensor: torch.Tensor | None,
+        forward_call: Call | None,
+        note: str = "",
+    ) -> Finding:
+        """Describe the first non-finite value found at ``site`` (``note`` ends the message)."""
         step = site.step if site.step >= 0 else step
         nan, pos, neg = count_nonfinite(tensor)
         role = site.role
@@ -263,7 +316,7 @@ class Sentinel:
         )
         message = (
             f"step {step}: first non-finite value ({kind}) in the {site.phase} pass, produced "
-            f"by {where}: {site.describe()} [{counts}].{detail}"
+            f"by {where}: {site.describe()} [{counts}].{detail}{note}"
         )
         return Finding(kind, culprit, role, message, nan, pos, neg, step)
 

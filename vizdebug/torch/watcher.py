@@ -2,15 +2,19 @@
 
 Hooks (all removed by :meth:`Watch.close`):
 
-* a forward hook on every module: output statistics, the flight recorder's references (which
-  the sentinel searches on a flagged step), and a pre-hook on the autograd node behind each
-  output that requires grad (see :func:`~vizdebug.torch.hooks.hang`: cheaper than a full
-  backward hook, survives in-place ops and never changes what autograd computes) for gradient
-  statistics and the sentinel's gradient flags;
-* optimizer step pre- and post-hooks: the step's one sentinel check (before the update, so
-  ``on_anomaly="raise"`` stops a NaN update), weight, gradient and update statistics;
-* a forward pre-hook on the root module (step clock without an optimizer) and on modules with
-  ``inplace=True`` (to protect a queued statistics read of their input).
+* always: a forward pre-hook and a forward hook on the root module (step clock without an
+  optimizer, the sentinel's check of the root outputs, what a replay of the step needs) and
+  optimizer step pre- and post-hooks (the step's one sentinel check, before the update so
+  ``on_anomaly="raise"`` stops a NaN update; weight, gradient and update statistics);
+* on hooked steps only (steps that record statistics, the first step, steps with a live
+  debugger client, every step with ``sentinel="exact"``): a forward hook on every module
+  (output statistics, the flight recorder's references) and a pre-hook on the autograd node
+  behind each output that requires grad (see :func:`~vizdebug.torch.hooks.hang`: cheaper than
+  a full backward hook, survives in-place ops and never changes what autograd computes) for
+  gradient statistics and the sentinel's gradient flags; a forward pre-hook on modules with
+  ``inplace=True`` (to protect a queued statistics read of their input). They are added and
+  removed at step boundaries: on other steps the model runs at full speed, and a flagged step
+  is replayed with them (:mod:`.replay`).
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ from .graph import trace_graph
 from .hooks import Slot, claim, dist_rank, hang, iter_tensors, release
 from .live import TorchLive
 from .recorder import Call, FlightRecorder
+from .replay import RootCall, Tape, replay
 from .report import Reporter
-from .sentinel import Finding, NonFiniteError, Sentinel, Site
+from .sentinel import Finding, NonFiniteError, Sentinel, Site, count_nonfinite
 from .structure import module_infos
 from .worker import Entry, StatsBatch, StatsWorker
 
@@ -84,6 +89,7 @@ class Watch:
         flight_recorder: bool = True,
         max_snapshots: int = 3,
         bins: int = HIST_BINS,
+        sentinel: Literal["replay", "exact"] = "replay",
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(
@@ -94,6 +100,8 @@ class Watch:
                 f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}"
             )
         chosen = set(check_schedule(every, first, what))
+        if sentinel not in ("replay", "exact"):
+            raise ValueError(f"sentinel must be 'replay' or 'exact', got {sentinel!r}")
         if on_anomaly not in _ANOMALY_MODES:
             raise ValueError(f"on_anomaly must be one of {_ANOMALY_MODES}, got {on_anomaly!r}")
         if break_on is not None and not live:
@@ -131,6 +139,11 @@ class Watch:
             self._sentinel_on = on_anomaly is not None
             self._recorder = FlightRecorder(writer.snapshot_max_bytes, flight_recorder)
             self._sentinel = Sentinel(self._recorder)
+            self._exact = sentinel == "exact"
+            self._tape = Tape(cuda=any(p.is_cuda for p in model.parameters()))
+            self._root_call: RootCall | None = None
+            self._replaying = False
+            self._target = _replay_target(model)
             self._worker = StatsWorker(bins=bins)
             self._entries: list[Entry] = []
             self._skipped: set[tuple[str, str]] = set()
@@ -163,9 +176,12 @@ class Watch:
             ]
             self._updates = 0
             self._recording = self._scheduled(0)
-            self._active = self._sentinel_on or self._recording
+            self._hooked = False
             self._handles: list[Any] = []
-            self._install([m for _, m in model.named_modules()])
+            self._module_handles: list[Any] = []
+            self._modules = [m for _, m in model.named_modules()]
+            self._install()
+            self._hook_modules(True)  # the first step: the structure event needs every output
             writer.step = 0
         except BaseException:
             # nothing half-made survives a failed watch: no claim, no server, no open writer
@@ -188,27 +204,51 @@ class Watch:
     def _scheduled(self, step: int) -> bool:
         return bool(self.what) and (step < self.first or step % self.every == 0)
 
-    def _install(self, modules: list[torch.nn.Module]) -> None:
+    def _install(self) -> None:
+        """The hooks that stay for the whole watch: root module and optimizer."""
         add = self._handles.append
-        add(modules[0].register_forward_pre_hook(self._root_pre))
-        for slot, module in zip(self._slots, modules, strict=True):
-            add(module.register_forward_hook(functools.partial(self._forward, slot)))
-            if slot.inplace:
-                add(module.register_forward_pre_hook(self._inplace_pre))
+        root = self._modules[0]
+        add(root.register_forward_pre_hook(self._root_pre, with_kwargs=True))
+        add(root.register_forward_hook(functools.partial(self._forward, self._slots[0])))
         if self.optimizer is not None:
             add(self.optimizer.register_step_pre_hook(self._opt_pre))
             add(self.optimizer.register_step_post_hook(self._opt_post))
 
+    def _hook_modules(self, on: bool) -> None:
+        """Add (or remove) the other modules' hooks: only a hooked step needs them.
+
+        A module with no hooks runs at PyTorch's full speed: a step that records nothing and
+        has no debugger client costs only the root's and the optimizer's hooks.
+        """
+        self._hooked = on
+        if on and not self._module_handles:
+            add = self._module_handles.append
+            for slot, module in zip(self._slots, self._modules, strict=True):
+                if slot.index:
+                    add(module.register_forward_hook(functools.partial(self._forward, slot)))
+                if slot.inplace:
+                    add(module.register_forward_pre_hook(self._inplace_pre))
+        elif not on:
+            for handle in self._module_handles:
+                handle.remove()
+            self._module_handles = []
+
     # -- hooks (training thread: no host sync) ---------------------------------------------
 
-    def _root_pre(self, module: torch.nn.Module, args: Any) -> None:
-        if self._closed:
+    def _root_pre(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        if self._closed or self._replaying:
             return
         if self._need_structure and self.graph and self._graph_args is None:
             self._graph_args = tuple(args)
         if self.optimizer is None and self._root_calls:
             self._finish_step()
+        if not self._root_calls:
+            live = self._live
+            if live is not None and live.debugger.armed and not self._hooked:
+                self._hook_modules(True)  # the debugger's hook points: every module
         self._root_calls += 1
+        if self._sentinel_on and not self._hooked:
+            self._root_call = self._tape.begin(tuple(args), dict(kwargs))
 
     def _inplace_pre(self, module: torch.nn.Module, args: Any) -> None:
         if self._closed:
@@ -221,23 +261,51 @@ class Watch:
             return
         call = self._calls[slot.index]
         self._calls[slot.index] = call + 1
-        if self._active:
-            # the common case first: one plain float tensor (no generator, no reasons)
-            if (
-                type(output) is torch.Tensor
-                and output.dtype.is_floating_point
-                and output.layout is torch.strided
-                and not output.is_meta
-            ):
-                outs: tuple[tuple[str, torch.Tensor], ...] = (("", output),)
-            else:
-                outs = self._float_leaves(slot, output)
-            self._record_forward(slot, call, args, outs)
+        if self._replaying:
+            self._record_forward(slot, call, args, self._outputs(slot, output))
+            return
         live = self._live
-        if live is not None and live.debugger.armed:
+        armed = live is not None and live.debugger.armed
+        if self._hooked:
+            self._record_forward(slot, call, args, self._outputs(slot, output))
+        elif armed:
+            self._live_grads(slot, call, self._outputs(slot, output))
+        elif slot.index == 0 and self._sentinel_on:
+            self._light_root(self._outputs(slot, output))
+        if armed:
+            assert live is not None
             live.forward(slot.index, slot.name, slot.type, call, self._step, args, output)
         if slot.index == 0:
             self._root_done(output)
+
+    def _outputs(self, slot: Slot, output: Any) -> tuple[tuple[str, torch.Tensor], ...]:
+        # the common case first: one plain float tensor (no generator, no reasons)
+        if (
+            type(output) is torch.Tensor
+            and output.dtype.is_floating_point
+            and output.layout is torch.strided
+            and not output.is_meta
+        ):
+            return (("", output),)
+        return self._float_leaves(slot, output)
+
+    def _light_root(self, outs: tuple[tuple[str, torch.Tensor], ...]) -> None:
+        """A step without module hooks: check the root outputs, keep what a replay needs."""
+        self._sentinel.roots += [t for _, t in outs]
+        call = self._root_call
+        if call is not None and torch.is_grad_enabled():
+            for _, t in outs:
+                if t.requires_grad:
+                    call.catch(t, self._sentinel.light)
+
+    def _live_grads(
+        self, slot: Slot, call: int, outs: tuple[tuple[str, torch.Tensor], ...]
+    ) -> None:
+        """The live debugger's backward hook points on a step without module hooks."""
+        if torch.is_grad_enabled():
+            for k, (path, t) in enumerate(outs):
+                if t.requires_grad:
+                    hang(t, functools.partial(self._on_grad, slot, call, k, path, False, False))
 
     def _float_leaves(self, slot: Slot, output: Any) -> tuple[tuple[str, torch.Tensor], ...]:
         outs: list[tuple[str, torch.Tensor]] = []
@@ -253,7 +321,7 @@ class Watch:
         self, slot: Slot, call: int, args: Any, outs: tuple[tuple[str, torch.Tensor], ...]
     ) -> None:
         sentinel = self._sentinel_on
-        record = self._recording and slot.selected
+        record = self._recording and slot.selected and not self._replaying
         if sentinel:
             self._recorder.record(Call(slot.name, slot.type, call, args, outs))
             if slot.index == 0:
@@ -264,21 +332,28 @@ class Watch:
         if (sentinel or (record and "gradients" in self.what)) and torch.is_grad_enabled():
             for k, (path, t) in enumerate(outs):
                 if t.requires_grad:
-                    hang(t, functools.partial(self._on_grad, slot, call, k, path, record))
-        if self._need_structure and call == 0:
+                    hang(t, functools.partial(self._on_grad, slot, call, k, path, record, sentinel))
+        if self._need_structure and call == 0 and not self._replaying:
             self._shapes[slot.name] = tuple(tuple(t.shape) for _, t in outs)
 
     def _on_grad(
-        self, slot: Slot, call: int, k: int, path: str, record: bool, grad: torch.Tensor
+        self,
+        slot: Slot,
+        call: int,
+        k: int,
+        path: str,
+        record: bool,
+        sentinel: bool,
+        grad: torch.Tensor,
     ) -> None:
         if self._closed:
             return
-        if self._sentinel_on:
+        if sentinel:
             self._sentinel.backward((slot.name, slot.type, call, k), grad)
         if record and "gradients" in self.what:
             self._stat(slot.name + path, "grad_output", call, grad)
         live = self._live
-        if live is not None and live.debugger.armed:
+        if live is not None and live.debugger.armed and not self._replaying:
             live.backward(slot.index, slot.name, slot.type, call, self._step, path, grad)
 
     def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> None:
@@ -371,10 +446,69 @@ class Watch:
     def _check(self) -> Finding | None:
         if not self._sentinel_on:
             return None
-        finding = self._sentinel.check(self._step, self._weights_used, self._param_grads)
+        if self._hooked:
+            finding = self._sentinel.check(self._step, self._weights_used, self._param_grads)
+        else:
+            grads = [g for _, g in self._param_grads() if g is not None and not g.is_sparse]
+            finding = self._replay() if self._sentinel.flagged(grads) else None
         if finding is not None:
             self._reporter.report(finding, self._step)
         return finding
+
+    def _replay(self) -> Finding | None:
+        """Trace a value flagged on a step without module hooks (see :mod:`.replay`).
+
+        The step is always replayed, also when a weight is to blame: the flight recorder's
+        snapshot then holds every module's inputs and outputs of the step.
+        """
+        s, step = self._sentinel, self._step
+        roots = s.roots
+        root_grads = [
+            (k, g) for call in self._tape.calls for k, g in enumerate(call.grads) if g is not None
+        ]
+        original = self._param_grads()
+        s.reset()
+        self._recorder.reset()
+        calls, self._calls = self._calls, [0] * len(self._slots)
+        self._replaying = True
+        self._hook_modules(True)
+        try:
+            result = replay(self._target, self._tape.calls, [p for _, p in self._grad_sites])
+        finally:
+            self._replaying = False
+            self._hook_modules(False)
+            self._calls = calls
+        if not isinstance(result, str):
+            sites = [site for site, _ in self._grad_sites]
+            grads = lambda: list(zip(sites, result, strict=True))  # noqa: E731
+            finding = s.trace(step, self._weights_used, grads)
+            forward_bad = any(sum(count_nonfinite(t)) for t in roots)
+            # a non-finite root output must be found in the replay's forward pass (or in the
+            # weights): else the gradients fed back, non-finite through the loss, get blamed
+            if finding is not None and (
+                finding.site.phase == "forward" or finding.role == "weight" or not forward_bad
+            ):
+                return finding
+        # Not reproduced: name where the check saw it, and trace exactly from now on.
+        why = f"it failed: {result}" if isinstance(result, str) else "it stayed finite"
+        note = (
+            f" Replaying the step with every module hooked did not reproduce it ({why}): "
+            "the model's forward may depend on state outside its parameters, buffers and the "
+            "RNG. From now on every step is traced exactly."
+        )
+        root = self._slots[0]
+        seen: list[tuple[Site, torch.Tensor]] = [
+            (Site("", root.type, "forward", "output", index=k), t) for k, t in enumerate(roots)
+        ]
+        seen += [
+            (Site("", root.type, "backward", "grad_output", index=k), g) for k, g in root_grads
+        ]
+        seen += [(site, g) for site, g in original if g is not None]
+        self._exact = True
+        for site, t in seen:
+            if sum(count_nonfinite(t)):
+                return s.finding(step, site, t, None, note=note)
+        return None
 
     def _weights_used(self) -> Sequence[tuple[Site, torch.Tensor]]:
         if not self._updates:
@@ -396,12 +530,15 @@ class Watch:
             self.writer.defer(batch)
         self._sentinel.reset()
         self._recorder.reset()
+        self._tape.reset()
+        self._root_call = None
         self._calls = [0] * len(self._slots)
         self._root_calls = 0
         self._step += 1
         self.writer.step = self._step
         self._recording = self._scheduled(self._step)
-        self._active = self._sentinel_on or self._recording
+        exact = self._exact and self._sentinel_on
+        self._hook_modules(self._recording or self._need_structure or exact)
 
     def _skip(self, name: str, role: str, reason: str) -> None:
         if (name, reason) not in self._skipped:
@@ -452,6 +589,7 @@ class Watch:
             for handle in self._handles:
                 handle.remove()
             self._handles = []
+            self._hook_modules(False)
             self._worker.close()
             if self._live is not None:
                 self._live.close()
@@ -466,6 +604,12 @@ class Watch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _replay_target(model: torch.nn.Module) -> torch.nn.Module:
+    """What a replay calls: the module a DistributedDataParallel wraps (no collectives)."""
+    ddp = torch.nn.parallel.DistributedDataParallel
+    return model.module if isinstance(model, ddp) else model
 
 
 def watch(
@@ -492,7 +636,11 @@ def watch(
             ``"module:GLOB"``, ``"abs>T"``, ``"grad_norm>T"``, ``"zero_frac>F"``),
             ``writer`` (an existing :class:`~vizdebug.Writer`), ``offload`` (compute CPU
             statistics on a worker thread, default True), ``flight_recorder`` (default True),
-            ``max_snapshots`` (anomaly snapshots per watch, default 3), ``bins`` and
+            ``max_snapshots`` (anomaly snapshots per watch, default 3), ``sentinel``
+            (``"replay"``, the default: steps that record nothing check only the root outputs
+            and parameter gradients and replay a flagged step with every module hooked to
+            find its origin; ``"exact"``: every module hooked every step, for models whose
+            forward depends on Python-side state a replay cannot restore), ``bins`` and
             ``graph`` (trace the model once, on the first step's inputs, for TensorBoard's
             Graphs dashboard; off by default because tracing runs ``forward`` one extra time,
             which Python-side state in a model would notice; an untraceable model gets a note).
