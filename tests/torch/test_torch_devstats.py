@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vizdebug.stats import COLUMNS, HIST_BINS, reference_stats, stats_from_row
-from vizdebug.torch.devstats import cpu_row, dtype_name, skip_reason, stats_row
+from vizdebug.torch.devstats import HIST_SAMPLE, cpu_row, dtype_name, skip_reason, stats_row
 from vizdebug.torch.worker import Entry, StatsBatch, StatsWorker
 
 
@@ -35,9 +35,13 @@ def check(t: torch.Tensor, finite: bool | str | None) -> None:
         assert getattr(got, f) == getattr(ref, f), f
     for f in ("min", "max", "mean", "std", "l2", "hist_lo", "hist_hi"):
         assert _close(getattr(got, f), getattr(ref, f)), (f, getattr(got, f), getattr(ref, f))
-    # float32 binning may move a value sitting on a bin edge to its neighbour
     diff = np.abs(np.array(got.hist_counts) - np.array(ref.hist_counts)).sum()
-    assert diff <= 2, (got.hist_counts, ref.hist_counts)
+    if finite == "cpu" and t.numel() > HIST_SAMPLE and ref.finite == t.numel():
+        # a sampled histogram: the distributions differ by a few per cent at most
+        assert diff / (2 * ref.finite) <= 0.03, (got.hist_counts, ref.hist_counts)
+    else:
+        # float32 binning may move a value sitting on a bin edge to its neighbour
+        assert diff <= 2, (got.hist_counts, ref.hist_counts)
     assert sum(got.hist_counts) == ref.finite
 
 
@@ -54,13 +58,22 @@ def test_large_offset_std_is_stable(finite: bool | str) -> None:
     check(torch.randn(10_000, dtype=torch.float64) + 1e4, finite)
 
 
-@pytest.mark.parametrize("shape", [(50_000,), (64, 32, 8, 8)])
+@pytest.mark.parametrize("shape", [(50_000,), (64, 32, 8, 8), (3, 1000, 700)])
 def test_cpu_row_large_tensors_and_nonfinite(shape: tuple[int, ...]) -> None:
     x = torch.randn(shape)
     check(x, "cpu")
     x.view(-1)[7] = math.nan
     x.view(-1)[9] = -math.inf
     check(x, "cpu")
+
+
+def test_sampled_histogram_keeps_its_total_and_shape() -> None:
+    x = torch.cat([torch.zeros(150_000), torch.rand(50_000) + 1.0])  # a spike and a plateau
+    got = stats_from_row(cpu_row(x), "float32", (x.numel(),))
+    ref = reference_stats(x.numpy())
+    assert sum(got.hist_counts) == x.numel()
+    assert got.zeros == ref.zeros == 150_000  # the statistics themselves stay exact
+    assert abs(got.hist_counts[0] - ref.hist_counts[0]) <= 0.02 * ref.hist_counts[0]
 
 
 @pytest.mark.parametrize("finite", [True, None, "cpu"])

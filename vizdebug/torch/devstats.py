@@ -191,9 +191,14 @@ def cpu_row(t: torch.Tensor, *, bins: int = HIST_BINS) -> list[float]:
     """The statistics row of a CPU tensor, computed with host-side scalar arithmetic.
 
     For the statistics worker thread only (it reads values back, which is free on the CPU and
-    forbidden on the training thread). About ten tensor operations on a reused scratch buffer
+    forbidden on the training thread). About six tensor operations on a reused scratch buffer
     for an all-finite tensor, instead of the thirty small ones :func:`stats_row` needs to stay
     sync-free; tensors with NaN or Inf take :func:`stats_row`'s masked path.
+
+    Every statistic is exact except, above :data:`HIST_SAMPLE` elements, the histogram: it
+    bins a fixed random sample of that many elements (over the exact ``[min, max]``) and scales
+    the counts to the tensor's size, keeping their total exact. Binning was two thirds of the
+    worker's time on the digits CNN; the sample's counts are within a few percent of exact.
     """
     n = t.numel()
     if n == 0:
@@ -205,18 +210,73 @@ def cpu_row(t: torch.Tensor, *, bins: int = HIST_BINS) -> list[float]:
         return [float(v) for v in stats_row(t, bins=bins, finite=False).tolist()]
     wide = t.dtype in _LOW_PRECISION
     mean = x.sum(dtype=_F64).item() / n if wide else x.sum().item() / n
-    zeros = n - int(torch.count_nonzero(x).item())
     l2 = torch.linalg.vector_norm(x).item()
     hlo, hhi = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
     y = x.to(_F64) if wide else x
-    buf, idx = _buffers(n, y.dtype)
-    std = torch.linalg.vector_norm(torch.sub(y, mean, out=buf)).item() / math.sqrt(n)
-    if n <= _SMALL and not wide:
-        counts = torch.histc(x, bins, hlo, hhi)
+    buf, _ = _buffers(n, y.dtype)
+    # |sign(x)| summed counts the non-zeros: vectorized, where count_nonzero branches per
+    # element (measured 10x slower on a ReLU's output, half zeros); exact in float64 past 2**24
+    if n <= _SMALL:
+        zeros = n - int(torch.count_nonzero(x).item())  # one op: fewer is faster when small
     else:
-        # x - lo >= 0 as lo is the minimum: only the maximum needs clamping into the last bin
-        # (numpy's closed last edge); values on an inner edge stay in the upper bin as in numpy.
-        torch.sub(y, hlo, out=buf).mul_(bins / (hhi - hlo)).clamp_(max=bins - 1)
-        counts = torch.bincount(idx.copy_(buf), minlength=bins)
+        acc = _F64 if n > 1 << 24 else None
+        zeros = n - int(torch.sign(y.reshape(-1), out=buf).abs_().sum(dtype=acc).item())
+    square = l2 * l2 / n
+    if not wide and square - mean * mean > 0.1 * square:
+        # well conditioned (the mean does not dominate): the variance from the two sums loses
+        # at most one digit of float32's seven; else the exact two-pass form below
+        std = math.sqrt(square - mean * mean)
+    else:
+        dev = torch.sub(y.reshape(-1), mean, out=buf)
+        std = torch.linalg.vector_norm(dev).item() / math.sqrt(n)
+    if n <= _SMALL and not wide:
+        counts = [float(c) for c in torch.histc(x, bins, hlo, hhi).tolist()]
+    elif n > HIST_SAMPLE:
+        sample = y.reshape(-1).index_select(0, _sample_index(n))
+        counts = _scaled(_binned(sample, hlo, hhi, bins), n)
+    else:
+        counts = _binned(y, hlo, hhi, bins)
     head = [float(n), 0.0, 0.0, 0.0, float(zeros), lo, hi, mean, std, l2, hlo, hhi]
-    return head + [float(c) for c in counts.tolist()]
+    return head + counts
+
+
+#: Above this many elements :func:`cpu_row` bins a fixed random sample of this size.
+HIST_SAMPLE = 1 << 15
+
+
+def _binned(y: torch.Tensor, hlo: float, hhi: float, bins: int) -> list[float]:
+    buf, idx = _buffers(y.numel(), y.dtype)
+    # y - lo >= 0 as lo is the minimum: only the maximum needs clamping into the last bin
+    # (numpy's closed last edge); values on an inner edge stay in the upper bin as in numpy.
+    torch.sub(y.reshape(-1), hlo, out=buf).mul_(bins / (hhi - hlo)).clamp_(max=bins - 1)
+    return [float(c) for c in torch.bincount(idx.copy_(buf), minlength=bins).tolist()]
+
+
+def _sample_index(n: int) -> torch.Tensor:
+    """Sorted positions of a random sample of :data:`HIST_SAMPLE` of ``n`` elements.
+
+    The same sample for every tensor of ``n`` elements (drawn once, with a private generator:
+    training's RNG stream is untouched); random rather than strided, so no channel, row or
+    border pattern of the tensor's layout biases it.
+    """
+    cache: dict[int, torch.Tensor] = getattr(_scratch, "samples", None) or {}
+    _scratch.samples = cache
+    got = cache.get(n)
+    if got is None:
+        gen = torch.Generator().manual_seed(n)
+        got = torch.randperm(n, generator=gen)[:HIST_SAMPLE].sort().values
+        if len(cache) >= 64:
+            cache.clear()
+        cache[n] = got
+    return got
+
+
+def _scaled(counts: list[float], total: int) -> list[float]:
+    """Counts of a sample scaled to ``total`` elements, as integers summing to ``total``."""
+    have = sum(counts)
+    exact = [c * total / have for c in counts]
+    out = [math.floor(e) for e in exact]
+    short = total - sum(out)
+    for i in sorted(range(len(out)), key=lambda i: out[i] - exact[i])[:short]:
+        out[i] += 1
+    return [float(c) for c in out]
