@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configs: list[tuple[str, Callable[[str], list[Any]], bool]] = [
         ("bare `model.fit`", lambda d: [], False),
-        ("vizdebug default (every 50, first 5, NaN check)",
+        ("bare `model.fit`, a second copy (A/A: the noise floor)", lambda d: [], False),
+        ("vizdebug default (every 100, first 5, NaN check)",
          lambda d: [vizdebug.keras.Callback(logdir=d, keep_open=True)], False),
         ("vizdebug NaN/Inf check only (`what=()`)",
          lambda d: [vizdebug.keras.Callback(logdir=d, what=(), keep_open=True)], False),

@@ -1,6 +1,6 @@
 """Overhead of vizdebug.watch against a bare training step and the tools users use instead.
 
-Run: ``.venv/bin/python benchmarks/bench_torch.py [--blocks 16] [--block 50]``.
+Run: ``.venv/bin/python benchmarks/bench_torch.py [--blocks 10] [--block 100]``.
 
 Method. Every tool gets its own copy of the model (same initial weights) and optimizer, with
 its instrumentation attached for the whole run, all in one process on one CPU thread
@@ -9,7 +9,7 @@ second core, as they would in a user's process). The tools then take turns: bloc
 ``--block`` steps, the order of tools shuffled every round, so drift and other load on a
 shared machine hit every tool alike. A block's time includes flushing the tool's writer at its
 end, so work a tool pushes to background threads is paid inside its own block, not by the
-next tool's. A block is as long as vizdebug's default schedule (``every=50``), so each of the
+next tool's. A block is as long as vizdebug's default schedule (``every=100``), so each of the
 default's blocks holds exactly one step that records statistics: its cost is amortized as in
 training, not hidden by a median over blocks that hold none. Per tool: the median over blocks
 of the mean step time in a block, and the median over rounds of the ratio of its block to the
@@ -45,7 +45,8 @@ from typing import Any
 
 TOOLS = {
     "bare": "no instrumentation",
-    "vizdebug default": "watch(model, opt): every=50, first=5, NaN/Inf sentinel every step",
+    "bare (A/A)": "a second bare copy: the noise floor of the method",
+    "vizdebug default": "watch(model, opt): every=100, first=5, NaN/Inf sentinel every step",
     "vizdebug sentinel only": "watch(model, opt, what=set()): NaN/Inf sentinel alone",
     "vizdebug every step": "watch(model, opt, every=1): statistics and histograms of "
     "activations, output gradients, weights, gradients and updates, every step",
@@ -202,8 +203,8 @@ def _rss_child(kind: str, tool: str, steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=16)
-    parser.add_argument("--block", type=int, default=50)
+    parser.add_argument("--blocks", type=int, default=10)
+    parser.add_argument("--block", type=int, default=100)
     parser.add_argument("--models", default="cnn,tf")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
     parser.add_argument("--no-rss", action="store_true")

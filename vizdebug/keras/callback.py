@@ -62,7 +62,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
 
     Args:
         logdir: Run directory (default: a new one under ``$VIZDEBUG_LOGDIR`` or ``./runs``).
-        every: Record statistics every N-th step (default 50).
+        every: Record statistics every N-th step (default 100).
         first: Always record the first K steps (default 5).
         what: Subset of ``{"activations", "gradients", "weights", "updates"}`` (default: all;
             an empty set records no statistics, leaving only the NaN/Inf check).

@@ -624,7 +624,7 @@ def watch(
         optimizer: Its optimizer; steps are counted from ``optimizer.step()``, else from calls
             of the root module.
         **options: Keyword-only options of :class:`Watch`: ``logdir``, ``every`` (record every
-            N-th step, default 50), ``first`` (always record the first K steps, default 5),
+            N-th step, default 100), ``first`` (always record the first K steps, default 5),
             ``what`` (subset of ``{"activations", "gradients", "weights", "updates"}``),
             ``include``/``exclude`` (module-name globs, for statistics), ``sinks``,
             ``on_anomaly`` (``"warn"``, ``"raise"``, ``"log"``, ``"pause"`` or None to turn
