@@ -8,7 +8,7 @@ two epochs each, in shuffled order, each with its own callbacks for the whole ru
 schedules are in steady state), and the second epoch of each turn is timed (the first traces
 vizdebug's train functions again).
 
-Run: ``python benchmarks/bench_keras.py [--rounds 8]`` (about 5 minutes).
+Run: ``python benchmarks/bench_keras.py [--rounds 16]`` (about 4 minutes).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def run(model: keras.Model, callbacks: list[Any], epochs: int, numerics: bool) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=16)
     args = parser.parse_args(argv)
     configs: list[tuple[str, Callable[[str], list[Any]], bool]] = [
         ("bare `model.fit`", lambda d: [], False),

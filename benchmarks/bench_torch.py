@@ -1,20 +1,21 @@
 """Overhead of vizdebug.watch against a bare training step and the tools users use instead.
 
-Run: ``.venv/bin/python benchmarks/bench_torch.py [--blocks 10] [--block 100]``.
+Run: ``.venv/bin/python benchmarks/bench_torch.py [--blocks 16] [--block 100]``.
 
 Method. Every tool gets its own copy of the model (same initial weights) and optimizer, with
 its instrumentation attached for the whole run, all in one process on one CPU thread
 (``torch.set_num_threads(1)``; vizdebug's statistics worker and writer threads may use the
-second core, as they would in a user's process). The tools then take turns: blocks of
-``--block`` steps, the order of tools shuffled every round, so drift and other load on a
-shared machine hit every tool alike. A block's time includes flushing the tool's writer at its
-end, so work a tool pushes to background threads is paid inside its own block, not by the
-next tool's. A block is as long as vizdebug's default schedule (``every=100``), so each of the
-default's blocks holds exactly one step that records statistics: its cost is amortized as in
-training, not hidden by a median over blocks that hold none. Per tool: the median over blocks
-of the mean step time in a block, and the median over rounds of the ratio of its block to the
-bare block of the same round (with a bootstrap 95% confidence interval): load that comes and
-goes hits both sides of each ratio.
+second core, as they would in a user's process). The tools then take turns in rounds: in each
+round every tool trains ``--block`` steps (as long as vizdebug's default schedule,
+``every=100``, so each round of the default holds exactly one step that records statistics:
+its cost is amortized as in training), in slices of 10 steps, the order of tools shuffled for
+every slice, so drift and other load on a shared machine hit every tool alike. A slice's time
+includes flushing the tool's writer at its end, so work a tool pushes to background threads is
+paid inside its own slice, not by the next tool's (vizdebug's worker and writer threads would
+otherwise catch up while another tool is timed). Per tool: the median over rounds of the mean
+step time, and the median over rounds of the ratio of its round to the bare round (with a
+bootstrap 95% confidence interval): load that comes and goes hits both sides of each ratio.
+The "bare (A/A)" row, a second bare copy, shows the method's noise floor.
 
 Peak memory is measured separately, one subprocess per tool (``VmHWM`` after 60 steps):
 tracemalloc does not see torch's allocator and torch has no allocator statistics on CPU. It
@@ -141,6 +142,10 @@ class Runner:
             self.hist.close()
 
 
+#: Steps a tool runs before the next takes its turn (a round gives each tool ``--block`` steps).
+SLICE = 10
+
+
 def interleaved(
     kind: str, blocks: int, block: int, logdir: str, tools: list[str]
 ) -> dict[str, list[float]]:
@@ -159,9 +164,13 @@ def interleaved(
     rng = random.Random(0)
     order = list(tools)
     for _ in range(blocks):
-        rng.shuffle(order)
-        for tool in order:
-            times[tool].append(runners[tool].run(block) / block)
+        spent = dict.fromkeys(tools, 0.0)
+        for _ in range(max(1, block // SLICE)):
+            rng.shuffle(order)
+            for tool in order:
+                spent[tool] += runners[tool].run(min(SLICE, block))
+        for tool in tools:
+            times[tool].append(spent[tool] / block)
     for r in runners.values():
         r.close()
     return times
@@ -203,7 +212,7 @@ def _rss_child(kind: str, tool: str, steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=10)
+    parser.add_argument("--blocks", type=int, default=16)
     parser.add_argument("--block", type=int, default=100)
     parser.add_argument("--models", default="cnn,tf")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
@@ -222,8 +231,8 @@ def main() -> None:
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, torch {torch.__version__}, one training "
-          f"thread; {args.blocks} rounds of {args.block}-step blocks per tool, tools "
-          f"interleaved in one process, {time.strftime('%Y-%m-%d')}.\n")  # fmt: skip
+          f"thread; {args.blocks} rounds of {args.block} steps per tool in {SLICE}-step slices, "
+          f"tools interleaved in one process, {time.strftime('%Y-%m-%d')}.\n")  # fmt: skip
     titles = {"cnn": "digits CNN, batch 64", "tf": "TransformerEncoder, 2 layers, d_model 64"}
     for kind in args.models.split(","):
         with tempfile.TemporaryDirectory() as logdir:

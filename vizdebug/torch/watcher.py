@@ -504,11 +504,11 @@ class Watch:
             (Site("", root.type, "backward", "grad_output", index=k), g) for k, g in root_grads
         ]
         seen += [(site, g) for site, g in original if g is not None]
-        self._exact = True
         for site, t in seen:
             if sum(count_nonfinite(t)):
+                self._exact = True
                 return s.finding(step, site, t, None, note=note)
-        return None
+        return None  # a norm of huge finite values overflowed: nothing is non-finite
 
     def _weights_used(self) -> Sequence[tuple[Site, torch.Tensor]]:
         if not self._updates:
