@@ -13,6 +13,7 @@ import pytest
 from textual.pilot import Pilot
 
 from vizdebug.tui.app import VizdebugApp
+from vizdebug.tui.screens import HelpScreen
 from vizdebug.tui.widgets import AnomalyTable, HealthTable, TensorInspector
 
 from .conftest import wait_for, wait_loaded
@@ -24,17 +25,23 @@ Compare = Callable[..., bool]
 def _before(*keys: str, then: Callable[[Pilot[None]], Awaitable[None]] | None = None) -> Any:
     async def run_before(pilot: Pilot[None]) -> None:
         await wait_loaded(pilot)
+        await _health_settled(pilot)  # what a screen pushed on top shows behind it
         for key in keys:
             await pilot.press(key)
         if then is not None:
             await then(pilot)
-        screen = pilot.app.run_screen  # type: ignore[attr-defined]
-        if screen.active_tab == "health":  # the table follows the step cursor after a debounce
-            table = screen.query_one(HealthTable)
-            await wait_for(pilot, lambda: table.shown_step == screen.step and table.row_count)
+        await _health_settled(pilot)
         await pilot.pause()
 
     return run_before
+
+
+async def _health_settled(pilot: Pilot[None]) -> None:
+    screen = pilot.app.run_screen  # type: ignore[attr-defined]
+    if screen.store is not None and screen.active_tab == "health":  # follows the step cursor
+        table = screen.query_one(HealthTable)
+        await wait_for(pilot, lambda: table.shown_step == screen.step and table.row_count)
+        await pilot.pause()  # the table's column widths follow its rows on the next refresh
 
 
 def test_health_screen(snap_compare: Compare, logdir: Path) -> None:
@@ -64,8 +71,21 @@ def test_inspector_screen(snap_compare: Compare, logdir: Path) -> None:
     )
 
 
-def test_help_screen(snap_compare: Compare, logdir: Path) -> None:
-    assert snap_compare(VizdebugApp(logdir), terminal_size=SIZE, run_before=_before("?"))
+def test_help_screen(
+    snap_compare: Compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an empty log directory, named relatively: the help screen over the same background
+    # every time (a run's health table settles at its own pace behind a pushed screen)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    async def shown(pilot: Pilot[None]) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
+        await pilot.pause()
+
+    assert snap_compare(
+        VizdebugApp(Path("runs")), terminal_size=SIZE, run_before=_before("?", then=shown)
+    )
 
 
 @pytest.mark.parametrize("size", [(80, 24)])
