@@ -35,7 +35,7 @@ __all__ = ["RootCall", "Tape", "grad_leaves", "replay"]
 class RootCall:
     """One call of the root module: what running it again needs."""
 
-    __slots__ = ("args", "autocast", "grad_enabled", "grads", "kwargs", "outputs", "rng")
+    __slots__ = ("args", "autocast", "grad_enabled", "grads", "kwargs", "rng")
 
     def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any], cuda: bool) -> None:
         self.args = args
@@ -50,14 +50,12 @@ class RootCall:
             for dev in ("cpu", "cuda")
             if torch.is_autocast_enabled(dev)
         ]
-        #: The float outputs requiring grad, in ``iter_tensors`` order, and their gradients.
-        self.outputs: list[torch.Tensor] = []
+        #: The gradient of each float output requiring grad, in :func:`grad_leaves` order.
         self.grads: list[torch.Tensor | None] = []
 
     def catch(self, t: torch.Tensor, flags: list[torch.Tensor]) -> None:
         """Keep the gradient that reaches root output ``t`` (and its sum in ``flags``)."""
-        k = len(self.outputs)
-        self.outputs.append(t)
+        k = len(self.grads)
         self.grads.append(None)
         grads = self.grads
 
@@ -107,7 +105,7 @@ def replay(
     if not calls:
         return [None] * len(params)
     buffers = [(b, b.detach().clone()) for b in target.buffers()]
-    cuda = bool(calls and calls[0].rng[1])
+    cuda = bool(calls[0].rng[1])
     devices = list(range(len(calls[0].rng[1]))) if cuda else []
     outputs: list[torch.Tensor] = []
     grads: list[torch.Tensor] = []
