@@ -111,3 +111,103 @@ def test_check_numerics_raise_mode_reraises(tmp_path: Path) -> None:
     assert [a.module for a in load_run(tmp_path).anomalies] == ["poison"]
     assert np.isnan(tf.math.log(tf.constant(-1.0)).numpy())
     assert isinstance(poison, Poison)
+
+
+class SqrtOfSquare(keras.layers.Layer):
+    """``x + sqrt(x**2 * on)``: finite forward; with ``on`` 0, a NaN gradient (0 * inf)."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)
+        self.on = tf.Variable(1.0, trainable=False)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return x + tf.sqrt(tf.square(x) * self.on)
+
+
+class SwitchOff(keras.callbacks.Callback):  # type: ignore[misc]
+    """Sets ``layer.on`` to 0 at one global batch index, 1 otherwise."""
+
+    def __init__(self, layer: SqrtOfSquare, step: int) -> None:
+        super().__init__()
+        self.layer, self.step, self.seen = layer, step, 0
+
+    def on_train_batch_begin(self, batch: int, logs: object = None) -> None:
+        self.layer.on.assign(0.0 if self.seen == self.step else 1.0)
+        self.seen += 1
+
+
+def test_backward_only_nan_on_an_unscheduled_step_is_traced_by_replay(tmp_path: Path) -> None:
+    # the light check of step 4 sees a non-finite gradient sum; the replay (weights before the
+    # update, the layer's switch as it was) finds the first non-finite output gradient
+    sq = SqrtOfSquare(name="sq")
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(8, name="fc1"),
+            sq,
+            keras.layers.Dense(3, name="fc2"),
+        ]
+    )
+    compile_(model)
+    cb = vizdebug.keras.Callback(logdir=tmp_path, first=1, on_anomaly="stop")
+    with pytest.warns(NonFiniteWarning, match="fc1"):
+        model.fit(X, Y, batch_size=8, verbose=0, shuffle=False, callbacks=[SwitchOff(sq, 4), cb])
+    (a,) = load_run(tmp_path).anomalies
+    assert (a.step, a.module, a.phase, a.role) == (4, "fc1", "backward", "grad_output")
+    assert a.nan > 0 and "consume it" in a.message
+    assert not cb.engine.exact  # type: ignore[union-attr]
+    # the replay put every variable back: training went on from the real step's weights
+    assert np.isnan(model.get_layer("fc1").kernel.numpy()).any()
+
+
+class Counted(keras.layers.Layer):
+    """NaN at the calls numbered in ``bad``, counted by a variable the model does not track."""
+
+    def __init__(self, bad: set[int], **kw: object) -> None:
+        super().__init__(**kw)
+        self.bad = sorted(bad)
+        self._counter = [tf.Variable(0, trainable=False)]  # in a list: untracked by Keras
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        n = self._counter[0].assign_add(1)
+        hit = tf.reduce_any(tf.equal(n, self.bad))
+        return x + tf.sqrt(-tf.cast(hit, x.dtype))
+
+
+def test_a_replay_that_does_not_reproduce_says_so_and_checks_exactly_from_then_on(
+    tmp_path: Path,
+) -> None:
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8, name="fc1"), Counted({3, 7}, name="counted")]
+    )
+    compile_(model)
+    start = model.get_weights()
+    cb = vizdebug.keras.Callback(logdir=tmp_path, first=1, on_anomaly="stop", keep_open=True)
+    with pytest.warns(NonFiniteWarning, match="did not reproduce"):
+        model.fit(X, Y, batch_size=8, verbose=0, shuffle=False, callbacks=[cb])
+    # call 3 is step 2; its replay made call 4, which is fine
+    (first,) = load_run(tmp_path).anomalies
+    assert (first.step, first.module, first.role) == (2, "", "loss")
+    assert cb.engine.exact  # type: ignore[union-attr]
+    # from then on every layer is checked in the step itself: call 7 (step 5) is named
+    model.set_weights(start)  # the NaN update of step 2 undone
+    with pytest.warns(NonFiniteWarning, match="counted"):
+        model.fit(X, Y, batch_size=8, verbose=0, shuffle=False, callbacks=[cb])
+    cb.close()
+    second = load_run(tmp_path).anomalies[1]
+    assert (second.step, second.module, second.role) == (5, "counted", "output")
+    assert "full" in cb._fns
+
+
+def test_a_weight_the_update_made_non_finite_is_named_at_the_step_that_made_it(
+    tmp_path: Path,
+) -> None:
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="fc")])
+    model.compile(keras.optimizers.SGD(1e30), "mse")  # the first update overflows float32
+    x = np.full((8, 2), 1e9, np.float32)
+    cb = vizdebug.keras.Callback(logdir=tmp_path, first=1, on_anomaly="stop")
+    with pytest.warns(NonFiniteWarning, match="optimizer"):
+        model.fit(x, np.zeros((8, 1), np.float32), batch_size=4, verbose=0, callbacks=[cb])
+    (a,) = load_run(tmp_path).anomalies
+    assert (a.step, a.module, a.phase, a.role) == (0, "fc", "optimizer", "weight")
+    assert a.posinf + a.neginf + a.nan > 0

@@ -8,8 +8,11 @@ small dispatcher in ``model.train_function``:
 
 * a scheduled step runs the *recording* function: statistics of every layer output, output
   gradient, weight, weight gradient and update, plus the NaN/Inf flags;
-* any other step runs the *checking* function (flags only) -- or, with ``on_anomaly=None``, the
-  model's untouched train function.
+* any other step runs the *checking* function (one NaN/Inf sum; a flagged batch is replayed
+  with every layer checked, see :mod:`vizdebug.keras.replay`) -- or, with
+  ``on_anomaly=None``, the model's untouched train function; after a replay that did not
+  reproduce its value, or while a live debugger client is attached, the *full* checking
+  function (every layer checked in the step).
 
 The statistics describe the very batch the scheduled step trained on (the current training
 batch, forward pass in training mode); weights and updates are those of that step's optimizer
@@ -45,7 +48,8 @@ from .engine import (
 from .live import KerasLive
 from .numerics import finding_from_error, is_check_numerics_error
 from .plan import Plan
-from .step import EXTRA, make_step, uses_default_train_step
+from .replay import Replayer
+from .step import EXTRA, make_replay, make_step, uses_default_train_step
 
 __all__ = ["Callback"]
 
@@ -205,25 +209,32 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             tf.debugging.enable_check_numerics()
 
     def _build_functions(self) -> None:
-        model, engine = self.model, self.engine
+        engine = self.engine
         if engine is None:
             return
-        if not engine.weights and model.trainable_weights:
+        if not engine.weights and self.model.trainable_weights:
             engine.refresh()
+        self._fns_engine = engine
+        for kind in (["check"] if engine.sentinel else []) + (["record"] if self.what else []):
+            self._build(kind)
+        if engine.sentinel and uses_default_train_step(self.model):
+            engine.replay = Replayer(engine, make_replay(engine))
+        self._built = True
+
+    def _build(self, kind: str) -> Any:
+        """Trace the instrumented train function of ``kind`` (see :func:`make_step`)."""
+        model, engine = self.model, self.engine
+        if engine is None:
+            raise RuntimeError("vizdebug.keras.Callback: no engine before train begin")
         try:
-            kinds = (["check"] if engine.sentinel else []) + (["record"] if self.what else [])
-            for kind in kinds:
-                model.train_step = make_step(
-                    engine, record=kind == "record", plans=self._plans, key=kind
-                )
-                model.make_train_function(force=True)
-                self._fns[kind] = model.train_function
-            self._fns_engine = engine
+            model.train_step = make_step(engine, kind=kind, plans=self._plans)
+            model.make_train_function(force=True)
+            self._fns[kind] = model.train_function
         finally:
             if "train_step" in vars(model):
                 del model.train_step
             model.train_function = self._train_function
-        self._built = True
+        return self._fns[kind]
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """Restore the model and flush (or close) the writer."""
@@ -263,14 +274,16 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         if engine is None or self.writer is None:
             raise RuntimeError("vizdebug.keras.Callback: train function called before train begin")
         step = self._step
-        kind = "record" if engine.scheduled(step) else "check"
         if not self._built and self.model.built:
             self._build_functions()  # a model first built by step 0 (subclassed, unbuilt)
-        fn = self._fns.get(kind) or self._original
         live = self._live
         if live is not None and live.armed != self._capturing:
             self._capturing = live.armed
             engine.capture.assign(self._capturing)
+        kind = "record" if engine.scheduled(step) else "check"
+        if kind == "check" and (engine.exact or self._capturing) and self._built:
+            kind = "full"  # every layer checked (and, armed, returned to the debugger)
+        fn = self._fns.get(kind) or (self._build(kind) if kind == "full" else self._original)
         try:
             out = fn(iterator)
         except tf.errors.InvalidArgumentError as exc:

@@ -10,9 +10,10 @@ small flag vector -- the only host read of a step -- to find the first non-finit
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from ..tf.deferred import StatsItem
 from ..writer import Writer
 from .plan import Plan, Site, WeightRef
 from .probe import LayerProbe, layer_slots, structure
+from .replay import Layout
 
 __all__ = [
     "DEFAULT_EVERY",
@@ -79,6 +81,10 @@ def check_options(
     if on_anomaly not in _MODES:
         raise ValueError(f"on_anomaly must be one of {_MODES}, got {on_anomaly!r}")
     return chosen
+
+
+def _masks(a: np.ndarray[Any, Any]) -> tuple[Any, Any, Any]:
+    return np.isnan(a), np.isposinf(a), np.isneginf(a)
 
 
 def _unpack(
@@ -138,6 +144,10 @@ class Engine:
         self.capture = tf.Variable(False, trainable=False, name="vizdebug_capture")
         #: The layer inputs and outputs of the last step that returned them, by name.
         self.last_io: dict[str, np.ndarray[Any, Any]] = {}
+        #: Runs a flagged step again (set by the callback; see :mod:`vizdebug.keras.replay`).
+        self.replay: Callable[[int, Layout, np.ndarray[Any, Any]], Finding | None] | None = None
+        #: Check every layer on every step (set when a replay did not reproduce a value).
+        self.exact = False
         self._structure_done = False
         self._snapshots = 0
         self._noted: set[tuple[str, str]] = set()
@@ -174,6 +184,9 @@ class Engine:
             if (name, reason) not in self._noted:
                 self._noted.add((name, reason))
                 writer.note("vizdebug/keras", f"{name or '(model)'} output skipped: {reason}", step)
+        light = extra.get("light")
+        if light is not None:
+            return self._light(step, plan, np.asarray(light))
         loss = extra.get("loss")
         if loss is not None:
             writer.scalar("loss", loss, step)
@@ -182,6 +195,16 @@ class Engine:
             writer.defer(
                 StatsItem(step, time.time(), plan.rows, matrix, extra["shapes"], self.bins)
             )
+        return self.locate(step, plan, extra)
+
+    def _light(self, step: int, plan: Plan, vector: np.ndarray[Any, Any]) -> Finding | None:
+        self.writer.scalar("loss", float(vector[0]), step)
+        if math.isfinite(vector[1]) or self.replay is None or plan.layout is None:
+            return None
+        return self.replay(step, plan.layout, vector)
+
+    def locate(self, step: int, plan: Plan, extra: dict[str, Any]) -> Finding | None:
+        """The first non-finite value among a fully checked step's results (reported)."""
         counts = extra.get("counts")
         if counts is None:
             return None
@@ -193,6 +216,45 @@ class Engine:
         finding = self._locate(step, plan, counts, io)
         if finding is not None:
             self.report(finding, dict(zip(plan.io_names, io, strict=True)))
+        return finding
+
+    def stale_weight(self, step: int, values: Sequence[np.ndarray[Any, Any]]) -> Finding | None:
+        """A weight already non-finite when ``step`` began: the previous update made it so."""
+        for ref, value in zip(self.weights, values, strict=True):
+            if np.isfinite(value).all():
+                continue
+            nan, pos, neg = (int(np.count_nonzero(m)) for m in _masks(value))
+            site = Site(ref.slot.name, ref.slot.type, "optimizer", "weight", param=ref.name)
+            kind = "nan" if nan or not (pos or neg) else "inf"
+            message = (
+                f"step {step - 1}: first non-finite value ({kind}) in the optimizer step: "
+                f"{site.describe()} [{nan} NaN, {pos} +Inf, {neg} -Inf]; the gradients of that "
+                "step were finite: the update itself overflowed or divided by zero (learning "
+                "rate, optimizer state)."
+            )
+            finding = Finding(kind, site, "weight", message, nan, pos, neg, step - 1)
+            self.report(finding)
+            return finding
+        return None
+
+    def unreproduced(self, step: int, loss: float, total: float) -> Finding:
+        """The finding of a flagged step whose replay showed nothing; checks exactly from now on."""
+        self.exact = True
+        if math.isfinite(loss):
+            site = Site("", type(self.model).__name__, "backward", "grad")
+            where = "in the weight gradients"
+        else:
+            site = Site("", "loss", "forward", "loss")
+            where = "in the loss"
+        message = (
+            f"step {step}: non-finite value {where}; running the batch again did not reproduce "
+            "it (the step depends on state vizdebug does not restore, such as Python-side "
+            "counters or a global random generator), so the layer that made it is not known. "
+            "Every layer is checked on every step from now on."
+        )
+        kind = "nan" if math.isnan(total) or math.isnan(loss) else "inf"
+        finding = Finding(kind, site, site.role, message, step=step)
+        self.report(finding)
         return finding
 
     def _locate(

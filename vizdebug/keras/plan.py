@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
 from ..tf.deferred import Row
 from ..tf.ops import dtype_name, finite_flags, nonfinite_counts, pack, shape_vector, stats_matrix
 from .probe import Call, Slot
+
+if TYPE_CHECKING:
+    from .replay import Layout
 
 __all__ = ["Plan", "Site", "WeightRef", "collect"]
 
@@ -77,6 +80,8 @@ class Plan:
         io_of: For each forward-output site, the indices into ``io_names`` of that call's inputs.
         io_ranks: Rank of each flight-recorder tensor (to unpack them).
         shapes: Static output shapes of each layer's first call (for the structure event).
+        layout: The light check's payload layout (steps checked by
+            :func:`vizdebug.keras.replay.light_check` only).
     """
 
     rows: list[Row] = field(default_factory=list)
@@ -85,6 +90,7 @@ class Plan:
     io_of: dict[int, list[int]] = field(default_factory=dict)
     io_ranks: list[int] = field(default_factory=list)
     shapes: dict[str, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
+    layout: Layout | None = None
 
 
 def _rank(t: Any) -> int:

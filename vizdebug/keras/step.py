@@ -2,11 +2,13 @@
 
 For a model that keeps Keras's default ``train_step``, :func:`make_step` returns the same
 computation -- forward pass, ``compute_loss``, loss tracker, ``optimizer.scale_loss``, one
-``tape.gradient``, ``apply_gradients``, ``compute_metrics`` -- with the layer probe recording and
-one extra request in the gradient call: the gradient of the loss with respect to every recorded
-layer output, which comes out of the same backward pass. The statistics and flags
-(:func:`vizdebug.keras.plan.collect`) are computed in the same function and returned under
-:data:`EXTRA` next to the metrics.
+``tape.gradient``, ``apply_gradients``, ``compute_metrics`` -- with the layer probe recording.
+A recording (or fully checked) step makes one extra request in the gradient call: the gradient
+of the loss with respect to every recorded layer output, which comes out of the same backward
+pass; the statistics and per-layer checks (:func:`vizdebug.keras.plan.collect`) are computed in
+the same function and returned under :data:`EXTRA` next to the metrics. Any other step gets
+the light check of :mod:`vizdebug.keras.replay` (one sum, one returned vector), and
+:func:`make_replay` builds the step that runs a flagged batch again.
 
 A model that overrides ``train_step`` keeps it: the probe records the layer outputs while it runs
 and weights are read before and after it, but gradients (and the loss tensor) stay inside the
@@ -23,8 +25,9 @@ import tensorflow as tf
 
 from .engine import Engine
 from .plan import Plan, collect
+from .replay import Layout, light_check, replayable
 
-__all__ = ["EXTRA", "make_step", "uses_default_train_step"]
+__all__ = ["EXTRA", "make_replay", "make_step", "uses_default_train_step"]
 
 #: Key of vizdebug's results in what the instrumented step returns (removed before Keras sees it).
 EXTRA = "__vizdebug__"
@@ -39,39 +42,36 @@ def _read(variables: list[Any]) -> list[Any]:
     return [tf.identity(tf.convert_to_tensor(v)) for v in variables]
 
 
-def make_step(
-    engine: Engine, *, record: bool, plans: dict[str, Plan], key: str
-) -> Callable[[Any], Any]:
-    """The instrumented ``train_step(data)``; the plan of each trace lands in ``plans[key]``."""
+def make_step(engine: Engine, *, kind: str, plans: dict[str, Plan]) -> Callable[[Any], Any]:
+    """The instrumented ``train_step(data)``; the plan of each trace lands in ``plans[kind]``.
+
+    Args:
+        engine: The engine.
+        kind: ``"record"`` (statistics and the full check), ``"full"`` (every layer checked),
+            or ``"check"`` (the light check of :mod:`vizdebug.keras.replay` where it applies:
+            Keras's own ``train_step`` and a batch of numbers; else the full check).
+        plans: Where each trace's plan goes.
+    """
     model = engine.model
     default = uses_default_train_step(model)
     own_step = type(model).train_step.__get__(model)  # the class's, not a swapped-in one
     what = engine.what
+    record = kind == "record"
     need_before = record and bool(what & {"weights", "updates"})
-    want_out_grads = engine.sentinel or (record and "gradients" in what)
 
     def step(data: Any) -> Any:
+        light = kind == "check" and default and engine.sentinel and replayable(data)
+        want_out_grads = not light and (engine.sentinel or (record and "gradients" in what))
         variables = [w.variable for w in engine.weights]
+        state = [(v, _read([v])[0]) for v in model.non_trainable_variables] if light else []
         before = _read(variables) if need_before else None
-        loss = grads = out_grads = None
+        loss = grads = out_grads = check = None
+        layout = Layout()
         if default:
             x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
             with tf.GradientTape() as tape:
-                with engine.probe.recording(tape) as calls:
-                    if getattr(model, "_call_has_training_arg", True):
-                        y_pred = model(x, training=True)
-                    else:
-                        y_pred = model(x)
-                loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sw, training=True)
-                # Keras's own step feeds the "loss" metric from this tracker; so must we.
-                tracker = getattr(model, "_loss_tracker", None)
-                if tracker is not None:
-                    first = next(i for i in keras.tree.flatten(x) if i is not None)
-                    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                    tracker.update_state(
-                        loss * replicas if replicas > 1 else loss,
-                        sample_weight=tf.shape(first)[0],
-                    )
+                y_pred, calls = _forward(engine, x, tape if want_out_grads else None)
+                loss = _loss(model, x, y, y_pred, sw, track=True)
                 scaled = model.optimizer.scale_loss(loss) if model.optimizer else loss
             outs = [t for c in calls for _, t in c.outputs] if want_out_grads else []
             if variables or outs:
@@ -79,24 +79,98 @@ def make_step(
                     scaled, variables + outs, unconnected_gradients=tf.UnconnectedGradients.ZERO
                 )
                 grads, out_grads = g[: len(variables)], (g[len(variables) :] if outs else None)
+                if light:
+                    roots = [t for c in calls if not c.slot.name for _, t in c.outputs]
+                    check = light_check(
+                        data=data, loss=loss, roots=roots, grads=grads, variables=variables,
+                        state=state, layout=layout,
+                    )  # fmt: skip
                 if variables:
-                    model.optimizer.apply_gradients(zip(grads, variables, strict=True))
+                    with tf.control_dependencies([] if check is None else [check]):
+                        model.optimizer.apply_gradients(zip(grads, variables, strict=True))
             logs = model.compute_metrics(x, y, y_pred, sample_weight=sw)
         else:
             with engine.probe.recording(None) as calls:
                 logs = own_step(data)
-        after: Any = _read(variables) if need_before else None
-        if after is None and engine.sentinel:
-            after = lambda: _read(variables)  # noqa: E731 -- read only on a flagged step
-        plan, extra = collect(
-            calls, loss=loss, out_grads=out_grads, weights=engine.weights, grads=grads,
-            before=before, after=after, record=record, sentinel=engine.sentinel,
-            recorder=engine.flight_recorder, what=what, bins=engine.bins,
-            capture=engine.capture,
-        )  # fmt: skip
-        plans[key] = plan
+        if check is not None:
+            plan, extra = collect(
+                calls, loss=None, out_grads=None, weights=engine.weights, grads=None,
+                before=None, after=None, record=False, sentinel=False,
+                recorder=False, what=what, bins=engine.bins,
+            )  # fmt: skip
+            plan.layout = layout
+            extra["light"] = check
+        else:
+            after: Any = _read(variables) if need_before else None
+            if after is None and engine.sentinel:
+                after = lambda: _read(variables)  # noqa: E731 -- read only on a flagged step
+            plan, extra = collect(
+                calls, loss=loss, out_grads=out_grads, weights=engine.weights, grads=grads,
+                before=before, after=after, record=record, sentinel=engine.sentinel,
+                recorder=engine.flight_recorder, what=what, bins=engine.bins,
+                capture=engine.capture,
+            )  # fmt: skip
+        plans[kind] = plan
         result = dict(logs) if isinstance(logs, dict) else {"output": logs}
         result[EXTRA] = extra
         return result
 
     return step
+
+
+def make_replay(engine: Engine) -> Callable[[dict[str, Plan]], Callable[[Any], dict[str, Any]]]:
+    """A builder of the replay step (see :class:`vizdebug.keras.replay.Replayer`).
+
+    The replay step runs the forward pass, the loss and one backward pass (weight and
+    layer-output gradients) with every layer checked and its inputs and outputs packed; it
+    applies no update and touches no metric.
+    """
+    model = engine.model
+
+    def build(plans: dict[str, Plan]) -> Callable[[Any], dict[str, Any]]:
+        def step(data: Any) -> dict[str, Any]:
+            variables = [w.variable for w in engine.weights]
+            x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
+            with tf.GradientTape() as tape:
+                y_pred, calls = _forward(engine, x, tape)
+                loss = _loss(model, x, y, y_pred, sw, track=False)
+                scaled = model.optimizer.scale_loss(loss) if model.optimizer else loss
+            outs = [t for c in calls for _, t in c.outputs]
+            g = tape.gradient(
+                scaled, variables + outs, unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+            plan, extra = collect(
+                calls, loss=loss, out_grads=g[len(variables) :], weights=engine.weights,
+                grads=g[: len(variables)], before=None, after=None, record=False,
+                sentinel=True, recorder=True, what=engine.what, bins=engine.bins,
+                capture=tf.constant(True),
+            )  # fmt: skip
+            plans["replay"] = plan
+            return extra
+
+        return step
+
+    return build
+
+
+def _forward(engine: Engine, x: Any, tape: Any) -> tuple[Any, list[Any]]:
+    model = engine.model
+    with engine.probe.recording(tape) as calls:
+        if getattr(model, "_call_has_training_arg", True):
+            y_pred = model(x, training=True)
+        else:
+            y_pred = model(x)
+    return y_pred, calls
+
+
+def _loss(model: Any, x: Any, y: Any, y_pred: Any, sw: Any, *, track: bool) -> Any:
+    loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sw, training=True)
+    # Keras's own step feeds the "loss" metric from this tracker; so must we.
+    tracker = getattr(model, "_loss_tracker", None)
+    if track and tracker is not None:
+        first = next(i for i in keras.tree.flatten(x) if i is not None)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        tracker.update_state(
+            loss * replicas if replicas > 1 else loss, sample_weight=tf.shape(first)[0]
+        )
+    return loss
