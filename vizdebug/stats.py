@@ -16,10 +16,21 @@ import numpy.typing as npt
 
 from .events import Stats
 
-__all__ = ["COLUMNS", "HIST_BINS", "histogram_range", "reference_stats", "stats_from_row"]
+__all__ = [
+    "COLUMNS",
+    "HIST_BINS",
+    "HIST_SAMPLE",
+    "histogram_range",
+    "reference_stats",
+    "scale_counts",
+    "stats_from_row",
+]
 
 #: Default number of histogram bins.
 HIST_BINS = 32
+
+#: Above this many elements the adapters' fast paths bin a fixed random sample of this size.
+HIST_SAMPLE = 1 << 15
 
 #: Fixed columns of a packed statistics row; the histogram counts follow them.
 COLUMNS: tuple[str, ...] = (
@@ -152,3 +163,14 @@ def stats_from_row(row: Sequence[float], dtype: str, shape: tuple[int, ...]) -> 
         hist_hi=float(row[11]),
         hist_counts=tuple(int(round(c)) for c in row[n:]),  # noqa: RUF046 - numpy scalars
     )
+
+
+def scale_counts(counts: Sequence[float], total: int) -> list[float]:
+    """Counts of a sample scaled to ``total`` elements, as integers summing to ``total``."""
+    have = sum(counts)
+    exact = [c * total / have for c in counts]
+    out = [math.floor(e) for e in exact]
+    short = total - sum(out)
+    for i in sorted(range(len(out)), key=lambda i: out[i] - exact[i])[:short]:
+        out[i] += 1
+    return [float(c) for c in out]

@@ -1,4 +1,4 @@
-"""Statistics as TF ops (eager and inside tf.function) against the numpy reference."""
+"""The TF ops of the training step (finiteness, packing) and the host statistics they feed."""
 
 from __future__ import annotations
 
@@ -8,18 +8,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vizdebug.stats import HIST_BINS, reference_stats, stats_from_row
-from vizdebug.tf.deferred import Row, StatsItem, fix_row
-from vizdebug.tf.ops import finite_flags, skip_reason, stats_matrix, stats_row
+from vizdebug.hoststats import host_row
+from vizdebug.stats import HIST_BINS, HIST_SAMPLE, reference_stats, stats_from_row
+from vizdebug.tf.deferred import Row, StatsItem
+from vizdebug.tf.ops import finite_flags, pack, skip_reason
 
 RNG = np.random.default_rng(0)
 
 
-def check(arr: np.ndarray, dtype: tf.DType = tf.float32, graph: bool = False) -> None:
+def check(arr: np.ndarray, dtype: tf.DType = tf.float32) -> None:
+    """host_row of the values as the step packs them vs numpy's reference."""
     t = tf.constant(arr, dtype)
-    fn = tf.function(stats_row) if graph else stats_row
-    row = fix_row(fn(t).numpy().tolist())
-    got = stats_from_row(row, dtype.name, tuple(arr.shape))
+    flat, _ = pack([t], wide=dtype == tf.float64)
+    values = flat.numpy().reshape(arr.shape)
+    got = stats_from_row(host_row(values), dtype.name, tuple(arr.shape))
     ref = reference_stats(t.numpy().astype(np.float64), dtype=dtype.name)
     for f in ("numel", "nan", "posinf", "neginf", "zeros", "shape"):
         assert getattr(got, f) == getattr(ref, f), f
@@ -27,23 +29,31 @@ def check(arr: np.ndarray, dtype: tf.DType = tf.float32, graph: bool = False) ->
         a, b = getattr(got, f), getattr(ref, f)
         assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=2e-4, abs=1e-5), f
     diff = np.abs(np.array(got.hist_counts) - np.array(ref.hist_counts)).sum()
-    assert diff <= 2 and sum(got.hist_counts) == ref.finite, (got.hist_counts, ref.hist_counts)
+    assert sum(got.hist_counts) == ref.finite
+    if ref.finite > HIST_SAMPLE:  # a sampled histogram: within a few per cent
+        assert diff / (2 * ref.finite) <= 0.03, (got.hist_counts, ref.hist_counts)
+    else:
+        assert diff <= 2, (got.hist_counts, ref.hist_counts)
 
 
 @pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.bfloat16, tf.float64])
-@pytest.mark.parametrize("graph", [False, True])
-def test_random_tensors_match_reference(dtype: tf.DType, graph: bool) -> None:
+def test_random_tensors_match_reference(dtype: tf.DType) -> None:
     x = RNG.standard_normal((3, 70, 11)) * 3 + 1
     x[0, ::5] = 0
-    check(x, dtype, graph)
+    check(x, dtype)
 
 
-@pytest.mark.parametrize("graph", [False, True])
-def test_nan_and_inf_are_counted_and_kept_out_of_the_histogram(graph: bool) -> None:
+def test_large_tensors_sample_the_histogram_only() -> None:
+    x = np.maximum(RNG.standard_normal((64, 32, 40)), 0)  # a ReLU's output: half zeros
+    check(x)
+    check(RNG.standard_normal(100_000) + 1e4, tf.float64)  # mean-dominated: two-pass std
+
+
+def test_nan_and_inf_are_counted_and_kept_out_of_the_histogram() -> None:
     x = RNG.standard_normal(500)
     x[[3, 10]] = np.nan
     x[5], x[8] = np.inf, -np.inf
-    check(x, graph=graph)
+    check(x)
 
 
 def test_edge_cases() -> None:
@@ -52,20 +62,22 @@ def test_edge_cases() -> None:
     check(np.zeros((0, 3)))
     check(np.full(9, np.nan))
     check(np.array([np.inf, -np.inf]))
-    # a huge degenerate tensor (numpy's histogram gives up on it): all in the middle bin
-    huge = stats_from_row(fix_row(stats_row(tf.fill([4], 3e38)).numpy().tolist()), "f", (4,))
+    # a huge degenerate tensor: every value in the middle bin, as numpy does
+    huge = stats_from_row(host_row(np.full(4, 3e38, np.float32)), "f", (4,))
     assert huge.hist_counts[HIST_BINS // 2] == 4 and huge.min == huge.max == pytest.approx(3e38)
 
 
-def test_matrix_flags_and_deferred_item() -> None:
+def test_flags_pack_and_deferred_item() -> None:
     a, b = tf.constant([[1.0, 2.0]]), tf.constant([np.nan, 1.0])
-    assert stats_matrix([a, b]).shape == (2, 12 + HIST_BINS)
     flags = finite_flags([a, b]).numpy()
     assert np.isfinite(flags[0]) and not np.isfinite(flags[1])
+    values, shapes = pack([a, b])
+    assert values.dtype == tf.float32 and shapes.numpy().tolist() == [1, 2, 2]
     rows = [Row("w", "weight", 0, "float32", 2), Row("w", "update", 0, "float32", 1)]
-    item = StatsItem(7, 1.0, rows, stats_matrix([a, b]), tf.constant([1, 2, 2]))
+    item = StatsItem(7, 1.0, rows, values, shapes)
     events = list(item.resolve("run", 0))
     assert [e.stats.shape for e in events[:2]] == [(1, 2), (2,)]
+    assert events[1].stats.nan == 1 and events[1].stats.max == 1.0
     assert events[2].tag == "update_ratio/w" and events[2].value == pytest.approx(1 / math.sqrt(5))
 
 

@@ -2,7 +2,7 @@
 
 :class:`Engine` is shared by :class:`vizdebug.keras.Callback` and :func:`vizdebug.tf.watch`. It
 owns the layer probe and the schedule; :meth:`Engine.finish` takes what one step returned
-(see :mod:`vizdebug.keras.plan`) and hands the statistics matrix to the writer thread
+(see :mod:`vizdebug.keras.plan`) and hands the packed values to the writer thread
 (``writer.defer``: the copy to numpy happens there), records the loss, and reads the step's one
 small flag vector -- the only host read of a step -- to find the first non-finite value.
 """
@@ -190,10 +190,10 @@ class Engine:
         loss = extra.get("loss")
         if loss is not None:
             writer.scalar("loss", loss, step)
-        matrix = extra.get("stats")
-        if matrix is not None and plan.rows:
+        values = extra.get("values")
+        if values is not None and plan.rows:
             writer.defer(
-                StatsItem(step, time.time(), plan.rows, matrix, extra["shapes"], self.bins)
+                StatsItem(step, time.time(), plan.rows, values, extra["shapes"], self.bins)
             )
         return self.locate(step, plan, extra)
 

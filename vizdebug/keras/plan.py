@@ -2,11 +2,11 @@
 
 :func:`collect` runs where the training step runs -- while its ``tf.function`` is traced, or
 eagerly -- and turns what the probe recorded, the gradients and the weights into a few tensors
-the step returns: one float64 statistics matrix, one int32 shape vector, one float32 vector of
-finiteness flags, and -- only on a step with a non-finite flag -- NaN/Inf counts of every
-checked tensor and every layer's inputs and outputs packed into one vector for the flight
-recorder. The matching :class:`Plan` (plain Python, built once per trace) says what each row,
-flag and packed tensor is.
+the step returns: the values to describe packed in one vector, one int32 shape vector, one
+float32 vector of finiteness flags, and -- only on a step with a non-finite flag -- NaN/Inf
+counts of every checked tensor and every layer's inputs and outputs packed into one vector for
+the flight recorder. The matching :class:`Plan` (plain Python, built once per trace) says what
+each row, flag and packed tensor is.
 
 Flag order is the order in which a non-finite value can first appear in a step: layer outputs in
 the order their calls completed, the loss, output gradients in backward order (last layer
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import tensorflow as tf
 
 from ..tf.deferred import Row
-from ..tf.ops import dtype_name, finite_flags, nonfinite_counts, pack, shape_vector, stats_matrix
+from ..tf.ops import dtype_name, finite_flags, nonfinite_counts, pack
 from .probe import Call, Slot
 
 if TYPE_CHECKING:
@@ -175,8 +175,10 @@ def collect(
         if "gradients" in what and grads is not None:
             for i in chosen:
                 add(weights[i].name, "grad", 0, grads[i])
-        extra["stats"] = stats_matrix(stat, bins)
-        extra["shapes"] = shape_vector(stat)
+        # The values go to the host in one vector; the writer thread computes the statistics
+        # (vizdebug.hoststats): a few numpy passes there cost the step far less than the
+        # ~20 graph ops per tensor that computing them here took.
+        extra["values"], extra["shapes"] = pack(stat, wide=any(t.dtype == tf.float64 for t in stat))
     if sentinel:
         checked: list[Any] = []
 

@@ -1,9 +1,10 @@
-"""The statistics of one step on their way to the writer thread.
+"""The values of one step on their way to the writer thread.
 
-The training step returns one float64 matrix (:func:`vizdebug.tf.ops.stats_matrix`) and one
-int32 vector of shapes; :class:`StatsItem` holds them (as tensors: no host copy in the training
-thread) together with the row descriptions, and :meth:`StatsItem.resolve` -- run by the writer
-thread -- copies them to numpy and builds the events.
+The training step returns its described tensors packed in one vector
+(:func:`vizdebug.tf.ops.pack`) and one int32 vector of shapes; :class:`StatsItem` holds them (as
+tensors: no host copy in the training thread) together with the row descriptions, and
+:meth:`StatsItem.resolve` -- run by the writer thread -- copies them to numpy, computes the
+statistics (:func:`vizdebug.hoststats.host_row`) and builds the events.
 """
 
 from __future__ import annotations
@@ -13,29 +14,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..adapters import step_stats
 from ..events import Event
+from ..hoststats import host_row
 from ..stats import HIST_BINS, stats_from_row
 
-__all__ = ["Row", "StatsItem", "fix_row"]
-
-
-def fix_row(row: list[float]) -> list[float]:
-    """Moments of a tensor without finite values are NaN, its histogram range (0, 0).
-
-    The graph never makes NaN constants (``enable_check_numerics`` would flag them), so this
-    happens here, on the host.
-    """
-    if row[0] - row[1] - row[2] - row[3] <= 0:
-        row[5:9] = [math.nan] * 4
-        row[9] = 0.0
-        row[10] = row[11] = 0.0
-    return row
+__all__ = ["Row", "StatsItem"]
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """What one row of the statistics matrix describes.
+    """What one packed tensor (one statistics row) describes.
 
     Attributes:
         name: Layer name (``"outer.inner"``) or weight name (``"dense.kernel"``).
@@ -53,13 +44,14 @@ class Row:
 
 
 class StatsItem:
-    """A :class:`vizdebug.writer.Deferred` item: one step's statistics, still as tensors.
+    """A :class:`vizdebug.writer.Deferred` item: one step's values, still as tensors.
 
     Args:
         step: The step.
         wall_time: When it was recorded.
-        rows: The row descriptions, in matrix order.
-        matrix: ``[len(rows), 12 + bins]`` float64 tensor (or array).
+        rows: The row descriptions, in packing order.
+        values: Every described tensor flattened and concatenated (float32 or float64 tensor
+            or array; see :func:`vizdebug.tf.ops.pack`).
         shapes: Concatenated shapes (int32 tensor or array).
         bins: Histogram bins.
     """
@@ -69,29 +61,38 @@ class StatsItem:
         step: int,
         wall_time: float,
         rows: Sequence[Row],
-        matrix: Any,
+        values: Any,
         shapes: Any,
         bins: int = HIST_BINS,
     ) -> None:
         self.step = step
         self.wall_time = wall_time
         self.rows = tuple(rows)
-        self.matrix = matrix
+        self.values = values
         self.shapes = shapes
-        self.nbytes = len(self.rows) * (12 + bins) * 8 + 256
+        self.bins = bins
+        size = int(np.prod(values.shape)) * np.dtype(_numpy_dtype(values)).itemsize
+        self.nbytes = size + 256
 
     def resolve(self, run: str, rank: int) -> Iterator[Event]:
-        """Copy to the host and build the :class:`TensorStats` (and update-ratio scalars)."""
-        host = self.matrix.numpy() if hasattr(self.matrix, "numpy") else self.matrix
+        """Copy to the host, compute each tensor's statistics, build the events."""
+        host = np.asarray(self.values.numpy() if hasattr(self.values, "numpy") else self.values)
         dims = [
             int(d) for d in (self.shapes.numpy() if hasattr(self.shapes, "numpy") else self.shapes)
         ]
-        self.matrix = self.shapes = None
+        self.values = self.shapes = None
         rows = []
-        at = 0
-        for i, r in enumerate(self.rows):
+        at = off = 0
+        for r in self.rows:
             shape = tuple(dims[at : at + r.rank])
             at += r.rank
-            stats = stats_from_row(fix_row(host[i].tolist()), r.dtype, shape)
-            rows.append((r.name, r.role, r.call, stats))
+            size = math.prod(shape)
+            row = host_row(host[off : off + size].reshape(shape), bins=self.bins)
+            off += size
+            rows.append((r.name, r.role, r.call, stats_from_row(row, r.dtype, shape)))
         yield from step_stats(self.step, self.wall_time, run, rank, rows)
+
+
+def _numpy_dtype(values: Any) -> Any:
+    dtype = values.dtype
+    return getattr(dtype, "as_numpy_dtype", dtype)

@@ -172,10 +172,10 @@ class TapeWatch:
         def record() -> tuple[Any, Any]:
             plan, extra = build(True, False)
             holder["rows"] = plan
-            return extra["stats"], extra["shapes"]
+            return tf.cast(extra["values"], tf.float64), extra["shapes"]
 
         def skip() -> tuple[Any, Any]:
-            return tf.zeros([0, 12 + engine.bins], tf.float64), tf.zeros([0], tf.int32)
+            return tf.zeros([0], tf.float64), tf.zeros([0], tf.int32)
 
         stats, shapes = tf.cond(scheduled, record, skip)
         plan, extra = build(False, engine.sentinel)
@@ -195,7 +195,7 @@ class TapeWatch:
             if loss is not None:
                 got["loss"] = ls
             if bool(sched):
-                got["stats"], got["shapes"] = st, sh
+                got["values"], got["shapes"] = st, sh
             self._finish(int(step), plan, got)
             return 0
 

@@ -19,7 +19,7 @@ import threading
 
 import torch
 
-from ..stats import HIST_BINS
+from ..stats import HIST_BINS, HIST_SAMPLE, scale_counts
 
 __all__ = [
     "cpu_row",
@@ -233,15 +233,11 @@ def cpu_row(t: torch.Tensor, *, bins: int = HIST_BINS) -> list[float]:
         counts = [float(c) for c in torch.histc(x, bins, hlo, hhi).tolist()]
     elif n > HIST_SAMPLE:
         sample = y.reshape(-1).index_select(0, _sample_index(n))
-        counts = _scaled(_binned(sample, hlo, hhi, bins), n)
+        counts = scale_counts(_binned(sample, hlo, hhi, bins), n)
     else:
         counts = _binned(y, hlo, hhi, bins)
     head = [float(n), 0.0, 0.0, 0.0, float(zeros), lo, hi, mean, std, l2, hlo, hhi]
     return head + counts
-
-
-#: Above this many elements :func:`cpu_row` bins a fixed random sample of this size.
-HIST_SAMPLE = 1 << 15
 
 
 def _binned(y: torch.Tensor, hlo: float, hhi: float, bins: int) -> list[float]:
@@ -269,14 +265,3 @@ def _sample_index(n: int) -> torch.Tensor:
             cache.clear()
         cache[n] = got
     return got
-
-
-def _scaled(counts: list[float], total: int) -> list[float]:
-    """Counts of a sample scaled to ``total`` elements, as integers summing to ``total``."""
-    have = sum(counts)
-    exact = [c * total / have for c in counts]
-    out = [math.floor(e) for e in exact]
-    short = total - sum(out)
-    for i in sorted(range(len(out)), key=lambda i: out[i] - exact[i])[:short]:
-        out[i] += 1
-    return [float(c) for c in out]

@@ -1,0 +1,82 @@
+"""Statistics rows of host (numpy) arrays, fast: for adapters that copy a step's tensors out.
+
+:func:`host_row` gives the same row as :func:`vizdebug.stats.reference_stats` packed with
+:func:`vizdebug.stats.stats_to_row`, in a few passes instead of fifteen: an all-finite array is
+summed once in float64 (a NaN or Inf shows in the sum; such an array takes the reference's
+masked path), its minimum, maximum, squared norm (BLAS) and non-zeros are one pass each, and the
+standard deviation comes from the two sums when they are well conditioned (else a second pass).
+Above :data:`vizdebug.stats.HIST_SAMPLE` elements the histogram bins a fixed random sample and
+scales the counts to the array's size (:func:`vizdebug.stats.scale_counts`), as the PyTorch
+statistics worker does; every other statistic is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .stats import HIST_BINS, HIST_SAMPLE, reference_stats, scale_counts, stats_to_row
+
+__all__ = ["host_row"]
+
+_samples: dict[int, np.ndarray[Any, Any]] = {}
+
+
+def _sample(n: int) -> np.ndarray[Any, Any]:
+    """Sorted positions of a fixed random sample of ``HIST_SAMPLE`` of ``n`` elements."""
+    got = _samples.get(n)
+    if got is None:
+        rng = np.random.default_rng(n)  # private: no user random stream is touched
+        got = np.sort(rng.choice(n, HIST_SAMPLE, replace=False))
+        if len(_samples) >= 64:
+            _samples.clear()
+        _samples[n] = got
+    return got
+
+
+def _binned(x: np.ndarray[Any, Any], lo: float, hi: float, bins: int) -> list[float]:
+    # x - lo >= 0 as lo is the minimum: only the maximum needs clamping into the last bin
+    # (numpy's closed last edge); a value on an inner edge may land in the neighbouring bin
+    idx = ((x - x.dtype.type(lo)) * x.dtype.type(bins / (hi - lo))).astype(np.intp)
+    np.minimum(idx, bins - 1, out=idx)
+    return [float(c) for c in np.bincount(idx, minlength=bins)]
+
+
+def host_row(a: np.ndarray[Any, Any], *, bins: int = HIST_BINS, dtype: str = "") -> list[float]:
+    """The packed statistics row (:data:`vizdebug.stats.COLUMNS` + counts) of an array.
+
+    Args:
+        a: Floating-point values, any shape.
+        bins: Histogram bins.
+        dtype: The dtype to describe (unused in the row; kept for the masked path).
+    """
+    x = a.reshape(-1)
+    n = x.size
+    with np.errstate(all="ignore"):  # inf - inf: the NaN is the answer
+        total = float(np.add.reduce(x, dtype=np.float64)) if n else math.nan
+    if not math.isfinite(total):
+        return stats_to_row(reference_stats(a, bins=bins, dtype=dtype or None))
+    lo, hi = float(x.min()), float(x.max())
+    x64 = x if x.dtype == np.float64 else x.astype(np.float64)
+    # einsum's own loop: np.dot would wake BLAS's thread pool, which spins on the cores
+    # training needs
+    square = float(np.einsum("i,i->", x64, x64))
+    mean = total / n
+    l2 = math.sqrt(square)
+    ms = square / n
+    var = ms - mean * mean
+    # well conditioned (the mean does not dominate): at most a digit of float64's is lost;
+    # else the exact two-pass form
+    std = math.sqrt(var) if var > 0.1 * ms else float(np.std(x64))
+    zeros = int(np.count_nonzero(x == 0))  # 6x faster than counting the non-zeros
+    hlo, hhi = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
+    if lo == hi:  # numpy's widened range puts every value in the middle bin
+        hist = [0.0] * bins
+        hist[bins // 2] = float(n)
+    elif n > HIST_SAMPLE:
+        hist = scale_counts(_binned(x[_sample(n)], lo, hi, bins), n)
+    else:
+        hist = _binned(x, lo, hi, bins)
+    return [float(n), 0.0, 0.0, 0.0, float(zeros), lo, hi, mean, std, l2, hlo, hhi, *hist]
