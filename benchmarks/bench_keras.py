@@ -8,7 +8,10 @@ two epochs each, in shuffled order, each with its own callbacks for the whole ru
 schedules are in steady state), and the second epoch of each turn is timed (the first traces
 vizdebug's train functions again).
 
-Run: ``python benchmarks/bench_keras.py [--rounds 16]`` (about 4 minutes).
+A second table times the train functions alone, called in turn step by step (Keras's own,
+vizdebug's checking and recording functions): per-step costs without the epoch-level noise.
+
+Run: ``python benchmarks/bench_keras.py [--rounds 16] [--steps 600]`` (about 5 minutes).
 """
 
 from __future__ import annotations
@@ -94,9 +97,42 @@ def run(model: keras.Model, callbacks: list[Any], epochs: int, numerics: bool) -
     return timer.times
 
 
+def per_step(steps: int, logdir: str) -> dict[str, list[float]]:
+    """Seconds per call of the train functions themselves, called in turn on the same data.
+
+    Keras's own train function, vizdebug's checking function (unscheduled steps) and its
+    recording function (scheduled steps), each on its own model and iterator: no callbacks, no
+    epoch boundaries, so the figures isolate what each function costs a step in the graph plus
+    the host work of reading its results (the writer thread's statistics are not included).
+    """
+    x, y = data()
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64, drop_remainder=True).repeat()
+    model = cnn()
+    cb = vizdebug.keras.Callback(logdir=logdir, keep_open=True)
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[cb])  # builds the functions
+    fns = {
+        "Keras's own train function": cb._original,
+        "vizdebug checking function (unscheduled steps)": cb._fns["check"],
+        "vizdebug recording function (scheduled steps)": cb._fns["record"],
+    }
+    iters = {name: iter(ds) for name in fns}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(steps):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            out = fn(iters[name])
+            for v in tf.nest.flatten(out):
+                if hasattr(v, "numpy"):
+                    v.numpy()
+            times[name].append(time.perf_counter() - t)
+    cb.close()
+    return {name: v[steps // 10 :] for name, v in times.items()}  # warm-up dropped
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=600, help="calls per function, per-step")
     args = parser.parse_args(argv)
     configs: list[tuple[str, Callable[[str], list[Any]], bool]] = [
         ("bare `model.fit`", lambda d: [], False),
@@ -130,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         for cb in cbs:
             if isinstance(cb, vizdebug.keras.Callback):
                 cb.close()
+    steps = per_step(args.steps, f"{tmp.name}/per-step")
     tmp.cleanup()
     bare = statistics.median(results[configs[0][0]])
     print(f"Keras adapter, digits CNN (1,797 images, batch 64, 29 steps/epoch), one thread; "
@@ -142,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, _, _ in configs:
         median = statistics.median(results[name])
         print(f"| {name} | {median:.4f} | {median / bare:.2f}x |")
+    own = statistics.median(next(iter(steps.values())))
+    print(f"\nThe train functions alone, called in turn ({args.steps} calls each, the first "
+          "tenth dropped): the per-step cost without the epoch-level noise above.\n")  # fmt: skip
+    print("| function | median us / step | x Keras's |")
+    print("|---|---:|---:|")
+    for name, v in steps.items():
+        median = statistics.median(v)
+        print(f"| {name} | {median * 1e6:.0f} | {median / own:.2f}x |")
     return 0
 
 
