@@ -7,12 +7,12 @@ train functions with the model's own ``make_train_function`` (so the iterator pr
 small dispatcher in ``model.train_function``:
 
 * a scheduled step runs the *recording* function: statistics of every layer output, output
-  gradient, weight, weight gradient and update, plus the NaN/Inf flags;
+  gradient, weight, weight gradient and update, plus the NaN/Inf check;
 * any other step runs the *checking* function (one NaN/Inf sum; a flagged batch is replayed
   with every layer checked, see :mod:`vizdebug.keras.replay`) -- or, with
   ``on_anomaly=None``, the model's untouched train function; after a replay that did not
-  reproduce its value, or while a live debugger client is attached, the *full* checking
-  function (every layer checked in the step).
+  reproduce its value, or while a live debugger client is attached, the *full* variants of
+  both functions (every layer checked in the step).
 
 The statistics describe the very batch the scheduled step trained on (the current training
 batch, forward pass in training mode); weights and updates are those of that step's optimizer
@@ -281,9 +281,10 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             self._capturing = live.armed
             engine.capture.assign(self._capturing)
         kind = "record" if engine.scheduled(step) else "check"
-        if kind == "check" and (engine.exact or self._capturing) and self._built:
-            kind = "full"  # every layer checked (and, armed, returned to the debugger)
-        fn = self._fns.get(kind) or (self._build(kind) if kind == "full" else self._original)
+        if (engine.exact or self._capturing) and self._built and kind in self._fns:
+            # every layer checked in the step (and, armed, returned to the debugger)
+            kind = "full" if kind == "check" else "record_full"
+        fn = self._fns.get(kind) or (self._build(kind) if "full" in kind else self._original)
         try:
             out = fn(iterator)
         except tf.errors.InvalidArgumentError as exc:

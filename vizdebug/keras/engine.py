@@ -184,9 +184,6 @@ class Engine:
             if (name, reason) not in self._noted:
                 self._noted.add((name, reason))
                 writer.note("vizdebug/keras", f"{name or '(model)'} output skipped: {reason}", step)
-        light = extra.get("light")
-        if light is not None:
-            return self._light(step, plan, np.asarray(light))
         loss = extra.get("loss")
         if loss is not None:
             writer.scalar("loss", loss, step)
@@ -195,6 +192,9 @@ class Engine:
             writer.defer(
                 StatsItem(step, time.time(), plan.rows, values, extra["shapes"], self.bins)
             )
+        light = extra.get("light")
+        if light is not None:
+            return self._light(step, plan, np.asarray(light))
         return self.locate(step, plan, extra)
 
     def _light(self, step: int, plan: Plan, vector: np.ndarray[Any, Any]) -> Finding | None:

@@ -47,21 +47,23 @@ def make_step(engine: Engine, *, kind: str, plans: dict[str, Plan]) -> Callable[
 
     Args:
         engine: The engine.
-        kind: ``"record"`` (statistics and the full check), ``"full"`` (every layer checked),
-            or ``"check"`` (the light check of :mod:`vizdebug.keras.replay` where it applies:
-            Keras's own ``train_step`` and a batch of numbers; else the full check).
+        kind: ``"record"`` (statistics and the check), ``"check"`` (the check only),
+            ``"full"`` or ``"record_full"`` (the same with every layer checked in the step,
+            for exact tracing and the live debugger). The check is the light one of
+            :mod:`vizdebug.keras.replay` where it applies -- Keras's own ``train_step`` and a
+            batch of numbers -- else the full one.
         plans: Where each trace's plan goes.
     """
     model = engine.model
     default = uses_default_train_step(model)
     own_step = type(model).train_step.__get__(model)  # the class's, not a swapped-in one
     what = engine.what
-    record = kind == "record"
+    record = kind.startswith("record")
     need_before = record and bool(what & {"weights", "updates"})
 
     def step(data: Any) -> Any:
-        light = kind == "check" and default and engine.sentinel and replayable(data)
-        want_out_grads = not light and (engine.sentinel or (record and "gradients" in what))
+        light = kind in ("check", "record") and default and engine.sentinel and replayable(data)
+        want_out_grads = (engine.sentinel and not light) or (record and "gradients" in what)
         variables = [w.variable for w in engine.weights]
         state = [(v, _read([v])[0]) for v in model.non_trainable_variables] if light else []
         before = _read(variables) if need_before else None
@@ -92,16 +94,16 @@ def make_step(engine: Engine, *, kind: str, plans: dict[str, Plan]) -> Callable[
         else:
             with engine.probe.recording(None) as calls:
                 logs = own_step(data)
+        after: Any = _read(variables) if need_before else None
         if check is not None:
             plan, extra = collect(
-                calls, loss=None, out_grads=None, weights=engine.weights, grads=None,
-                before=None, after=None, record=False, sentinel=False,
+                calls, loss=None, out_grads=out_grads, weights=engine.weights, grads=grads,
+                before=before, after=after, record=record, sentinel=False,
                 recorder=False, what=what, bins=engine.bins,
             )  # fmt: skip
             plan.layout = layout
             extra["light"] = check
         else:
-            after: Any = _read(variables) if need_before else None
             if after is None and engine.sentinel:
                 after = lambda: _read(variables)  # noqa: E731 -- read only on a flagged step
             plan, extra = collect(
