@@ -176,6 +176,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
                 bins=self.bins,
             )  # fmt: skip
         self.engine = engine
+        engine.numerics = self.check_numerics
         self.writer.step = self._step
         if self.live and engine.sentinel and self._live is None:
             self._live = KerasLive(

@@ -148,6 +148,8 @@ class Engine:
         self.replay: Callable[[int, Layout, np.ndarray[Any, Any]], Finding | None] | None = None
         #: Check every layer on every step (set when a replay did not reproduce a value).
         self.exact = False
+        #: ``tf.debugging.enable_check_numerics`` is on for the run (set by the callback).
+        self.numerics = False
         self._structure_done = False
         self._snapshots = 0
         self._noted: set[tuple[str, str]] = set()
@@ -199,8 +201,10 @@ class Engine:
 
     def _light(self, step: int, plan: Plan, vector: np.ndarray[Any, Any]) -> Finding | None:
         self.writer.scalar("loss", float(vector[0]), step)
-        if math.isfinite(vector[1]) or self.replay is None or plan.layout is None:
+        if math.isfinite(vector[1]):
             return None
+        if self.replay is None or plan.layout is None:  # never silent about a flagged step
+            return self.unreproduced(step, float(vector[0]), float(vector[1]))
         return self.replay(step, plan.layout, vector)
 
     def locate(self, step: int, plan: Plan, extra: dict[str, Any]) -> Finding | None:

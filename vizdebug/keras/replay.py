@@ -46,7 +46,8 @@ class Layout:
     Attributes:
         weights: Shapes of the trainable weights (``Engine.weights`` order).
         state: The non-trainable variables restored for a replay, and their shapes.
-        data: The batch's structure (``tf.nest``), and each leaf's dtype and rank.
+        structure: The batch's structure (``tf.nest``).
+        leaves: Each batch leaf's dtype and rank.
     """
 
     weights: list[tuple[int, ...]] = field(default_factory=list)

@@ -17,7 +17,8 @@ user's step, so only activations, weights, updates and their NaN checks are avai
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import keras
@@ -65,8 +66,9 @@ def make_step(engine: Engine, *, kind: str, plans: dict[str, Plan]) -> Callable[
         light = kind in ("check", "record") and default and engine.sentinel and replayable(data)
         want_out_grads = (engine.sentinel and not light) or (record and "gradients" in what)
         variables = [w.variable for w in engine.weights]
-        state = [(v, _read([v])[0]) for v in model.non_trainable_variables] if light else []
-        before = _read(variables) if need_before else None
+        with unchecked(engine.numerics):
+            state = [(v, _read([v])[0]) for v in model.non_trainable_variables] if light else []
+            before = _read(variables) if need_before else None
         loss = grads = out_grads = check = None
         layout = Layout()
         if default:
@@ -83,10 +85,11 @@ def make_step(engine: Engine, *, kind: str, plans: dict[str, Plan]) -> Callable[
                 grads, out_grads = g[: len(variables)], (g[len(variables) :] if outs else None)
                 if light:
                     roots = [t for c in calls if not c.slot.name for _, t in c.outputs]
-                    check = light_check(
-                        data=data, loss=loss, roots=roots, grads=grads, variables=variables,
-                        state=state, layout=layout,
-                    )  # fmt: skip
+                    with unchecked(engine.numerics):
+                        check = light_check(
+                            data=data, loss=loss, roots=roots, grads=grads,
+                            variables=variables, state=state, layout=layout,
+                        )  # fmt: skip
                 if variables:
                     with tf.control_dependencies([] if check is None else [check]):
                         model.optimizer.apply_gradients(zip(grads, variables, strict=True))
@@ -94,30 +97,49 @@ def make_step(engine: Engine, *, kind: str, plans: dict[str, Plan]) -> Callable[
         else:
             with engine.probe.recording(None) as calls:
                 logs = own_step(data)
-        after: Any = _read(variables) if need_before else None
+        with unchecked(engine.numerics):
+            plan, extra = _describe(engine, calls, loss, out_grads, grads, before, check, kind)
         if check is not None:
-            plan, extra = collect(
-                calls, loss=None, out_grads=out_grads, weights=engine.weights, grads=grads,
-                before=before, after=after, record=record, sentinel=False,
-                recorder=False, what=what, bins=engine.bins,
-            )  # fmt: skip
             plan.layout = layout
-            extra["light"] = check
-        else:
-            if after is None and engine.sentinel:
-                after = lambda: _read(variables)  # noqa: E731 -- read only on a flagged step
-            plan, extra = collect(
-                calls, loss=loss, out_grads=out_grads, weights=engine.weights, grads=grads,
-                before=before, after=after, record=record, sentinel=engine.sentinel,
-                recorder=engine.flight_recorder, what=what, bins=engine.bins,
-                capture=engine.capture,
-            )  # fmt: skip
         plans[kind] = plan
         result = dict(logs) if isinstance(logs, dict) else {"output": logs}
         result[EXTRA] = extra
         return result
 
     return step
+
+
+def _describe(
+    engine: Engine,
+    calls: list[Any],
+    loss: Any,
+    out_grads: Any,
+    grads: Any,
+    before: Any,
+    check: Any,
+    kind: str,
+) -> tuple[Plan, dict[str, Any]]:
+    """The step's extra outputs (after the update): statistics, and the full check or ``check``."""
+    variables = [w.variable for w in engine.weights]
+    what, record = engine.what, kind.startswith("record")
+    after: Any = _read(variables) if before is not None else None
+    if check is not None:
+        plan, extra = collect(
+            calls, loss=None, out_grads=out_grads, weights=engine.weights, grads=grads,
+            before=before, after=after, record=record, sentinel=False,
+            recorder=False, what=what, bins=engine.bins,
+        )  # fmt: skip
+        extra["light"] = check
+    else:
+        if after is None and engine.sentinel:
+            after = lambda: _read(variables)  # noqa: E731 -- read only on a flagged step
+        plan, extra = collect(
+            calls, loss=loss, out_grads=out_grads, weights=engine.weights, grads=grads,
+            before=before, after=after, record=record, sentinel=engine.sentinel,
+            recorder=engine.flight_recorder, what=what, bins=engine.bins,
+            capture=engine.capture,
+        )  # fmt: skip
+    return plan, extra
 
 
 def make_replay(engine: Engine) -> Callable[[dict[str, Plan]], Callable[[Any], dict[str, Any]]]:
@@ -153,6 +175,24 @@ def make_replay(engine: Engine) -> Callable[[dict[str, Plan]], Callable[[Any], d
         return step
 
     return build
+
+
+@contextmanager
+def unchecked(numerics: bool) -> Iterator[None]:
+    """Ops made inside are not instrumented by ``tf.debugging.enable_check_numerics``.
+
+    vizdebug's own ops carry the step's NaN onwards (sums, packing); instrumented, they could
+    raise before the op of the user's layer that made the value does (TensorFlow runs
+    independent ops in any order), and the error would name vizdebug's op instead.
+    """
+    if not numerics:
+        yield
+        return
+    tf.debugging.disable_check_numerics()
+    try:
+        yield
+    finally:
+        tf.debugging.enable_check_numerics()
 
 
 def _forward(engine: Engine, x: Any, tape: Any) -> tuple[Any, list[Any]]:
