@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import threading
 
+import numpy as np
 import torch
 
 from ..stats import HIST_BINS, HIST_SAMPLE, scale_counts
@@ -191,9 +192,10 @@ def cpu_row(t: torch.Tensor, *, bins: int = HIST_BINS) -> list[float]:
     """The statistics row of a CPU tensor, computed with host-side scalar arithmetic.
 
     For the statistics worker thread only (it reads values back, which is free on the CPU and
-    forbidden on the training thread). About six tensor operations on a reused scratch buffer
-    for an all-finite tensor, instead of the thirty small ones :func:`stats_row` needs to stay
-    sync-free; tensors with NaN or Inf take :func:`stats_row`'s masked path.
+    forbidden on the training thread). About six operations on a reused scratch buffer for an
+    all-finite tensor -- numpy's on the same memory where they are faster (minimum, maximum,
+    zero count), torch's elsewhere -- instead of the thirty small ones :func:`stats_row` needs
+    to stay sync-free; tensors with NaN or Inf take :func:`stats_row`'s masked path.
 
     Every statistic is exact except, above :data:`HIST_SAMPLE` elements, the histogram: it
     bins a fixed random sample of that many elements (over the exact ``[min, max]``) and scales
@@ -204,8 +206,8 @@ def cpu_row(t: torch.Tensor, *, bins: int = HIST_BINS) -> list[float]:
     if n == 0:
         return [float(v) for v in empty_row(bins).tolist()]
     x = float_view(t)
-    lo_t, hi_t = torch.aminmax(x)
-    lo, hi = lo_t.item(), hi_t.item()
+    a = x.numpy()  # the same memory: numpy's min, max and zero count are 2-4x torch's here
+    lo, hi = float(a.min()), float(a.max())  # NaN propagates, so both are finite only if all are
     if not (math.isfinite(lo) and math.isfinite(hi)) or bins >= 256:
         return [float(v) for v in stats_row(t, bins=bins, finite=False).tolist()]
     wide = t.dtype in _LOW_PRECISION
@@ -213,14 +215,10 @@ def cpu_row(t: torch.Tensor, *, bins: int = HIST_BINS) -> list[float]:
     l2 = torch.linalg.vector_norm(x).item()
     hlo, hhi = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
     y = x.to(_F64) if wide else x
-    buf, _ = _buffers(n, y.dtype)
-    # |sign(x)| summed counts the non-zeros: vectorized, where count_nonzero branches per
-    # element (measured 10x slower on a ReLU's output, half zeros); exact in float64 past 2**24
-    if n <= _SMALL:
-        zeros = n - int(torch.count_nonzero(x).item())  # one op: fewer is faster when small
-    else:
-        acc = _F64 if n > 1 << 24 else None
-        zeros = n - int(torch.sign(y.reshape(-1), out=buf).abs_().sum(dtype=acc).item())
+    buf, flags = _buffers(n, y.dtype)
+    # numpy's == 0 and count of true bytes: a 262k-element ReLU output in 50 us, where torch's
+    # count_nonzero took 1.9 ms and |sign(x)| summed 150 us
+    zeros = int(np.count_nonzero(np.equal(a, 0, out=flags.numpy().view(np.bool_))))
     square = l2 * l2 / n
     if not wide and square - mean * mean > 0.1 * square:
         # well conditioned (the mean does not dominate): the variance from the two sums loses
