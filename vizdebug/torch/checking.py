@@ -1,0 +1,131 @@
+"""The step's NaN/Inf check of :class:`~vizdebug.torch.watcher.Watch`, and the replay it may need.
+
+On a hooked step the sentinel traces exactly from what the module hooks gathered. On any other
+step one fused finiteness check of the root outputs and the parameter gradients runs before the
+optimizer update; a flagged step is replayed with every module hooked (:func:`.replay.replay`)
+and traced from the replay. A replay that does not reproduce the value names where the check
+saw it, says so, and switches the watch to exact tracing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+
+from .hooks import Slot
+from .recorder import FlightRecorder
+from .replay import Tape, replay
+from .report import Reporter
+from .sentinel import Finding, Sentinel, Site, count_nonfinite
+
+__all__ = ["StepCheck", "replay_target"]
+
+
+class StepCheck:
+    """The check and replay half of :class:`~vizdebug.torch.watcher.Watch` (a mixin)."""
+
+    _sentinel_on: bool
+    _hooked: bool
+    _sentinel: Sentinel
+    _step: int
+    _reporter: Reporter
+    _tape: Tape
+    _recorder: FlightRecorder
+    _calls: list[int]
+    _slots: list[Slot]
+    _replaying: bool
+    _target: torch.nn.Module
+    _grad_sites: list[tuple[Site, torch.nn.Parameter]]
+    _weight_sites: list[tuple[Site, torch.nn.Parameter]]
+    _exact: bool
+    _updates: int
+
+    def _hook_modules(self, on: bool) -> None:
+        raise NotImplementedError
+
+    def _check(self) -> Finding | None:
+        if not self._sentinel_on:
+            return None
+        if self._hooked:
+            finding = self._sentinel.check(self._step, self._weights_used, self._param_grads)
+        else:
+            grads = [g for _, g in self._param_grads() if g is not None and not g.is_sparse]
+            finding = self._replay() if self._sentinel.flagged(grads) else None
+        if finding is not None:
+            self._reporter.report(finding, self._step)
+        return finding
+
+    def _replay(self) -> Finding | None:
+        """Trace a value flagged on a step without module hooks (see :mod:`.replay`).
+
+        The step is always replayed, also when a weight is to blame: the flight recorder's
+        snapshot then holds every module's inputs and outputs of the step.
+        """
+        s, step = self._sentinel, self._step
+        roots = s.roots
+        root_grads = [
+            (k, g) for call in self._tape.calls for k, g in enumerate(call.grads) if g is not None
+        ]
+        original = self._param_grads()
+        s.reset()
+        self._recorder.reset()
+        calls, self._calls = self._calls, [0] * len(self._slots)
+        self._replaying = True
+        self._hook_modules(True)
+        try:
+            result = replay(self._target, self._tape.calls, [p for _, p in self._grad_sites])
+        finally:
+            self._replaying = False
+            self._hook_modules(False)
+            self._calls = calls
+        if not isinstance(result, str):
+            sites = [site for site, _ in self._grad_sites]
+            grads = lambda: list(zip(sites, result, strict=True))  # noqa: E731
+            finding = s.trace(step, self._weights_used, grads)
+            forward_bad = any(sum(count_nonfinite(t)) for t in roots)
+            # a non-finite root output must be found in the replay's forward pass (or in the
+            # weights): else the gradients fed back, non-finite through the loss, get blamed
+            if finding is not None and (
+                finding.site.phase == "forward" or finding.role == "weight" or not forward_bad
+            ):
+                return finding
+        # Not reproduced: name where the check saw it, and trace exactly from now on.
+        why = f"it failed: {result}" if isinstance(result, str) else "it stayed finite"
+        note = (
+            f" Replaying the step with every module hooked did not reproduce it ({why}): "
+            "the model's forward may depend on state outside its parameters, buffers and the "
+            "RNG. From now on every step is traced exactly."
+        )
+        root = self._slots[0]
+        seen: list[tuple[Site, torch.Tensor]] = [
+            (Site("", root.type, "forward", "output", index=k), t) for k, t in enumerate(roots)
+        ]
+        seen += [
+            (Site("", root.type, "backward", "grad_output", index=k), g) for k, g in root_grads
+        ]
+        seen += [(site, g) for site, g in original if g is not None]
+        for site, t in seen:
+            if sum(count_nonfinite(t)):
+                self._exact = True
+                return s.finding(step, site, t, None, note=note)
+        return None  # a norm of huge finite values overflowed: nothing is non-finite
+
+    def _weights_used(self) -> Sequence[tuple[Site, torch.Tensor]]:
+        if not self._updates:
+            return self._weight_sites
+        # the weights this step used came from the last optimizer step
+        return [
+            (dataclasses.replace(site, phase="optimizer", step=self._step - 1), p)
+            for site, p in self._weight_sites
+        ]
+
+    def _param_grads(self) -> list[tuple[Site, torch.Tensor | None]]:
+        return [(site, p.grad) for site, p in self._grad_sites]
+
+
+def replay_target(model: torch.nn.Module) -> torch.nn.Module:
+    """What a replay calls: the module a DistributedDataParallel wraps (no collectives)."""
+    ddp = torch.nn.parallel.DistributedDataParallel
+    return model.module if isinstance(model, ddp) else model
