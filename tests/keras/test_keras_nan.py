@@ -211,3 +211,27 @@ def test_a_weight_the_update_made_non_finite_is_named_at_the_step_that_made_it(
     (a,) = load_run(tmp_path).anomalies
     assert (a.step, a.module, a.phase, a.role) == (0, "fc", "optimizer", "weight")
     assert a.posinf + a.neginf + a.nan > 0
+
+
+def test_replay_of_a_multi_input_multi_output_batch_with_sample_weights(tmp_path: Path) -> None:
+    # the flagged batch travels as (x: [a, b], y: [y1, y2], sample weights): nested leaves of
+    # float, int and bool-made weights; the replay rebuilds it and names the first layer
+    from keras_models import functional_multi
+
+    model = functional_multi()
+    model.compile(
+        keras.optimizers.SGD(0.05), [keras.losses.SparseCategoricalCrossentropy(True), "mse"]
+    )
+    rng = np.random.default_rng(1)
+    xa, xb = rng.random((32, 6), dtype=np.float32), rng.random((32, 6), dtype=np.float32)
+    xb[27, 3] = np.nan  # batch 3 of 8, in input b only
+    y1, y2 = rng.integers(0, 3, 32), rng.random((32, 1), dtype=np.float32)
+    weights = (rng.random(32) > 0.2).astype(np.float32)
+    cb = vizdebug.keras.Callback(logdir=tmp_path, first=1, on_anomaly="stop", what=())
+    with pytest.warns(NonFiniteWarning, match="shared"):
+        model.fit([xa, xb], [y1, y2], sample_weight=weights, batch_size=8, verbose=0,
+                  shuffle=False, callbacks=[cb])  # fmt: skip
+    (a,) = load_run(tmp_path).anomalies
+    # the shared layer's call on b is the first to see it, in its input
+    assert (a.step, a.module, a.role) == (3, "shared", "input")
+    assert a.nan == 5  # one row of the batch, five units

@@ -75,7 +75,7 @@ class Layout:
         weights = [take(s) for s in self.weights]
         state = [take(s) for _, s in self.state]
         leaves = [
-            tf.constant(take(shape), dtype=dtype)
+            tf.cast(take(shape), dtype)  # float64 -> the leaf's dtype, bool included
             for (dtype, _), shape in zip(self.leaves, dims, strict=True)
         ]
         return weights, state, tf.nest.pack_sequence_as(self.structure, leaves)
@@ -127,7 +127,7 @@ def light_check(
     """
     layout.weights = [tuple(int(d) for d in v.shape) for v in variables]
     layout.state = [(v, tuple(int(d) for d in v.shape)) for v, _ in state]
-    layout.structure = data
+    layout.structure = tf.nest.map_structure(lambda _: None, data)  # no graph tensors kept
     leaves = tf.nest.flatten(data)
     layout.leaves = [(t.dtype, int(t.shape.rank)) for t in leaves]
     # As few ops as possible (each op costs the step a few microseconds): one sum per tensor
@@ -149,7 +149,8 @@ class Replayer:
 
     Args:
         engine: The engine whose model and schedule it serves.
-        build: Makes the replay step function ``step(data) -> (plan, extra)``.
+        build: ``build(plans)`` makes the replay step ``step(data) -> extra``, putting the
+            plan of each trace in ``plans["replay"]`` (:func:`vizdebug.keras.step.make_replay`).
     """
 
     def __init__(self, engine: Engine, build: Any) -> None:
