@@ -10,7 +10,9 @@ from textual.coordinate import Coordinate
 from textual.widgets import Input, Static, TabbedContent
 
 from vizdebug.tui.app import VizdebugApp
-from vizdebug.tui.screens import HelpScreen
+from vizdebug.tui.data import Delta, RunStore
+from vizdebug.tui.screens import HelpScreen, RunScreen
+from vizdebug.tui.screens.views import HEALTH_LIVE_SECS
 from vizdebug.tui.widgets import (
     AnomalyTable,
     HealthTable,
@@ -19,6 +21,7 @@ from vizdebug.tui.widgets import (
     TensorInspector,
     ValueGrid,
 )
+from vizdebug.tui.widgets.health_table import HealthRow
 
 from .conftest import wait_for, wait_loaded
 from .runs import HTML_NAME, MARKUP_NAME, NAN_STEP, STEPS
@@ -60,6 +63,50 @@ async def test_first_screen_and_step_keys(logdir: Path) -> None:
         assert "zeros(output)" in act[-1]
         weight = rows[names.index("block.fc1.weight")]
         assert weight[1] == "-" and weight[6] != "-"
+
+
+async def test_finished_run_opens_with_its_complete_health_table(
+    logdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the screen says a finished run is loaded its health table is complete, and stays.
+
+    The first build used to wait for the table's debounce timer (the screen said "loaded" over
+    an empty table) and listing the run's scalar tags rebuilt it once more a moment later:
+    a key, a pushed screen or a screenshot acting on "loaded" saw the table fill in behind it.
+    """
+    at_loaded: list[tuple[int | None, int | None, list[list[str]], int]] = []
+    builds = [0]
+    apply, show_rows = RunScreen.apply, HealthTable.show_rows
+
+    def apply_spy(screen: RunScreen, store: RunStore, delta: Delta, *, first: bool) -> None:
+        apply(screen, store, delta, first=first)
+        if first:  # the moment ``loaded`` turns true
+            table = screen.query_one(HealthTable)
+            at_loaded.append((table.shown_step, screen.step, _cell_texts(table), builds[0]))
+
+    def show_rows_spy(table: HealthTable, rows: list[HealthRow], *, step: int | None) -> None:
+        builds[0] += 1
+        show_rows(table, rows, step=step)
+
+    monkeypatch.setattr(RunScreen, "apply", apply_spy)
+    monkeypatch.setattr(HealthTable, "show_rows", show_rows_spy)
+    shown = []
+    for _ in range(5):
+        at_loaded.clear()
+        app = VizdebugApp(logdir)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_loaded(pilot)
+            table = app.run_screen.query_one(HealthTable)
+            await pilot.pause(HEALTH_LIVE_SECS + 0.2)  # anything still due has happened
+            [(step, cursor, cells, built)] = at_loaded
+            assert step == cursor == STEPS - 1
+            assert cells == _cell_texts(table)
+            assert builds[0] == built, "the table was rebuilt after the run was loaded"
+            shown.append(cells)
+    names = [r[0] for r in shown[0]]
+    assert len(names) == 7 and "block.fc1.weight" in names
+    assert shown[0][names.index("block.fc1.weight")][6] != "-"  # its weight column
+    assert all(cells == shown[0] for cells in shown)
 
 
 async def test_markup_names_in_tree_render_literally(logdir: Path) -> None:

@@ -41,7 +41,11 @@ async def _health_settled(pilot: Pilot[None]) -> None:
     if screen.store is not None and screen.active_tab == "health":  # follows the step cursor
         table = screen.query_one(HealthTable)
         await wait_for(pilot, lambda: table.shown_step == screen.step and table.row_count)
-        await pilot.pause()  # the table's column widths follow its rows on the next refresh
+        # The table sizes its columns and height for new rows when it is next idle, which can
+        # come after pilot.pause() under CPU load: wait for it, then let the screen repaint.
+        header = table.header_height if table.show_header else 0
+        await wait_for(pilot, lambda: table.virtual_size.height >= table.row_count + header)
+        await pilot.pause()
 
 
 def test_health_screen(snap_compare: Compare, logdir: Path) -> None:

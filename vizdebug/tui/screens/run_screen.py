@@ -263,7 +263,11 @@ class RunScreen(Screen[None]):
 
     def on_scalar_view_chosen(self, event: ScalarView.Chosen) -> None:
         """Show the chosen scalar or histogram tag."""
-        self.views.refresh()
+        # Only the scalars tab shows it (it is filled when it becomes visible). Listing the
+        # tags of a run that opens chooses the first one: refreshing another tab then would
+        # rebuild a health table that was just built, a moment after the run is loaded.
+        if self.active_tab == "scalars":
+            self.views.refresh()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         """Fill the tab that just became visible."""

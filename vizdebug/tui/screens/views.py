@@ -78,6 +78,7 @@ class ViewUpdater:
         s.query_one(TensorInspector).set_message("loading…")
         s.query_one(ScalarView).set_tags([], [])
         self._inspected = None
+        self._cancel_health()  # a rebuild due for the run that was left
         self._step_bar()
 
     def apply(self, store: RunStore, delta: Delta, *, first: bool) -> None:
@@ -108,18 +109,34 @@ class ViewUpdater:
             s.select_module(module_order(store)[0] if names else "")
         if s.follow and store.steps:
             s.step_index = len(store.steps) - 1
-        self.refresh(live=not first)
+        # The first read is shown at once, not after the health table's debounce: the screen
+        # says it is loaded right after this, and whatever acts on that (a key, a screen
+        # pushed on top, a screenshot) must find the table complete, not filling in later.
+        self.refresh(live=not first, now=first)
 
     # -- refresh -------------------------------------------------------------------------
 
-    def refresh(self, *, module_changed: bool = False, live: bool = False) -> None:
-        """Update the step bar and the visible tab (``live``: because the run grew)."""
+    def refresh(
+        self, *, module_changed: bool = False, live: bool = False, now: bool = False
+    ) -> None:
+        """Update the step bar and the visible tab.
+
+        Args:
+            module_changed: Only the selected module or role changed (the health table
+                does not show it).
+            live: Because the run grew (the health table is rebuilt at most every
+                :data:`HEALTH_LIVE_SECS`).
+            now: Rebuild the health table before returning, without the debounce.
+        """
         self._step_bar()
         store = self.screen.store
         if store is None:
             return
         tab = self.screen.active_tab
-        if tab == "health" and not module_changed:
+        if tab == "health" and now:
+            self._cancel_health()
+            self._health_now()
+        elif tab == "health" and not module_changed:
             # Re-rendering a few hundred table rows costs tens of milliseconds: coalesce key
             # repeats, and rebuild at most every HEALTH_LIVE_SECS while a run grows.
             if live and self._health_timer is not None:
@@ -137,9 +154,13 @@ class ViewUpdater:
             self._scalars(store)
 
     def _schedule_health(self, delay: float) -> None:
+        self._cancel_health()
+        self._health_timer = self.screen.set_timer(delay, self._health_now)
+
+    def _cancel_health(self) -> None:
         if self._health_timer is not None:
             self._health_timer.stop()
-        self._health_timer = self.screen.set_timer(delay, self._health_now)
+            self._health_timer = None
 
     def _health_now(self) -> None:
         self._health_timer = None
