@@ -169,7 +169,8 @@ class Replayer:
             return stale
         extra = self._run(weights, layout, state, data)
         plan = self.plan
-        assert plan is not None
+        if plan is None:  # the replay step sets it when traced or run: never absent here
+            raise RuntimeError("vizdebug: the replay step produced no plan")
         finding = engine.locate(step, plan, extra)
         if finding is not None:
             return finding
