@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vizdebug.stats import COLUMNS, HIST_BINS, reference_stats, stats_from_row
+from vizdebug.torch.cpubatch import rows_of
 from vizdebug.torch.devstats import HIST_SAMPLE, cpu_row, dtype_name, skip_reason, stats_row
 from vizdebug.torch.worker import Entry, StatsBatch, StatsWorker
 
@@ -19,13 +20,18 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=2e-4, abs_tol=1e-5)
 
 
+def row_of(t: torch.Tensor, finite: bool | str | None) -> torch.Tensor:
+    """finite="cpu": the host-assisted path (cpu_row); "batch": the worker's batched path."""
+    if finite == "cpu":
+        return torch.tensor(cpu_row(t), dtype=torch.float64)
+    if finite == "batch":
+        pad = torch.ones(3)  # not alone in its batch: rows must not mix
+        return rows_of([pad, t, pad * 2], HIST_BINS)[1]
+    return stats_row(t, finite=finite)
+
+
 def check(t: torch.Tensor, finite: bool | str | None) -> None:
-    # finite="cpu" checks the worker thread's host-assisted path (cpu_row)
-    row = (
-        torch.tensor(cpu_row(t), dtype=torch.float64)
-        if finite == "cpu"
-        else stats_row(t, finite=finite)
-    )
+    row = row_of(t, finite)
     assert row.dtype == torch.float64
     assert row.shape == (len(COLUMNS) + HIST_BINS,)
     got = stats_from_row(row.tolist(), dtype_name(t), tuple(t.shape))
@@ -36,7 +42,7 @@ def check(t: torch.Tensor, finite: bool | str | None) -> None:
     for f in ("min", "max", "mean", "std", "l2", "hist_lo", "hist_hi"):
         assert _close(getattr(got, f), getattr(ref, f)), (f, getattr(got, f), getattr(ref, f))
     diff = np.abs(np.array(got.hist_counts) - np.array(ref.hist_counts)).sum()
-    if finite == "cpu" and t.numel() > HIST_SAMPLE and ref.finite == t.numel():
+    if finite in ("cpu", "batch") and t.numel() > HIST_SAMPLE and ref.finite == t.numel():
         # a sampled histogram: the distributions differ by a few per cent at most
         assert diff / (2 * ref.finite) <= 0.03, (got.hist_counts, ref.hist_counts)
     else:
@@ -46,63 +52,78 @@ def check(t: torch.Tensor, finite: bool | str | None) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
-@pytest.mark.parametrize("finite", [True, None, "cpu"])
+@pytest.mark.parametrize("finite", [True, None, "cpu", "batch"])
 def test_random_tensors_match_reference(dtype: torch.dtype, finite: bool | str | None) -> None:
     x = (torch.randn(3, 70, 11) * 3 + 1).to(dtype)
     x[0, ::5] = 0
     check(x, finite)
 
 
-@pytest.mark.parametrize("finite", [True, "cpu"])
+@pytest.mark.parametrize("finite", [True, "cpu", "batch"])
 def test_large_offset_std_is_stable(finite: bool | str) -> None:
     check(torch.randn(10_000, dtype=torch.float64) + 1e4, finite)
 
 
+@pytest.mark.parametrize("path", ["cpu", "batch"])
 @pytest.mark.parametrize("shape", [(50_000,), (64, 32, 8, 8), (3, 1000, 700)])
-def test_cpu_row_large_tensors_and_nonfinite(shape: tuple[int, ...]) -> None:
+def test_cpu_row_large_tensors_and_nonfinite(shape: tuple[int, ...], path: str) -> None:
     x = torch.randn(shape)
-    check(x, "cpu")
+    check(x, path)
     x.view(-1)[7] = math.nan
     x.view(-1)[9] = -math.inf
-    check(x, "cpu")
+    check(x, path)
 
 
-def test_sampled_histogram_keeps_its_total_and_shape() -> None:
+@pytest.mark.parametrize("path", ["cpu", "batch"])
+def test_sampled_histogram_keeps_its_total_and_shape(path: str) -> None:
     x = torch.cat([torch.zeros(150_000), torch.rand(50_000) + 1.0])  # a spike and a plateau
-    got = stats_from_row(cpu_row(x), "float32", (x.numel(),))
+    got = stats_from_row(row_of(x, path).tolist(), "float32", (x.numel(),))
     ref = reference_stats(x.numpy())
     assert sum(got.hist_counts) == x.numel()
     assert got.zeros == ref.zeros == 150_000  # the statistics themselves stay exact
     assert abs(got.hist_counts[0] - ref.hist_counts[0]) <= 0.02 * ref.hist_counts[0]
 
 
-@pytest.mark.parametrize("finite", [True, None, "cpu"])
+@pytest.mark.parametrize("finite", [True, None, "cpu", "batch"])
 def test_zero_dim_and_degenerate(finite: bool | str | None) -> None:
     check(torch.tensor(2.5), finite)
     check(torch.ones(7), finite)
-    row = stats_from_row(stats_row(torch.ones(7), finite=finite).tolist(), "float32", (7,))
+    row = stats_from_row(row_of(torch.ones(7), finite).tolist(), "float32", (7,))
     assert (row.hist_lo, row.hist_hi) == (0.5, 1.5)
 
 
 def test_empty() -> None:
     check(torch.empty(0, 3), None)
     check(torch.empty(0, 3), "cpu")
+    check(torch.empty(0, 3), "batch")
     check(torch.empty(0, dtype=torch.float16), True)
 
 
+@pytest.mark.parametrize("path", [None, "batch"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_nan_and_inf_are_counted_and_kept_out_of_the_histogram(dtype: torch.dtype) -> None:
+def test_nan_and_inf_are_counted_and_kept_out_of_the_histogram(
+    dtype: torch.dtype, path: str | None
+) -> None:
     x = torch.randn(500).to(dtype)
     x[3] = math.nan
     x[10] = math.nan
     x[5] = math.inf
     x[8] = -math.inf
-    check(x, None)
+    check(x, path)
 
 
-def test_all_nonfinite() -> None:
-    check(torch.full((9,), math.nan), None)
-    check(torch.tensor([math.inf, -math.inf]), None)
+@pytest.mark.parametrize("path", [None, "batch"])
+def test_all_nonfinite(path: str | None) -> None:
+    check(torch.full((9,), math.nan), path)
+    check(torch.tensor([math.inf, -math.inf]), path)
+
+
+def test_batched_rows_fall_back_for_wide_histograms() -> None:
+    x = torch.randn(2000)
+    row = rows_of([x], 300)[0]  # 256 bins or more: the general path
+    got = stats_from_row(row.tolist(), "float32", (2000,))
+    ref = reference_stats(x.numpy(), bins=300)
+    assert got.hist_counts == ref.hist_counts and _close(got.std, ref.std)
 
 
 def test_fast_path_is_only_for_finite_input() -> None:
@@ -144,11 +165,11 @@ def test_worker_rows_match_reference_and_detect_inplace_changes() -> None:
     assert len(notes) == 1 and "in place" in notes[0].text
 
 
-@pytest.mark.parametrize("finite", [True, None, "cpu"])
+@pytest.mark.parametrize("finite", [True, None, "cpu", "batch"])
 def test_values_on_bin_edges_bin_as_numpy(finite: bool | str | None) -> None:
     # digits pixels are k/16: with lo=0, hi=1 and 32 bins every value sits on a bin edge
     x = torch.randint(0, 17, (64, 64)).float() / 16
     x[0, 0], x[0, 1] = 0.0, 1.0
-    row = cpu_row(x) if finite == "cpu" else stats_row(x, finite=finite).tolist()
+    row = row_of(x, finite).tolist()
     got = stats_from_row(row, "float32", (64, 64))
     assert list(got.hist_counts) == list(reference_stats(x.numpy()).hist_counts)

@@ -1,9 +1,9 @@
 """Statistics off the training thread: a worker that turns recorded tensors into rows.
 
 On CPU the training thread only hands over a reference to each tensor (and its version
-counter); the worker thread, on the second core, computes the statistics row with
-:func:`~vizdebug.torch.devstats.stats_row`, and may branch on finiteness there (taking the fast
-path when everything is finite) because it is not the training thread. At the end of a step the
+counter); the worker thread, on the second core, takes everything queued at once and computes
+the rows in one call that releases the GIL (:class:`~vizdebug.torch.cpubatch.CpuBatch`), and may
+branch on finiteness there because it is not the training thread. At the end of a step the
 training thread enqueues a :class:`StatsBatch` both here and in the writer; the writer thread's
 ``resolve`` waits for the worker to finish that step, copies the one small matrix to the host
 and builds the events.
@@ -21,13 +21,15 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 
 from ..adapters import step_stats
 from ..events import Event, Note
 from ..stats import HIST_BINS, stats_from_row
-from .devstats import cpu_row, stats_row
+from .cpubatch import CpuBatch
+from .devstats import cpu_row
 
 __all__ = ["Entry", "StatsBatch", "StatsWorker"]
 
@@ -160,41 +162,53 @@ class StatsWorker:
         self._thread.join()
 
     def _loop(self) -> None:
+        rows = CpuBatch()
         while True:
-            item = self._queue.get()
-            if item is None:
+            items = [self._queue.get()]
+            while True:  # everything queued so far: one batch, one GIL hand-back
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            entries = [i for i in items if isinstance(i, Entry)]
+            if entries:
+                self._compute(entries, rows)
+            for item in items:
+                if isinstance(item, StatsBatch):
+                    item.finish()
+                    with self._lock:
+                        self._pending -= 1
+                        self._lock.notify_all()
+            if items[-1] is None:
                 return
-            if isinstance(item, StatsBatch):
-                item.finish()
-                with self._lock:
-                    self._pending -= 1
-                    self._lock.notify_all()
-                continue
-            with self._lock:
-                t = item.tensor
-                item.state = _BUSY
-            try:
-                if t is not None:
-                    item.row = self._row(t, item.version)
-                    if item.row is None:
-                        item.problem = "modified in place before its statistics were computed"
-            except Exception as exc:  # a failed row must not stop the worker
-                item.row = None
-                self._failed += 1
-                if self._failed == 1:
-                    log.warning("vizdebug could not compute statistics of %s: %r", item.name, exc)
-            with self._lock:
-                item.state = _DONE
-                item.tensor = None
-                self._lock.notify_all()
 
-    def _row(self, t: torch.Tensor, version: int) -> torch.Tensor | None:
-        if t._version != version:
+    def _compute(self, entries: list[Entry], rows: CpuBatch) -> None:
+        with self._lock:
+            for e in entries:
+                e.state = _BUSY
+        todo = [e for e in entries if e.tensor is not None and e.tensor._version == e.version]
+        try:
+            matrix = rows.rows([cast(torch.Tensor, e.tensor) for e in todo], self.bins)
+            for k, e in enumerate(todo):
+                e.row = matrix[k]
+        except Exception:  # the batch failed: each tensor on its own
+            for e in todo:
+                e.row = self._row(cast(torch.Tensor, e.tensor), e.name)
+        with self._lock:
+            for e in entries:
+                t = e.tensor
+                if t is not None and t._version != e.version:
+                    e.row = None  # changed before or under the read
+                    e.problem = "modified in place before its statistics were computed"
+                e.state = _DONE
+                e.tensor = None
+            self._lock.notify_all()
+
+    def _row(self, t: torch.Tensor, name: str) -> torch.Tensor | None:
+        try:
+            return torch.tensor(cpu_row(t, bins=self.bins), dtype=torch.float64)
+        except Exception as exc:  # a failed row must not stop the worker
+            self._failed += 1
+            if self._failed == 1:
+                log.warning("vizdebug could not compute statistics of %s: %r", name, exc)
             return None
-        if t.device.type == "cpu":
-            # Off the training thread host reads are free: scalar arithmetic on the host
-            # replaces most of the small tensor operations of the sync-free path.
-            row = torch.tensor(cpu_row(t, bins=self.bins), dtype=torch.float64)
-        else:
-            row = stats_row(t, bins=self.bins)
-        return row if t._version == version else None
