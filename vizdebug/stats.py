@@ -139,12 +139,24 @@ def stats_to_row(stats: Stats) -> list[float]:
         stats.l2,
         stats.hist_lo,
         stats.hist_hi,
-        *(float(c) for c in stats.hist_counts),
+        *stats.hist_counts,
     ]
 
 
-def stats_from_row(row: Sequence[float], dtype: str, shape: tuple[int, ...]) -> Stats:
-    """Unpack a row made by :func:`stats_to_row` (or by an adapter) into :class:`Stats`."""
+def stats_from_row(
+    row: Sequence[float],
+    dtype: str,
+    shape: tuple[int, ...],
+    counts: Sequence[int] | None = None,
+) -> Stats:
+    """Unpack a row made by :func:`stats_to_row` (or by an adapter) into :class:`Stats`.
+
+    Args:
+        row: The row (its histogram part may be left out when ``counts`` is given).
+        dtype, shape: Of the tensor.
+        counts: The histogram counts as integers, when the caller rounded a whole matrix's
+            counts at once (numpy, faster than one row at a time).
+    """
     n = len(COLUMNS)
     return Stats(
         numel=int(row[0]),
@@ -161,7 +173,11 @@ def stats_from_row(row: Sequence[float], dtype: str, shape: tuple[int, ...]) -> 
         l2=float(row[9]),
         hist_lo=float(row[10]),
         hist_hi=float(row[11]),
-        hist_counts=tuple(int(round(c)) for c in row[n:]),  # noqa: RUF046 - numpy scalars
+        hist_counts=(
+            tuple(int(round(c)) for c in row[n:])  # noqa: RUF046 - numpy scalars
+            if counts is None
+            else tuple(counts)
+        ),
     )
 
 

@@ -23,11 +23,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
+import numpy as np
 import torch
 
 from ..adapters import step_stats
 from ..events import Event, Note
-from ..stats import HIST_BINS, stats_from_row
+from ..stats import COLUMNS, HIST_BINS, stats_from_row
 from .cpubatch import CpuBatch
 from .devstats import cpu_row
 
@@ -89,10 +90,13 @@ class StatsBatch:
             yield from self._notes(run, rank)
             return
         host = (matrix if matrix.device.type == "cpu" else matrix.cpu()).numpy()
+        width = len(COLUMNS)
+        heads = host[:, :width].tolist()
+        counts = np.rint(host[:, width:]).astype(np.int64).tolist()  # all rows at once
         rows = (e for e in self.entries if e.row is not None)
         yield from step_stats(
             self.step, self.wall_time, run, rank,
-            ((e.name, e.role, e.call, stats_from_row(host[i].tolist(), e.dtype, e.shape))
+            ((e.name, e.role, e.call, stats_from_row(heads[i], e.dtype, e.shape, counts[i]))
              for i, e in enumerate(rows)),
         )  # fmt: skip
         yield from self._notes(run, rank)
