@@ -36,9 +36,15 @@ _F64 = torch.float64
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
 def dtype_name(t: torch.Tensor) -> str:
     """The dtype as numpy spells it (``"float32"``, ``"bfloat16"``, ...)."""
-    return str(t.dtype).removeprefix("torch.")
+    name = _DTYPE_NAMES.get(t.dtype)
+    if name is None:
+        name = _DTYPE_NAMES[t.dtype] = str(t.dtype).removeprefix("torch.")
+    return name
 
 
 def skip_reason(t: object) -> str | None:

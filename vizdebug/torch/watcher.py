@@ -357,7 +357,7 @@ class Watch(StepCheck):
 
     def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> None:
         entry = Entry(name, role, call, dtype_name(t), tuple(t.shape), t.detach(), t._version)
-        if self.offload and t.device.type == "cpu":
+        if self.offload and t.is_cpu:
             self._worker.submit(entry, id(t))
         else:
             entry.row = stats_row(t, bins=self.bins)
@@ -366,6 +366,7 @@ class Watch(StepCheck):
 
     def _root_done(self, output: Any) -> None:
         self._last_forward_step = self._step
+        self._worker.flush()  # the forward pass's outputs
         if self._need_structure:
             self._need_structure = False
             infos = module_infos(self.model, self._shapes)
@@ -406,6 +407,7 @@ class Watch(StepCheck):
             self._before = [p.detach().clone() for _, p, _ in self._params]
         if self._recording and "gradients" in self.what:
             self._record_param_grads()
+        self._worker.flush()  # the backward pass's gradients
 
     def _opt_post(self, opt: Any, args: Any, kwargs: Any) -> None:
         if self._closed:

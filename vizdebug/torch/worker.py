@@ -122,10 +122,12 @@ class StatsWorker:
         max_lag: Steps the worker may fall behind before :meth:`end_step` waits for it.
     """
 
-    def __init__(self, *, bins: int = HIST_BINS, max_lag: int = 2) -> None:
+    def __init__(self, *, bins: int = HIST_BINS, max_lag: int = 2, chunk: int = 32) -> None:
         self.bins = bins
         self.max_lag = max_lag
-        self._queue: queue.SimpleQueue[Entry | StatsBatch | None] = queue.SimpleQueue()
+        self.chunk = chunk
+        self._held: list[Entry] = []
+        self._queue: queue.SimpleQueue[list[Entry] | StatsBatch | None] = queue.SimpleQueue()
         self._lock = threading.Condition()
         self._pending = 0
         self._by_id: dict[int, Entry] = {}
@@ -134,9 +136,21 @@ class StatsWorker:
         self._thread.start()
 
     def submit(self, entry: Entry, key: int) -> None:
-        """Queue an entry (training thread); ``key`` is the ``id`` of the hooked tensor."""
+        """Queue an entry (training thread); ``key`` is the ``id`` of the hooked tensor.
+
+        Entries are handed over ``chunk`` at a time (and at :meth:`flush`): every hand-over
+        wakes the worker, which then competes with the training thread for the GIL.
+        """
         self._by_id[key] = entry
-        self._queue.put(entry)
+        self._held.append(entry)
+        if len(self._held) >= self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the entries submitted so far to the worker (training thread)."""
+        if self._held:
+            self._queue.put(self._held)
+            self._held = []
 
     def protect(self, tensors: Iterable[torch.Tensor]) -> None:
         """Before an in-place module runs: make sure queued reads of its inputs are safe."""
@@ -154,6 +168,7 @@ class StatsWorker:
     def end_step(self, batch: StatsBatch) -> None:
         """Close a step: the worker stacks its rows after the last entry (training thread)."""
         self._by_id = {}
+        self.flush()
         with self._lock:
             self._pending += 1
             while self._pending > self.max_lag and self._thread.is_alive():
@@ -162,6 +177,7 @@ class StatsWorker:
 
     def close(self) -> None:
         """Finish what is queued and stop the thread."""
+        self.flush()
         self._queue.put(None)
         self._thread.join()
 
@@ -174,7 +190,7 @@ class StatsWorker:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            entries = [i for i in items if isinstance(i, Entry)]
+            entries = [e for i in items if isinstance(i, list) for e in i]
             if entries:
                 self._compute(entries, rows)
             for item in items:
