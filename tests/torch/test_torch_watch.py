@@ -87,6 +87,26 @@ def test_weight_grad_and_update_values(tmp_path: Path) -> None:
     assert ratio == pytest.approx(float(update.norm() / before.norm()), rel=1e-5)
 
 
+def test_gradients_zeroed_in_place_are_reported_right_or_not_at_all(tmp_path: Path) -> None:
+    # Parameter gradients go to the worker by reference; zero_grad(set_to_none=False) zeroes
+    # them in place, possibly before the worker read them: then a note, never mixed values.
+    model = nn.Sequential(nn.Linear(64, 256), nn.Tanh(), nn.Linear(256, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    expected = []
+    with vizdebug.watch(model, opt, logdir=tmp_path, every=1):
+        for _ in range(12):
+            opt.zero_grad(set_to_none=False)
+            model(torch.randn(32, 64)).square().mean().backward()
+            expected.append(float(model[0].weight.grad.norm()))
+            opt.step()
+    run = load_run(tmp_path)
+    got = {s.step: s.stats.l2 for s in run.stats if s.name == "0.weight" and s.role == "grad"}
+    lost = [n for n in run.notes if "0.weight (grad" in n.text and "in place" in n.text]
+    assert len(got) + len(lost) == 12 and got
+    for step, l2 in got.items():
+        assert l2 == pytest.approx(expected[step], rel=1e-5)
+
+
 def test_fancy_outputs_shared_module_and_skipped_ints(tmp_path: Path) -> None:
     model = nn.Sequential(Fancy())
     pair = Pair()

@@ -151,7 +151,7 @@ class CpuBatch:
         """One float64 row per tensor (``len(COLUMNS) + bins`` values).
 
         Args:
-            tensors: Detached CPU floating-point tensors of any shape.
+            tensors: CPU floating-point tensors of any shape (read without grad mode).
             bins: Histogram bins.
         """
         need = max((t.numel() for t in tensors), default=0)
@@ -162,9 +162,10 @@ class CpuBatch:
             self._buf64 = torch.empty(size, dtype=torch.float64)
             self._idx = torch.empty(size, dtype=torch.uint8)
         samples = [self._sample(t.numel()) for t in tensors]
-        out: torch.Tensor = self.script()(
-            tensors, samples, bins, self._buf32, self._buf64, self._idx
-        )
+        with torch.no_grad():  # the hooks hand over tensors without detaching them
+            out: torch.Tensor = self.script()(
+                tensors, samples, bins, self._buf32, self._buf64, self._idx
+            )
         for i in (out[:, 0] == _FALLBACK).nonzero().flatten().tolist():
             out[i] = torch.tensor(cpu_row(tensors[i], bins=bins), dtype=torch.float64)
         return out
