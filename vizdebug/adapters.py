@@ -9,8 +9,13 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
+from .batch import StatsBlock
 from .errors import VizdebugError
-from .events import Event, Scalar, Stats, TensorStats
+from .events import Event, Scalar
+from .stats import COLUMNS
 
 __all__ = [
     "DEFAULT_EVERY",
@@ -21,7 +26,6 @@ __all__ = [
     "check_schedule",
     "globs",
     "step_stats",
-    "update_ratios",
 ]
 
 #: Everything an adapter can record.
@@ -31,6 +35,8 @@ WHAT = frozenset({"activations", "gradients", "weights", "updates"})
 #: themselves run on a worker thread): every 100th keeps that under 1% (see BENCHMARKS.md).
 DEFAULT_EVERY = 100
 DEFAULT_FIRST = 5
+
+_L2 = COLUMNS.index("l2")
 
 
 class NonFiniteError(VizdebugError, FloatingPointError):
@@ -82,54 +88,37 @@ def check_schedule(
     return frozenset(chosen)
 
 
-def update_ratios(stats: Iterable[TensorStats]) -> list[Scalar]:
-    """``update_ratio/<param>`` scalars: |update| / |weight| from one step's statistics.
-
-    Pairs each ``update`` row with the ``weight`` row of the same name (NaN without one).
-    """
-    weight_l2: dict[str, float] = {}
-    updates: list[TensorStats] = []
-    for e in stats:
-        if e.role == "weight":
-            weight_l2[e.name] = e.stats.l2
-        elif e.role == "update":
-            updates.append(e)
-    out = []
-    for u in updates:
-        w = weight_l2.get(u.name, math.nan)
-        out.append(
-            Scalar(
-                step=u.step,
-                wall_time=u.wall_time,
-                run=u.run,
-                rank=u.rank,
-                tag=f"update_ratio/{u.name}",
-                value=u.stats.l2 / w if w else math.nan,
-            )
-        )
-    return out
-
-
 def step_stats(
     step: int,
     wall_time: float,
     run: str,
     rank: int,
-    rows: Iterable[tuple[str, str, int, Stats]],
-) -> list[Event]:
-    """One step's ``TensorStats`` events from ``(name, role, call, stats)`` rows, followed by
-    the ``update_ratio/*`` scalars they give (see :func:`update_ratios`)."""
-    events = [
-        TensorStats(
-            step=step,
-            wall_time=wall_time,
-            run=run,
-            rank=rank,
-            name=name,
-            role=role,
-            call=call,
-            stats=stats,
-        )
-        for name, role, call, stats in rows
-    ]
-    return [*events, *update_ratios(events)]
+    rows: Sequence[tuple[str, str, int, str, tuple[int, ...]]],
+    matrix: npt.NDArray[np.float64],
+) -> list[Event | StatsBlock]:
+    """One step's statistics as a :class:`~vizdebug.batch.StatsBlock`, followed by the
+    ``update_ratio/<param>`` scalars they give: |update| / |weight|, pairing each ``update``
+    row with the ``weight`` row of the same name (NaN without one).
+
+    Args:
+        step, wall_time, run, rank: Of the step.
+        rows: ``(name, role, call, dtype, shape)`` per row of ``matrix``.
+        matrix: float64, one row per tensor: :data:`~vizdebug.stats.COLUMNS` then counts.
+    """
+    l2 = matrix[:, _L2].tolist() if len(rows) else []
+    weight_l2 = {r[0]: l2[i] for i, r in enumerate(rows) if r[1] == "weight"}
+    ratios: list[Event | StatsBlock] = []
+    for i, (name, role, _call, _dtype, _shape) in enumerate(rows):
+        if role == "update":
+            w = weight_l2.get(name, math.nan)
+            ratios.append(
+                Scalar(
+                    step=step,
+                    wall_time=wall_time,
+                    run=run,
+                    rank=rank,
+                    tag=f"update_ratio/{name}",
+                    value=l2[i] / w if w else math.nan,
+                )
+            )
+    return [StatsBlock(step, wall_time, run, rank, tuple(rows), matrix), *ratios]

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from .batch import StatsBlock
 from .events import Event
 
 __all__ = ["EVENT_BYTES", "SCALAR_BYTES", "Deferred", "FlushRequest", "SnapshotRequest"]
@@ -27,13 +28,14 @@ EVENT_BYTES = 512
 class Deferred(Protocol):
     """Work an adapter hands to the writer thread (for example a device-to-host copy).
 
-    ``resolve`` runs on the writer thread and returns the events; ``nbytes`` is what the item
-    holds in memory while queued.
+    ``resolve`` runs on the writer thread and returns the events (a step's tensor statistics
+    as one :class:`~vizdebug.batch.StatsBlock`); ``nbytes`` is what the item holds in memory
+    while queued.
     """
 
     nbytes: int
 
-    def resolve(self, run: str, rank: int) -> Iterable[Event]:
+    def resolve(self, run: str, rank: int) -> Iterable[Event | StatsBlock]:
         """Produce the events."""
         ...
 

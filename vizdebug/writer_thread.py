@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .batch import EventBatch
+from .batch import EventBatch, StatsBlock
 from .events import Event, SnapshotRef
 from .fanout import SinkRunner
 from .queue_items import EVENT_BYTES, SCALAR_BYTES, FlushRequest, SnapshotRequest
@@ -151,10 +151,12 @@ class WriterLoop:
         if scalars != len(items):
             top = self._last_step
             for item in items:
-                if type(item) is not tuple:
+                if type(item) is StatsBlock:
+                    written["TensorStats"] += len(item.rows)
+                elif type(item) is not tuple:
                     written[type(item).__name__] += 1
-                    if item.step > top:
-                        top = item.step
+                if type(item) is not tuple and item.step > top:
+                    top = item.step
             self._last_step = top
         batch = EventBatch(items, self.run, self.rank)
         for runner in self._runners:

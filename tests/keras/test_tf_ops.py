@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from vizdebug.batch import EventBatch
 from vizdebug.hoststats import host_row
 from vizdebug.stats import HIST_BINS, HIST_SAMPLE, reference_stats, stats_from_row
 from vizdebug.tf.deferred import Row, StatsItem
@@ -75,7 +76,7 @@ def test_flags_pack_and_deferred_item() -> None:
     assert values.dtype == tf.float32 and shapes.numpy().tolist() == [1, 2, 2]
     rows = [Row("w", "weight", 0, "float32", 2), Row("w", "update", 0, "float32", 1)]
     item = StatsItem(7, 1.0, rows, values, shapes)
-    events = list(item.resolve("run", 0))
+    events = list(EventBatch(list(item.resolve("run", 0)), "run", 0))  # the block unpacked
     assert [e.stats.shape for e in events[:2]] == [(1, 2), (2,)]
     assert events[1].stats.nan == 1 and events[1].stats.max == 1.0
     assert events[2].tag == "update_ratio/w" and events[2].value == pytest.approx(1 / math.sqrt(5))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from vizdebug.batch import EventBatch
 from vizdebug.stats import COLUMNS, HIST_BINS, reference_stats, stats_from_row
 from vizdebug.torch.cpubatch import rows_of
 from vizdebug.torch.devstats import HIST_SAMPLE, cpu_row, dtype_name, skip_reason, stats_row
@@ -154,7 +155,7 @@ def test_worker_rows_match_reference_and_detect_inplace_changes() -> None:
     worker.submit(e2, id(changed))
     batch = StatsBatch(3, 1.0, [e1, e2])
     worker.end_step(batch)
-    events = list(batch.resolve("run", 0))
+    events = list(EventBatch(list(batch.resolve("run", 0)), "run", 0))  # blocks unpacked
     worker.close()
     stats = [e for e in events if type(e).__name__ == "TensorStats"]
     notes = [e for e in events if type(e).__name__ == "Note"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -28,7 +27,7 @@ from tensorboard.compat.proto import (
     types_pb2,
 )
 
-from ..batch import PackedScalar
+from ..batch import PackedScalar, StatsBlock
 from ..events import (
     Anomaly,
     Event,
@@ -40,7 +39,7 @@ from ..events import (
     SnapshotRef,
     TensorStats,
 )
-from ..stats import COLUMNS, stats_from_row, stats_to_row
+from ..stats import COLUMNS, stats_to_row
 from .foreign import decode_tf2, histo_histogram
 
 __all__ = [
@@ -149,56 +148,33 @@ def event_from_json(kind: str, data: bytes, base: dict[str, Any]) -> Event:
     return cls(**base, **kwargs)
 
 
-@dataclass(frozen=True)
-class StatsBlock:
-    """All tensor statistics of one step of one record, still packed.
-
-    Attributes:
-        step, wall_time, run, rank: As on every event.
-        rows: ``(name, role, call, dtype, shape)`` per row of ``matrix``.
-        matrix: float64, one row per tensor: :data:`~vizdebug.stats.COLUMNS` then counts.
-    """
-
-    step: int
-    wall_time: float
-    run: str
-    rank: int
-    rows: tuple[tuple[str, str, int, str, tuple[int, ...]], ...]
-    matrix: npt.NDArray[np.float64]
-
-    def events(self) -> list[TensorStats]:
-        """Unpack into :class:`~vizdebug.events.TensorStats` events."""
-        return [
-            TensorStats(
-                step=self.step,
-                wall_time=self.wall_time,
-                run=self.run,
-                rank=self.rank,
-                name=name,
-                role=role,
-                call=call,
-                stats=stats_from_row(self.matrix[i].tolist(), dtype, shape),
-            )
-            for i, (name, role, call, dtype, shape) in enumerate(self.rows)
-        ]
-
-
 def _stats_value(items: Sequence[TensorStats]) -> summary_pb2.Summary.Value:
     bins = len(items[0].stats.hist_counts)
-    header = json.dumps(
-        {
-            "v": FORMAT_VERSION,
-            "bins": bins,
-            "rows": [[e.name, e.role, e.call, e.stats.dtype, list(e.stats.shape)] for e in items],
-        },
-        separators=(",", ":"),
-    ).encode()
+    rows = [[e.name, e.role, e.call, e.stats.dtype, list(e.stats.shape)] for e in items]
     matrix = np.array([stats_to_row(e.stats) for e in items], dtype="<f8")
+    return _packed_value(bins, rows, matrix)
+
+
+def _packed_value(
+    bins: int, rows: Sequence[Sequence[Any]], matrix: npt.NDArray[np.float64]
+) -> summary_pb2.Summary.Value:
+    header = json.dumps(
+        {"v": FORMAT_VERSION, "bins": bins, "rows": rows}, separators=(",", ":")
+    ).encode()
     return summary_pb2.Summary.Value(
         tag=STATS_TAG,
         metadata=_metadata("stats"),
-        tensor=_string_tensor(header, matrix.tobytes()),
+        tensor=_string_tensor(header, np.ascontiguousarray(matrix, dtype="<f8").tobytes()),
     )
+
+
+def _block_proto(block: StatsBlock) -> bytes:
+    rows = [[name, role, call, dtype, list(shape)] for name, role, call, dtype, shape in block.rows]
+    value = _packed_value(block.matrix.shape[1] - len(COLUMNS), rows, block.matrix)
+    ev = event_pb2.Event(
+        wall_time=block.wall_time, step=block.step, summary=summary_pb2.Summary(value=[value])
+    )
+    return cast(bytes, ev.SerializeToString())
 
 
 class ScalarTemplate:
@@ -268,7 +244,7 @@ def _encode_scalars(run: Sequence[PackedScalar], single: Any, out: list[bytes]) 
 
 
 def encode_batch(
-    events: Sequence[Event | PackedScalar], template: ScalarTemplate | None = None
+    events: Sequence[Event | PackedScalar | StatsBlock], template: ScalarTemplate | None = None
 ) -> list[bytes]:
     """Encode events into serialized ``Event`` protos, grouping what shares a step.
 
@@ -293,6 +269,11 @@ def encode_batch(
                 j += 1
             _encode_scalars(items[i:j], single, out)  # type: ignore[arg-type]
             i = j
+            continue
+        if type(item) is StatsBlock:
+            if item.rows:
+                out.append(_block_proto(item))
+            i += 1
             continue
         event = cast(Event, item)
         if type(event) is TensorStats:

@@ -51,7 +51,9 @@ from tensorboard.compat.proto import (
     types_pb2,
 )
 
+from ..batch import StatsBlock
 from ..events import Anomaly, Event, Note, RunInfo, Scalar, Stats, TensorStats
+from ..stats import COLUMNS
 from .codec import NATIVE_WRITER
 
 __all__ = ["HISTOGRAM_TAGS", "NATIVE_WRITER", "Graph", "NativeConfig", "NativeEncoder"]
@@ -159,6 +161,30 @@ class _Quota:
         return ok
 
 
+_NUMEL, _NAN, _POSINF, _NEGINF = (COLUMNS.index(c) for c in ("numel", "nan", "posinf", "neginf"))
+_MEAN, _STD, _L2, _LO, _HI = (COLUMNS.index(c) for c in ("mean", "std", "l2", "hist_lo", "hist_hi"))
+
+
+def _row_histo(head: Sequence[float], counts: Sequence[float]) -> summary_pb2.HistogramProto | None:
+    """:func:`_histo` of one packed row (``head``: the :data:`COLUMNS` values)."""
+    finite = head[_NUMEL] - head[_NAN] - head[_POSINF] - head[_NEGINF]
+    bins = len(counts)
+    if finite <= 0 or not bins:
+        return None
+    lo, hi = head[_LO], head[_HI]
+    width = (hi - lo) / bins
+    mean, std = head[_MEAN], head[_STD]
+    return summary_pb2.HistogramProto(
+        min=lo,
+        max=hi,
+        num=finite,
+        sum=mean * finite if math.isfinite(mean) else 0.0,
+        sum_squares=(std * std + mean * mean) * finite if math.isfinite(std) else 0.0,
+        bucket_limit=[lo + i * width for i in range(1, bins + 1)],
+        bucket=counts,
+    )
+
+
 def _histo(stats: Stats) -> summary_pb2.HistogramProto | None:
     finite = stats.finite
     if finite <= 0 or not stats.hist_counts:
@@ -242,6 +268,13 @@ class NativeEncoder:
                 ev.source_metadata.writer = NATIVE_WRITER
                 out.append(cast(bytes, ev.SerializeToString()))
                 continue
+            if type(item) is StatsBlock:
+                block = item
+                step = steps.get(block.step)
+                if step is None:
+                    step = steps[block.step] = _Step(block.step, block.wall_time)
+                self._block(block, step)
+                continue
             handler = self._handlers.get(type(item))
             if handler is not None:
                 event = cast(Event, item)
@@ -271,6 +304,32 @@ class NativeEncoder:
         if e.role == "update" and not self._adapter_writes_ratios():
             step.ratio_names.append(suffix)
             step.ratio_ok = self._ratio_ok
+
+    def _block(self, block: StatsBlock, step: _Step) -> None:
+        """:meth:`_stats` for each row of a packed block, read from its matrix."""
+        if not block.rows:
+            return
+        width = len(COLUMNS)
+        heads = block.matrix[:, :width].tolist()
+        counts = block.matrix[:, width:].tolist()
+        for i, (name, role, call, _dtype, _shape) in enumerate(block.rows):
+            head = heads[i]
+            suffix = name if call == 0 else f"{name}#{call}"
+            if role == "grad" and self._scalar_ok(suffix):
+                step.value(
+                    summary_pb2.Summary.Value(tag=f"grad_norm/{suffix}", simple_value=head[_L2])
+                )
+            elif role in ("weight", "update"):
+                step.norms[(suffix, role)] = head[_L2]
+            quota = self._histo_ok.get(role)
+            if quota is not None and quota(suffix):
+                histo = _row_histo(head, counts[i])
+                if histo is not None:
+                    tag = f"{HISTOGRAM_TAGS[role]}/{suffix}"
+                    step.value(summary_pb2.Summary.Value(tag=tag, histo=histo))
+            if role == "update" and not self._adapter_writes_ratios():
+                step.ratio_names.append(suffix)
+                step.ratio_ok = self._ratio_ok
 
     def _adapter_writes_ratios(self) -> bool:
         # The torch adapter writes update_ratio/<name> itself; look once per batch, and only

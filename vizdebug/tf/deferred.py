@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from ..adapters import step_stats
+from ..batch import StatsBlock
 from ..events import Event
 from ..hoststats import host_row
-from ..stats import HIST_BINS, stats_from_row
+from ..stats import COLUMNS, HIST_BINS
 
 __all__ = ["Row", "StatsItem"]
 
@@ -74,23 +75,24 @@ class StatsItem:
         size = int(np.prod(values.shape)) * np.dtype(_numpy_dtype(values)).itemsize
         self.nbytes = size + 256
 
-    def resolve(self, run: str, rank: int) -> Iterator[Event]:
+    def resolve(self, run: str, rank: int) -> Iterator[Event | StatsBlock]:
         """Copy to the host, compute each tensor's statistics, build the events."""
         host = np.asarray(self.values.numpy() if hasattr(self.values, "numpy") else self.values)
         dims = [
             int(d) for d in (self.shapes.numpy() if hasattr(self.shapes, "numpy") else self.shapes)
         ]
         self.values = self.shapes = None
-        rows = []
+        meta = []
+        matrix = np.empty((len(self.rows), len(COLUMNS) + self.bins))
         at = off = 0
-        for r in self.rows:
+        for i, r in enumerate(self.rows):
             shape = tuple(dims[at : at + r.rank])
             at += r.rank
             size = math.prod(shape)
-            row = host_row(host[off : off + size].reshape(shape), bins=self.bins)
+            matrix[i] = host_row(host[off : off + size].reshape(shape), bins=self.bins)
             off += size
-            rows.append((r.name, r.role, r.call, stats_from_row(row, r.dtype, shape)))
-        yield from step_stats(self.step, self.wall_time, run, rank, rows)
+            meta.append((r.name, r.role, r.call, r.dtype, shape))
+        yield from step_stats(self.step, self.wall_time, run, rank, meta, matrix)
 
 
 def _numpy_dtype(values: Any) -> Any:

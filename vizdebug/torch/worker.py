@@ -23,12 +23,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
-import numpy as np
 import torch
 
 from ..adapters import step_stats
+from ..batch import StatsBlock
 from ..events import Event, Note
-from ..stats import COLUMNS, HIST_BINS, stats_from_row
+from ..stats import HIST_BINS
 from .cpubatch import CpuBatch
 from .devstats import cpu_row
 
@@ -82,7 +82,7 @@ class StatsBatch:
             e.tensor = None
         self.done.set()
 
-    def resolve(self, run: str, rank: int) -> Iterator[Event]:
+    def resolve(self, run: str, rank: int) -> Iterator[Event | StatsBlock]:
         """Wait for the worker, copy the matrix to the host and build the events."""
         self.done.wait(120.0)
         matrix = self.matrix
@@ -90,15 +90,10 @@ class StatsBatch:
             yield from self._notes(run, rank)
             return
         host = (matrix if matrix.device.type == "cpu" else matrix.cpu()).numpy()
-        width = len(COLUMNS)
-        heads = host[:, :width].tolist()
-        counts = np.rint(host[:, width:]).astype(np.int64).tolist()  # all rows at once
-        rows = (e for e in self.entries if e.row is not None)
-        yield from step_stats(
-            self.step, self.wall_time, run, rank,
-            ((e.name, e.role, e.call, stats_from_row(heads[i], e.dtype, e.shape, counts[i]))
-             for i, e in enumerate(rows)),
-        )  # fmt: skip
+        rows = [
+            (e.name, e.role, e.call, e.dtype, e.shape) for e in self.entries if e.row is not None
+        ]
+        yield from step_stats(self.step, self.wall_time, run, rank, rows, host)
         yield from self._notes(run, rank)
 
     def _notes(self, run: str, rank: int) -> Iterable[Event]:
