@@ -12,10 +12,13 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.compat.proto import graph_pb2, node_def_pb2
 
 from vizdebug import Writer
+from vizdebug.batch import StatsBlock
 from vizdebug.runs import load_run
+from vizdebug.runs.codec import file_version_event
 from vizdebug.runs.native import Graph, NativeConfig, NativeEncoder
+from vizdebug.runs.records import encode_records
 from vizdebug.runs.store import EventFileSink
-from vizdebug.stats import reference_stats
+from vizdebug.stats import reference_stats, stats_to_row
 
 
 def _accumulator(path: Path) -> event_accumulator.EventAccumulator:
@@ -156,3 +159,29 @@ def test_encoder_leaves_update_ratio_to_the_adapter() -> None:
     assert "update_ratio/w" in tags(NativeEncoder(NativeConfig()).encode(events))
     with_adapter = [*events, ("update_ratio/w", 1.0, 0, 0.0)]
     assert "update_ratio/w" not in tags(NativeEncoder(NativeConfig()).encode(with_adapter))
+
+
+def test_packed_block_encodes_as_its_events_do(tmp_path: Path) -> None:
+    # The adapters' StatsBlock takes a hand-encoded path; TensorBoard must read the same
+    # histograms and scalars as from TensorStats events, NaN rows and degenerate ones included.
+    arrays = [np.random.default_rng(0).normal(size=500), np.ones(7), [math.nan, 1.0, 2.0]]
+    roles = ["output", "grad", "weight"]
+    rows = tuple(
+        (f"m{i}", role, 0, "float64", (len(a),))
+        for i, (a, role) in enumerate(zip(arrays, roles, strict=True))
+    )
+    block = StatsBlock(
+        3, 1.5, "r", 0, rows, np.array([stats_to_row(reference_stats(a)) for a in arrays])
+    )
+    for name, items in (("block", [block]), ("events", block.events())):
+        records = NativeEncoder(NativeConfig()).encode(items)
+        (tmp_path / name).mkdir()
+        data = encode_records([file_version_event(1.0), *records])
+        (tmp_path / name / "events.out.tfevents.1.test").write_bytes(data)
+    got, want = _accumulator(tmp_path / "block"), _accumulator(tmp_path / "events")
+    assert got.Tags()["histograms"] == want.Tags()["histograms"] == [
+        "activations/m0", "gradients/m1", "weights/m2",
+    ]  # fmt: skip
+    for tag in want.Tags()["histograms"]:
+        assert got.Histograms(tag)[0].histogram_value == want.Histograms(tag)[0].histogram_value
+    assert got.Scalars("grad_norm/m1")[0].value == want.Scalars("grad_norm/m1")[0].value
