@@ -76,16 +76,22 @@ class Poison(keras.layers.Layer):
         return x + tf.sqrt(-tf.cast(self.on, x.dtype))
 
 
-class PoisonAt(keras.callbacks.Callback):  # type: ignore[misc]
-    """Switches a Poison layer on at one global batch index."""
+class SwitchAt(keras.callbacks.Callback):  # type: ignore[misc]
+    """Sets ``layer.on`` to ``at`` at one global batch index and to ``other`` elsewhere."""
 
-    def __init__(self, layer: Poison, step: int) -> None:
+    def __init__(self, layer: Any, step: int, at: float = 1.0, other: float = 0.0) -> None:
         super().__init__()
         self.layer, self.step, self.seen = layer, step, 0
+        self.values = at, other
 
     def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-        self.layer.on.assign(1.0 if self.seen == self.step else 0.0)
+        self.layer.on.assign(self.values[0] if self.seen == self.step else self.values[1])
         self.seen += 1
+
+
+def PoisonAt(layer: Poison, step: int) -> SwitchAt:
+    """Switches a Poison layer on at one global batch index."""
+    return SwitchAt(layer, step)
 
 
 def poisoned_mlp() -> tuple[keras.Model, Poison]:

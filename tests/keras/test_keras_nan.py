@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras_models import Poison, PoisonAt, compile_, poisoned_mlp
+from keras_models import Poison, PoisonAt, SwitchAt, compile_, poisoned_mlp
 from safetensors.numpy import load_file
 
 import vizdebug
@@ -124,18 +124,6 @@ class SqrtOfSquare(keras.layers.Layer):
         return x + tf.sqrt(tf.square(x) * self.on)
 
 
-class SwitchOff(keras.callbacks.Callback):  # type: ignore[misc]
-    """Sets ``layer.on`` to 0 at one global batch index, 1 otherwise."""
-
-    def __init__(self, layer: SqrtOfSquare, step: int) -> None:
-        super().__init__()
-        self.layer, self.step, self.seen = layer, step, 0
-
-    def on_train_batch_begin(self, batch: int, logs: object = None) -> None:
-        self.layer.on.assign(0.0 if self.seen == self.step else 1.0)
-        self.seen += 1
-
-
 def test_backward_only_nan_on_an_unscheduled_step_is_traced_by_replay(tmp_path: Path) -> None:
     # the light check of step 4 sees a non-finite gradient sum; the replay (weights before the
     # update, the layer's switch as it was) finds the first non-finite output gradient
@@ -151,7 +139,8 @@ def test_backward_only_nan_on_an_unscheduled_step_is_traced_by_replay(tmp_path: 
     compile_(model)
     cb = vizdebug.keras.Callback(logdir=tmp_path, first=1, on_anomaly="stop")
     with pytest.warns(NonFiniteWarning, match="fc1"):
-        model.fit(X, Y, batch_size=8, verbose=0, shuffle=False, callbacks=[SwitchOff(sq, 4), cb])
+        off_at_4 = SwitchAt(sq, 4, at=0.0, other=1.0)
+        model.fit(X, Y, batch_size=8, verbose=0, shuffle=False, callbacks=[off_at_4, cb])
     (a,) = load_run(tmp_path).anomalies
     assert (a.step, a.module, a.phase, a.role) == (4, "fc1", "backward", "grad_output")
     assert a.nan > 0 and "consume it" in a.message
