@@ -168,15 +168,21 @@ class CpuBatch:
             tensors: CPU floating-point tensors of any shape (read without grad mode).
             bins: Histogram bins.
         """
+        # reused: fresh large CPU tensors come from mmap and pay page faults on every use
         need = max((t.numel() for t in tensors), default=0)
         if self._buf32.numel() < need:
-            # reused: fresh large CPU tensors come from mmap and pay page faults on every use
             size = max(need, 1 << 16)
             self._buf32 = torch.empty(size)
-            self._buf64 = torch.empty(size, dtype=torch.float64)
             self._idx = torch.empty(size, dtype=torch.uint8)
+        wide = (torch.float64, torch.float16, torch.bfloat16)
+        need = max((t.numel() for t in tensors if t.dtype in wide), default=0)
+        if self._buf64.numel() < need:  # only float64, float16 and bfloat16 tensors use it
+            self._buf64 = torch.empty(max(need, 1 << 16), dtype=torch.float64)
         samples = [self._sample(t.numel()) for t in tensors]
-        with torch.no_grad():  # the hooks hand over tensors without detaching them
+        # no_grad: the hooks hand over tensors without detaching them; no optimization passes
+        # (a thread-local switch): they specialise graphs for ops that are all kernels here,
+        # and held 14 MB (peak RSS of the digits CNN run, 360 -> 346 MB)
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             out: torch.Tensor = self.script()(
                 tensors, samples, bins, self._buf32, self._buf64, self._idx
             )
