@@ -182,7 +182,8 @@ class CpuBatch:
         # no_grad: the hooks hand over tensors without detaching them; no optimization passes
         # (a thread-local switch): they specialise graphs for ops that are all kernels here,
         # and held 14 MB (peak RSS of the digits CNN run, 360 -> 346 MB)
-        with torch.no_grad(), torch.jit.optimized_execution(False):
+        no_passes = torch.jit.optimized_execution(False)  # type: ignore[attr-defined]
+        with torch.no_grad(), no_passes:
             out: torch.Tensor = self.script()(
                 tensors, samples, bins, self._buf32, self._buf64, self._idx
             )
