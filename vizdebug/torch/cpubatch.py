@@ -75,9 +75,13 @@ def _rows(
             nonzero = ones.sum() if n < 16777216 else ones.sum(dtype=torch.float64)
         total = x.sum(dtype=torch.float64) if wide else x.sum()
         norm = torch.linalg.vector_norm(x)
-        scalars: list[float] = torch.stack(
-            [mm[0].double(), mm[1].double(), total.double(), norm.double(), nonzero.double()]
-        ).tolist()
+        if wide or n >= 16777216:
+            found = torch.stack(
+                [mm[0].double(), mm[1].double(), total.double(), norm.double(), nonzero.double()]
+            )
+        else:  # float32 or float64 all along: a count below 2^24 is exact in either
+            found = torch.stack([mm[0], mm[1], total, norm, nonzero.to(x.dtype)])
+        scalars: list[float] = found.tolist()
         lo = scalars[0]
         hi = scalars[1]
         if bins >= 256 or not (math.isfinite(lo) and math.isfinite(hi)):

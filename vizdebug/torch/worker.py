@@ -1,12 +1,14 @@
 """Statistics off the training thread: a worker that turns recorded tensors into rows.
 
 On CPU the training thread only hands over a reference to each tensor (and its version
-counter); the worker thread, on the second core, takes everything queued at once and computes
-the rows in one call that releases the GIL (:class:`~vizdebug.torch.cpubatch.CpuBatch`), and may
-branch on finiteness there because it is not the training thread. At the end of a step the
-training thread enqueues a :class:`StatsBatch` both here and in the writer; the writer thread's
-``resolve`` waits for the worker to finish that step, copies the one small matrix to the host
-and builds the events.
+counter), in chunks: every hand-over wakes the worker, and a worker awake competes with the
+training thread for the GIL. The worker thread, on the second core, takes everything queued at
+once and computes the rows in one call that releases the GIL
+(:class:`~vizdebug.torch.cpubatch.CpuBatch`), and may branch on finiteness there because it is
+not the training thread. At the end of a step the training thread enqueues a
+:class:`StatsBatch` both here and in the writer; the writer thread's ``resolve`` waits for the
+worker to finish that step and hands the sinks the one small matrix as a
+:class:`~vizdebug.batch.StatsBlock`.
 
 In-place safety: a tensor whose version counter moved before the worker read it is not
 reported (a note says so). Modules that declare ``inplace=True`` (``nn.ReLU(inplace=True)``,
@@ -117,7 +119,7 @@ class StatsWorker:
         max_lag: Steps the worker may fall behind before :meth:`end_step` waits for it.
     """
 
-    def __init__(self, *, bins: int = HIST_BINS, max_lag: int = 2, chunk: int = 32) -> None:
+    def __init__(self, *, bins: int = HIST_BINS, max_lag: int = 1, chunk: int = 32) -> None:
         self.bins = bins
         self.max_lag = max_lag
         self.chunk = chunk
