@@ -31,8 +31,8 @@ __all__ = [
 #: Everything an adapter can record.
 WHAT = frozenset({"activations", "gradients", "weights", "updates"})
 #: Default schedule: every 100th step, and always the first 5. A step that records everything
-#: costs the training thread 0.4-0.6 of a step more on the benchmark models (the statistics
-#: themselves run on a worker thread): every 100th keeps that under 1% (see BENCHMARKS.md).
+#: costs 0.3-0.6 of a step more on the benchmark models (the statistics themselves run on a
+#: worker thread): every 100th keeps that under 1% (see BENCHMARKS.md).
 DEFAULT_EVERY = 100
 DEFAULT_FIRST = 5
 

@@ -196,7 +196,7 @@ class StatsWorker:
                     with self._lock:
                         self._pending -= 1
                         self._lock.notify_all()
-            if items[-1] is None:
+            if any(i is None for i in items):  # close(): everything before it is done
                 return
 
     def _compute(self, entries: list[Entry], rows: CpuBatch) -> None:
