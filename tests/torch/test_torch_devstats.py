@@ -174,3 +174,17 @@ def test_values_on_bin_edges_bin_as_numpy(finite: bool | str | None) -> None:
     row = row_of(x, finite).tolist()
     got = stats_from_row(row, "float32", (64, 64))
     assert list(got.hist_counts) == list(reference_stats(x.numpy()).hist_counts)
+
+
+def test_eager_fallback_computes_the_scripted_rows() -> None:
+    # a torch without TorchScript runs the same function eagerly (holding the GIL)
+    from vizdebug.torch import cpubatch
+
+    ts = [torch.randn(50_000), torch.randn(7, 3).relu(), torch.zeros(0), torch.randn(300).half()]
+    batch = cpubatch.CpuBatch()
+    scripted = batch.rows(ts, HIST_BINS)
+    samples = [batch._sample(t.numel()) for t in ts]
+    with torch.no_grad():
+        eager = cpubatch._rows(ts, samples, HIST_BINS, batch._buf32, batch._buf64, batch._idx)
+    assert torch.allclose(scripted, eager, rtol=1e-6, equal_nan=True)  # sums may differ in ulps
+    assert torch.equal(scripted[:, len(COLUMNS) :], eager[:, len(COLUMNS) :])
