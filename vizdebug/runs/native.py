@@ -37,7 +37,6 @@ count the copies twice.
 from __future__ import annotations
 
 import fnmatch
-import math
 import os
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -55,8 +54,8 @@ from tensorboard.compat.proto import (
 )
 
 from ..batch import StatsBlock
-from ..events import Anomaly, Event, Note, RunInfo, Scalar, Stats, TensorStats
-from ..stats import COLUMNS
+from ..events import Anomaly, Event, Note, RunInfo, Scalar, TensorStats
+from ..stats import COLUMNS, stats_to_row
 from .codec import NATIVE_WRITER
 
 __all__ = ["HISTOGRAM_TAGS", "NATIVE_WRITER", "Graph", "NativeConfig", "NativeEncoder"]
@@ -230,23 +229,6 @@ def _histo_value(tag: str, histo: bytes) -> bytes:
     return b"\x0a" + _varint(len(name)) + name + b"\x2a" + _varint(len(histo)) + histo
 
 
-def _histo(stats: Stats) -> summary_pb2.HistogramProto | None:
-    finite = stats.finite
-    if finite <= 0 or not stats.hist_counts:
-        return None
-    edges = stats.hist_edges()
-    mean, std = stats.mean, stats.std
-    return summary_pb2.HistogramProto(
-        min=stats.hist_lo,
-        max=stats.hist_hi,
-        num=float(finite),
-        sum=mean * finite if math.isfinite(mean) else 0.0,
-        sum_squares=(std * std + mean * mean) * finite if math.isfinite(std) else 0.0,
-        bucket_limit=edges[1:],
-        bucket=[float(c) for c in stats.hist_counts],
-    )
-
-
 def _text(tag: str, markdown: str, description: str) -> summary_pb2.Summary.Value:
     from tensorboard.plugins.text import metadata as text_metadata
 
@@ -314,11 +296,10 @@ class NativeEncoder:
                 out.append(cast(bytes, ev.SerializeToString()))
                 continue
             if type(item) is StatsBlock:
-                block = item
-                step = steps.get(block.step)
+                step = steps.get(item.step)
                 if step is None:
-                    step = steps[block.step] = _Step(block.step, block.wall_time)
-                self._block(block, step)
+                    step = steps[item.step] = _Step(item.step, item.wall_time)
+                self._rows(item.rows, item.matrix, step)
                 continue
             handler = self._handlers.get(type(item))
             if handler is not None:
@@ -328,37 +309,30 @@ class NativeEncoder:
                     step = steps[event.step] = _Step(event.step, event.wall_time)
                 handler(event, step)
         for step in steps.values():
+            for group in step.pending.values():  # single TensorStats events, packed by bins
+                meta = [(name, role, call) for name, role, call, _ in group]
+                self._rows(meta, np.array([row for *_, row in group], dtype=np.float64), step)
             record = step.serialize()
             if record is not None:
                 out.append(record)
         return out
 
     def _stats(self, e: TensorStats, step: _Step) -> None:
-        s = e.stats
-        suffix = e.name if e.call == 0 else f"{e.name}#{e.call}"
-        if e.role == "grad" and self._scalar_ok(suffix):
-            step.value(summary_pb2.Summary.Value(tag=f"grad_norm/{suffix}", simple_value=s.l2))
-        elif e.role in ("weight", "update"):
-            step.norms[(suffix, e.role)] = s.l2
-        quota = self._histo_ok.get(e.role)
-        if quota is not None and quota(suffix):
-            histo = _histo(s)
-            if histo is not None:
-                tag = f"{HISTOGRAM_TAGS[e.role]}/{suffix}"
-                step.value(summary_pb2.Summary.Value(tag=tag, histo=histo))
-        if e.role == "update" and not self._adapter_writes_ratios():
-            step.ratio_names.append(suffix)
-            step.ratio_ok = self._ratio_ok
+        """Keep a single statistics event as a packed row: :meth:`_rows` encodes it."""
+        row = (e.name, e.role, e.call, stats_to_row(e.stats))
+        step.pending.setdefault(len(e.stats.hist_counts), []).append(row)
 
-    def _block(self, block: StatsBlock, step: _Step) -> None:
-        """:meth:`_stats` for each row of a packed block, read from its matrix."""
-        if not block.rows:
+    def _rows(
+        self, rows: Sequence[Sequence[Any]], matrix: npt.NDArray[np.float64], step: _Step
+    ) -> None:
+        """Native values of packed statistics: ``rows`` start with ``(name, role, call)``,
+        ``matrix`` holds one :data:`~vizdebug.stats.COLUMNS` row plus counts for each."""
+        if not rows:
             return
         width = len(COLUMNS)
-        matrix = block.matrix
         l2 = matrix[:, _L2].tolist()
         histos = _block_histos(matrix[:, :width], matrix[:, width:])
-        for i, (name, role, call, _dtype, _shape) in enumerate(block.rows):
+        for i, (name, role, call, *_) in enumerate(rows):
             suffix = name if call == 0 else f"{name}#{call}"
             if role == "grad" and self._scalar_ok(suffix):
                 step.value(summary_pb2.Summary.Value(tag=f"grad_norm/{suffix}", simple_value=l2[i]))
@@ -416,6 +390,8 @@ class _Step:
         self.values: list[summary_pb2.Summary.Value] = []
         #: Serialized ``Summary.Value`` messages (hand-encoded histograms).
         self.raw: list[bytes] = []
+        #: Single statistics events by bin count, ``(name, role, call, row)``.
+        self.pending: dict[int, list[tuple[str, str, int, list[float]]]] = {}
         self.norms: dict[tuple[str, str], float] = {}
         self.ratio_names: list[str] = []
         self.ratio_ok: Callable[[str], bool] | None = None
