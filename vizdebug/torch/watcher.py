@@ -14,7 +14,8 @@ Hooks (all removed by :meth:`Watch.close`):
   gradient statistics and the sentinel's gradient flags; a forward pre-hook on modules with
   ``inplace=True`` (to protect a queued statistics read of their input). They are added and
   removed at step boundaries: on other steps the model runs at full speed, and a flagged step
-  is replayed with them (:mod:`.replay`).
+  is replayed with them (:mod:`.replay`). The module hooks live in :mod:`.modhooks`, the step's
+  check and replay in :mod:`.checking`.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from ..sinks import Sink
 from ..stats import HIST_BINS
 from ..writer import Writer
 from .checking import StepCheck, replay_target
-from .devstats import dtype_name, skip_reason, stats_row
 from .graph import trace_graph
-from .hooks import Slot, claim, dist_rank, hang, iter_tensors, release
+from .hooks import Slot, claim, dist_rank, iter_tensors, release
 from .live import TorchLive
-from .recorder import Call, FlightRecorder
+from .modhooks import ModuleHooks
+from .recorder import FlightRecorder
 from .replay import RootCall, Tape
 from .report import Reporter
 from .sentinel import NonFiniteError, Sentinel, Site
@@ -55,7 +56,7 @@ _ANOMALY_MODES = ("warn", "raise", "pause", "log", None)
 OnAnomaly = Literal["warn", "raise", "pause", "log"] | None
 
 
-class Watch(StepCheck):
+class Watch(StepCheck, ModuleHooks):
     """Hooks on one model (and optimizer) feeding a :class:`~vizdebug.Writer`.
 
     Create it with :func:`watch`; the arguments are documented there. Use it as a context
@@ -233,7 +234,7 @@ class Watch(StepCheck):
                 handle.remove()
             self._module_handles = []
 
-    # -- hooks (training thread: no host sync) ---------------------------------------------
+    # -- root module hooks (the module hooks are in .modhooks; no host sync) ----------------
 
     def _root_pre(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
         if self._closed or self._replaying:
@@ -249,121 +250,6 @@ class Watch(StepCheck):
         self._root_calls += 1
         if self._sentinel_on and not self._hooked:
             self._root_call = self._tape.begin(tuple(args), dict(kwargs))
-
-    def _inplace_pre(self, module: torch.nn.Module, args: Any) -> None:
-        if self._closed:
-            return
-        if self._recording:
-            self._worker.protect(a for a in args if isinstance(a, torch.Tensor))
-
-    def _forward(self, slot: Slot, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if self._closed:
-            return
-        call = self._calls[slot.index]
-        self._calls[slot.index] = call + 1
-        if self._replaying:
-            self._record_forward(slot, call, args, self._outputs(slot, output))
-            return
-        live = self._live
-        armed = live is not None and live.debugger.armed
-        if self._hooked:
-            self._record_forward(slot, call, args, self._outputs(slot, output))
-        elif armed:
-            self._live_grads(slot, call, self._outputs(slot, output))
-        elif slot.index == 0 and self._sentinel_on:
-            self._light_root(self._outputs(slot, output))
-        if armed and live is not None:
-            live.forward(slot.index, slot.name, slot.type, call, self._step, args, output)
-        if slot.index == 0:
-            self._root_done(output)
-
-    def _outputs(self, slot: Slot, output: Any) -> tuple[tuple[str, torch.Tensor], ...]:
-        # the common case first: one plain float tensor (no generator, no reasons)
-        if (
-            type(output) is torch.Tensor
-            and output.dtype.is_floating_point
-            and output.layout is torch.strided
-            and not output.is_meta
-        ):
-            return (("", output),)
-        return self._float_leaves(slot, output)
-
-    def _light_root(self, outs: tuple[tuple[str, torch.Tensor], ...]) -> None:
-        """A step without module hooks: check the root outputs, keep what a replay needs."""
-        self._sentinel.roots += [t for _, t in outs]
-        call = self._root_call
-        if call is not None and torch.is_grad_enabled():
-            for _, t in outs:
-                if t.requires_grad:
-                    call.catch(t, self._sentinel.light)
-
-    def _live_grads(
-        self, slot: Slot, call: int, outs: tuple[tuple[str, torch.Tensor], ...]
-    ) -> None:
-        """The live debugger's backward hook points on a step without module hooks."""
-        if torch.is_grad_enabled():
-            for k, (path, t) in enumerate(outs):
-                if t.requires_grad:
-                    hang(t, functools.partial(self._on_grad, slot, call, k, path, False, False))
-
-    def _float_leaves(self, slot: Slot, output: Any) -> tuple[tuple[str, torch.Tensor], ...]:
-        outs: list[tuple[str, torch.Tensor]] = []
-        for path, t in iter_tensors(output):
-            reason = skip_reason(t)
-            if reason is None:
-                outs.append((path, t))
-            else:
-                self._skip(slot.name + path, "output", reason)
-        return tuple(outs)
-
-    def _record_forward(
-        self, slot: Slot, call: int, args: Any, outs: tuple[tuple[str, torch.Tensor], ...]
-    ) -> None:
-        sentinel = self._sentinel_on
-        record = self._recording and slot.selected and not self._replaying
-        if sentinel:
-            self._recorder.record(Call(slot.name, slot.type, call, args, outs))
-            if slot.index == 0:
-                self._sentinel.roots += [t for _, t in outs]
-        if record and "activations" in self.what:
-            for path, t in outs:
-                self._stat(slot.name + path, "output", call, t)
-        if (sentinel or (record and "gradients" in self.what)) and torch.is_grad_enabled():
-            for k, (path, t) in enumerate(outs):
-                if t.requires_grad:
-                    hang(t, functools.partial(self._on_grad, slot, call, k, path, record, sentinel))
-        if self._need_structure and call == 0 and not self._replaying:
-            self._shapes[slot.name] = tuple(tuple(t.shape) for _, t in outs)
-
-    def _on_grad(
-        self,
-        slot: Slot,
-        call: int,
-        k: int,
-        path: str,
-        record: bool,
-        sentinel: bool,
-        grad: torch.Tensor,
-    ) -> None:
-        if self._closed:
-            return
-        if sentinel:
-            self._sentinel.backward((slot.name, slot.type, call, k), grad)
-        if record and "gradients" in self.what:
-            self._stat(slot.name + path, "grad_output", call, grad)
-        live = self._live
-        if live is not None and live.debugger.armed and not self._replaying:
-            live.backward(slot.index, slot.name, slot.type, call, self._step, path, grad)
-
-    def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> None:
-        # the worker reads without grad mode: no detach (a tenth of this hook's time)
-        entry = Entry(name, role, call, dtype_name(t), tuple(t.shape), t, t._version)
-        if self.offload and t.is_cpu:
-            self._worker.submit(entry, id(t))
-        else:
-            entry.row = stats_row(t, bins=self.bins)
-            entry.tensor = None
-        self._entries.append(entry)
 
     def _root_done(self, output: Any) -> None:
         self._last_forward_step = self._step
@@ -466,11 +352,6 @@ class Watch(StepCheck):
         self._recording = self._scheduled(self._step)
         exact = self._exact and self._sentinel_on
         self._hook_modules(self._recording or self._need_structure or exact)
-
-    def _skip(self, name: str, role: str, reason: str) -> None:
-        if (name, reason) not in self._skipped:
-            self._skipped.add((name, reason))
-            self.writer.note("vizdebug/torch", f"{name or '(root)'} {role} skipped: {reason}")
 
     # -- public API -----------------------------------------------------------------------
 

@@ -1,0 +1,175 @@
+"""The module hooks of :class:`~vizdebug.torch.watcher.Watch`: outputs, output gradients.
+
+On a hooked step (statistics recorded, the first step, ``sentinel="exact"``, a live debugger
+client) every module's forward hook finds the float tensors in what it returned, hands the
+selected ones to the statistics worker, keeps the flight recorder's references and hangs a
+hook on the autograd node behind each output for its gradient (see
+:func:`~vizdebug.torch.hooks.hang`). On other steps only the root module's outputs are checked
+(:meth:`ModuleHooks._light_root`). Everything here runs on the training thread: no host sync.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from ..writer import Writer
+from .devstats import dtype_name, skip_reason, stats_row
+from .hooks import Slot, hang, iter_tensors
+from .live import TorchLive
+from .recorder import Call, FlightRecorder
+from .replay import RootCall
+from .sentinel import Sentinel
+from .worker import Entry, StatsWorker
+
+__all__ = ["ModuleHooks"]
+
+
+class ModuleHooks:
+    """The module-hook half of :class:`~vizdebug.torch.watcher.Watch` (a mixin)."""
+
+    writer: Writer
+    what: frozenset[str]
+    offload: bool
+    bins: int
+    _closed: bool
+    _calls: list[int]
+    _replaying: bool
+    _live: TorchLive | None
+    _hooked: bool
+    _sentinel_on: bool
+    _sentinel: Sentinel
+    _step: int
+    _root_call: RootCall | None
+    _recording: bool
+    _recorder: FlightRecorder
+    _need_structure: bool
+    _shapes: dict[str, tuple[tuple[int, ...], ...]]
+    _worker: StatsWorker
+    _entries: list[Entry]
+    _skipped: set[tuple[str, str]]
+
+    def _root_done(self, output: Any) -> None:
+        raise NotImplementedError
+
+    def _inplace_pre(self, module: torch.nn.Module, args: Any) -> None:
+        if self._closed:
+            return
+        if self._recording:
+            self._worker.protect(a for a in args if isinstance(a, torch.Tensor))
+
+    def _forward(self, slot: Slot, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if self._closed:
+            return
+        call = self._calls[slot.index]
+        self._calls[slot.index] = call + 1
+        if self._replaying:
+            self._record_forward(slot, call, args, self._outputs(slot, output))
+            return
+        live = self._live
+        armed = live is not None and live.debugger.armed
+        if self._hooked:
+            self._record_forward(slot, call, args, self._outputs(slot, output))
+        elif armed:
+            self._live_grads(slot, call, self._outputs(slot, output))
+        elif slot.index == 0 and self._sentinel_on:
+            self._light_root(self._outputs(slot, output))
+        if armed and live is not None:
+            live.forward(slot.index, slot.name, slot.type, call, self._step, args, output)
+        if slot.index == 0:
+            self._root_done(output)
+
+    def _outputs(self, slot: Slot, output: Any) -> tuple[tuple[str, torch.Tensor], ...]:
+        # the common case first: one plain float tensor (no generator, no reasons)
+        if (
+            type(output) is torch.Tensor
+            and output.dtype.is_floating_point
+            and output.layout is torch.strided
+            and not output.is_meta
+        ):
+            return (("", output),)
+        return self._float_leaves(slot, output)
+
+    def _light_root(self, outs: tuple[tuple[str, torch.Tensor], ...]) -> None:
+        """A step without module hooks: check the root outputs, keep what a replay needs."""
+        self._sentinel.roots += [t for _, t in outs]
+        call = self._root_call
+        if call is not None and torch.is_grad_enabled():
+            for _, t in outs:
+                if t.requires_grad:
+                    call.catch(t, self._sentinel.light)
+
+    def _live_grads(
+        self, slot: Slot, call: int, outs: tuple[tuple[str, torch.Tensor], ...]
+    ) -> None:
+        """The live debugger's backward hook points on a step without module hooks."""
+        if torch.is_grad_enabled():
+            for k, (path, t) in enumerate(outs):
+                if t.requires_grad:
+                    hang(t, functools.partial(self._on_grad, slot, call, k, path, False, False))
+
+    def _float_leaves(self, slot: Slot, output: Any) -> tuple[tuple[str, torch.Tensor], ...]:
+        outs: list[tuple[str, torch.Tensor]] = []
+        for path, t in iter_tensors(output):
+            reason = skip_reason(t)
+            if reason is None:
+                outs.append((path, t))
+            else:
+                self._skip(slot.name + path, "output", reason)
+        return tuple(outs)
+
+    def _record_forward(
+        self, slot: Slot, call: int, args: Any, outs: tuple[tuple[str, torch.Tensor], ...]
+    ) -> None:
+        sentinel = self._sentinel_on
+        record = self._recording and slot.selected and not self._replaying
+        if sentinel:
+            self._recorder.record(Call(slot.name, slot.type, call, args, outs))
+            if slot.index == 0:
+                self._sentinel.roots += [t for _, t in outs]
+        if record and "activations" in self.what:
+            for path, t in outs:
+                self._stat(slot.name + path, "output", call, t)
+        if (sentinel or (record and "gradients" in self.what)) and torch.is_grad_enabled():
+            for k, (path, t) in enumerate(outs):
+                if t.requires_grad:
+                    hang(t, functools.partial(self._on_grad, slot, call, k, path, record, sentinel))
+        if self._need_structure and call == 0 and not self._replaying:
+            self._shapes[slot.name] = tuple(tuple(t.shape) for _, t in outs)
+
+    def _on_grad(
+        self,
+        slot: Slot,
+        call: int,
+        k: int,
+        path: str,
+        record: bool,
+        sentinel: bool,
+        grad: torch.Tensor,
+    ) -> None:
+        if self._closed:
+            return
+        if sentinel:
+            self._sentinel.backward((slot.name, slot.type, call, k), grad)
+        if record and "gradients" in self.what:
+            self._stat(slot.name + path, "grad_output", call, grad)
+        live = self._live
+        if live is not None and live.debugger.armed and not self._replaying:
+            live.backward(slot.index, slot.name, slot.type, call, self._step, path, grad)
+
+    def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> None:
+        # the worker reads without grad mode: no detach (a tenth of this hook's time)
+        entry = Entry(name, role, call, dtype_name(t), tuple(t.shape), t, t._version)
+        if self.offload and t.is_cpu:
+            self._worker.submit(entry, id(t))
+        else:
+            entry.row = stats_row(t, bins=self.bins)
+            entry.tensor = None
+        self._entries.append(entry)
+
+    def _skip(self, name: str, role: str, reason: str) -> None:
+        if (name, reason) not in self._skipped:
+            self._skipped.add((name, reason))
+            self.writer.note("vizdebug/torch", f"{name or '(root)'} {role} skipped: {reason}")
