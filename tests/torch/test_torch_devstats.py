@@ -188,3 +188,23 @@ def test_eager_fallback_computes_the_scripted_rows() -> None:
         eager = cpubatch._rows(ts, samples, HIST_BINS, batch._buf32, batch._buf64, batch._idx)
     assert torch.allclose(scripted, eager, rtol=1e-6, equal_nan=True)  # sums may differ in ulps
     assert torch.equal(scripted[:, len(COLUMNS) :], eager[:, len(COLUMNS) :])
+
+
+@pytest.mark.parametrize("n", [100, 5000, 20_000, 70_000, 300_000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_zero_counts_of_relu_outputs_at_every_size(n: int, dtype: torch.dtype) -> None:
+    # half the values exactly zero, as after a ReLU; sizes cross the small-tensor, the
+    # aminmax/amin+amax and the sampling thresholds of the batched path
+    check(torch.randn(n).relu().to(dtype), "batch")
+
+
+def test_views_of_one_storage_get_their_own_correct_rows() -> None:
+    x = torch.randn(64, 300).relu()
+    views = [x, x.view(-1), x.t(), x[:, :7], x[1:], x.view(300, 64)]
+    rows = rows_of([*views, x.clone()], HIST_BINS)
+    for view, row in zip([*views, x], rows, strict=True):
+        single = rows_of([view.contiguous()], HIST_BINS)[0]
+        assert torch.allclose(row[: len(COLUMNS)], single[: len(COLUMNS)], equal_nan=True)
+        assert row[len(COLUMNS) :].sum() == view.numel()
+    # a container's output is its last child's: the same row, computed once
+    assert torch.equal(rows[0], rows[1]) and torch.equal(rows[0], rows[-1])
