@@ -8,11 +8,15 @@ its instrumentation attached for the whole run, all in one process on one CPU th
 second core, as they would in a user's process). The tools then take turns in rounds: in each
 round every tool trains ``--block`` steps (as long as vizdebug's default schedule,
 ``every=100``, so each round of the default holds exactly one step that records statistics:
-its cost is amortized as in training), in slices of 10 steps, the order of tools shuffled for
+its cost is amortized as in training), in slices of 50 steps, the order of tools shuffled for
 every slice, so drift and other load on a shared machine hit every tool alike. A slice's time
 includes flushing the tool's writer at its end, so work a tool pushes to background threads is
 paid inside its own slice, not by the next tool's (vizdebug's worker and writer threads would
-otherwise catch up while another tool is timed). Per tool: the median over rounds of the mean
+otherwise catch up while another tool is timed). That flush waits for the statistics of the
+slice's last step, a tail a training run pays once, at its end; slices of 50 steps keep it from
+being counted more often than a run would notice (in 10-step slices it was a fifth of
+vizdebug's every-step overhead on the digits CNN, and each slice started on caches the other
+tools had filled). Per tool: the median over rounds of the mean
 step time, and the median over rounds of the ratio of its round to the bare round (with a
 bootstrap 95% confidence interval): load that comes and goes hits both sides of each ratio.
 The "bare (A/A)" row, a second bare copy, shows the method's noise floor.
@@ -143,7 +147,7 @@ class Runner:
 
 
 #: Steps a tool runs before the next takes its turn (a round gives each tool ``--block`` steps).
-SLICE = 10
+SLICE = 50
 
 
 def interleaved(
