@@ -194,3 +194,19 @@ def test_hand_encoded_histograms_read_back_as_tensorboard_protos(tmp_path: Path)
             )
             assert got.Histograms(tag)[0].histogram_value == want
         assert got.Scalars("grad_norm/m1")[0].value == pytest.approx(stats[1].l2)
+
+
+def test_gradient_norms_beyond_float32_read_back_as_inf(tmp_path: Path) -> None:
+    # simple_value is a float32: a norm beyond its range is stored as inf, never an error
+    arrays = [np.arange(1.0, 5.0) * 1e39, np.full(4, 3.0)]
+    stats = [reference_stats(a) for a in arrays]
+    rows = tuple((f"g{i}", "grad", 0, "float64", (4,)) for i in range(2))
+    block = StatsBlock(1, 1.0, "r", 0, rows, np.array([stats_to_row(s) for s in stats]))
+    encoder = NativeEncoder(NativeConfig())
+    records = [*encoder.encode([block]), *encoder.encode([block])]  # the plan, then its reuse
+    (tmp_path / "run").mkdir()
+    data = encode_records([file_version_event(1.0), *records])
+    (tmp_path / "run" / "events.out.tfevents.1.test").write_bytes(data)
+    got = _accumulator(tmp_path / "run")
+    assert [s.value for s in got.Scalars("grad_norm/g0")] == [math.inf, math.inf]
+    assert [s.value for s in got.Scalars("grad_norm/g1")] == [6.0, 6.0]

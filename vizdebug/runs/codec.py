@@ -13,6 +13,7 @@ scalars here, ``histo`` histograms and TF2 tensor scalars and histograms through
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any, cast
@@ -69,8 +70,13 @@ _KIND_OF: dict[type[Event], str] = {cls: kind for kind, cls in _JSON_KINDS.items
 _BASE_FIELDS = ("step", "wall_time", "run", "rank")
 
 
+@functools.cache
+def _content(kind: str) -> bytes:
+    return json.dumps({"kind": kind, "version": FORMAT_VERSION}).encode()
+
+
 def _metadata(kind: str) -> summary_pb2.SummaryMetadata:
-    content = json.dumps({"kind": kind, "version": FORMAT_VERSION}).encode()
+    content = _content(kind)
     # data_class: TensorBoard's data providers list a tag as a tensor only when it says so.
     return summary_pb2.SummaryMetadata(
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
@@ -150,17 +156,27 @@ def event_from_json(kind: str, data: bytes, base: dict[str, Any]) -> Event:
 
 def _stats_value(items: Sequence[TensorStats]) -> summary_pb2.Summary.Value:
     bins = len(items[0].stats.hist_counts)
-    rows = [[e.name, e.role, e.call, e.stats.dtype, list(e.stats.shape)] for e in items]
+    rows = tuple((e.name, e.role, e.call, e.stats.dtype, tuple(e.stats.shape)) for e in items)
     matrix = np.array([stats_to_row(e.stats) for e in items], dtype="<f8")
     return _packed_value(bins, rows, matrix)
 
 
-def _packed_value(
-    bins: int, rows: Sequence[Sequence[Any]], matrix: npt.NDArray[np.float64]
-) -> summary_pb2.Summary.Value:
-    header = json.dumps(
-        {"v": FORMAT_VERSION, "bins": bins, "rows": rows}, separators=(",", ":")
+@functools.lru_cache(maxsize=16)
+def _header(bins: int, rows: tuple[tuple[Any, ...], ...]) -> bytes:
+    """The JSON header of a packed value: a run's steps repeat the same rows, encoded once."""
+    listed = [[name, role, call, dtype, list(shape)] for name, role, call, dtype, shape in rows]
+    return json.dumps(
+        {"v": FORMAT_VERSION, "bins": bins, "rows": listed}, separators=(",", ":")
     ).encode()
+
+
+def _packed_value(
+    bins: int, rows: tuple[tuple[Any, ...], ...], matrix: npt.NDArray[np.float64]
+) -> summary_pb2.Summary.Value:
+    try:
+        header = _header(bins, rows)
+    except TypeError:  # an unhashable row (a list for a shape): encoded without the cache
+        header = _header.__wrapped__(bins, rows)
     return summary_pb2.Summary.Value(
         tag=STATS_TAG,
         metadata=_metadata("stats"),
@@ -169,8 +185,7 @@ def _packed_value(
 
 
 def _block_proto(block: StatsBlock) -> bytes:
-    rows = [[name, role, call, dtype, list(shape)] for name, role, call, dtype, shape in block.rows]
-    value = _packed_value(block.matrix.shape[1] - len(COLUMNS), rows, block.matrix)
+    value = _packed_value(block.matrix.shape[1] - len(COLUMNS), block.rows, block.matrix)
     ev = event_pb2.Event(
         wall_time=block.wall_time, step=block.step, summary=summary_pb2.Summary(value=[value])
     )

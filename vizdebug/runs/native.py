@@ -37,8 +37,8 @@ count the copies twice.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
-import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -167,7 +167,9 @@ _NUMEL, _NAN, _POSINF, _NEGINF = (COLUMNS.index(c) for c in ("numel", "nan", "po
 _MEAN, _STD, _L2, _LO, _HI = (COLUMNS.index(c) for c in ("mean", "std", "l2", "hist_lo", "hist_hi"))
 
 
+@functools.lru_cache(maxsize=4096)
 def _varint(n: int) -> bytes:
+    """Protobuf's base-128 varint of ``n`` (a length: a run repeats a handful of them)."""
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -176,7 +178,23 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_HISTO_HEAD = struct.Struct("<BdBdBdBdBd")
+_DOUBLES = ("min", "max", "num", "sum", "sum_squares")
+
+
+@functools.lru_cache(maxsize=16)
+def _histo_layout(bins: int) -> np.dtype[Any]:
+    """A packed record laid out as a serialized ``HistogramProto`` of ``bins`` buckets.
+
+    Fields 1-5 are doubles (a key byte, then 8 bytes); fields 6 and 7 (``bucket_limit``,
+    ``bucket``) packed doubles (a key byte, the length as a varint, then the values).
+    """
+    size = len(_varint(8 * bins))
+    fields: list[tuple[Any, ...]] = []
+    for name in _DOUBLES:
+        fields += [(f"{name}_key", "u1"), (name, "<f8")]
+    fields += [("limits_key", "u1", (1 + size,)), ("limits", "<f8", (bins,))]
+    fields += [("counts_key", "u1", (1 + size,)), ("counts", "<f8", (bins,))]
+    return np.dtype(fields)
 
 
 def _block_histos(
@@ -184,49 +202,41 @@ def _block_histos(
 ) -> list[bytes | None]:
     """Serialized ``HistogramProto`` of each packed row (None: nothing finite to show).
 
-    Encoded by hand (fields 1-5 as doubles, 6 and 7 packed doubles): building the messages
-    with the protobuf runtime took most of the native encoder's time on a step of a few dozen
-    tensors, on the writer's thread, which competes with training for the GIL.
+    Encoded by hand, all rows at once, as records of a numpy dtype with the message's layout:
+    building the messages with the protobuf runtime (and later packing each row in Python)
+    took most of the native encoder's time on a step of a few dozen tensors, on the sink's
+    thread, which competes with training for the GIL.
     """
     bins = counts.shape[1]
+    if not bins:
+        return [None] * len(heads)
     finite = heads[:, _NUMEL] - heads[:, _NAN] - heads[:, _POSINF] - heads[:, _NEGINF]
     lo, hi = heads[:, _LO], heads[:, _HI]
     mean, std = heads[:, _MEAN], heads[:, _STD]
+    layout = _histo_layout(bins)
+    records = np.empty(len(heads), dtype=layout)
     with np.errstate(all="ignore"):
         width = (hi - lo) / bins
-        limits = lo[:, None] + width[:, None] * np.arange(1, bins + 1)
-        total = np.where(np.isfinite(mean), mean * finite, 0.0)
-        squares = np.where(np.isfinite(std), (std * std + mean * mean) * finite, 0.0)
-    limits_bytes = limits.astype("<f8").tobytes()
-    counts_bytes = np.ascontiguousarray(counts, dtype="<f8").tobytes()
-    size = 8 * bins
-    limits_key = b"\x32" + _varint(size)
-    counts_key = b"\x3a" + _varint(size)
-    out: list[bytes | None] = []
-    for i, (n, a, b, t, q) in enumerate(
-        zip(
-            finite.tolist(), lo.tolist(), hi.tolist(), total.tolist(), squares.tolist(), strict=True
-        )
-    ):
-        if n <= 0 or not bins:
-            out.append(None)
-            continue
-        at = i * size
-        head = _HISTO_HEAD.pack(0x09, a, 0x11, b, 0x19, n, 0x21, t, 0x29, q)
-        out.append(
-            head
-            + limits_key
-            + limits_bytes[at : at + size]
-            + counts_key
-            + counts_bytes[at : at + size]
-        )
-    return out
+        records["limits"] = lo[:, None] + width[:, None] * np.arange(1, bins + 1)
+        records["sum"] = np.where(np.isfinite(mean), mean * finite, 0.0)
+        records["sum_squares"] = np.where(np.isfinite(std), (std * std + mean * mean) * finite, 0.0)
+    records["min"], records["max"], records["num"], records["counts"] = lo, hi, finite, counts
+    for field, name in enumerate(_DOUBLES, 1):
+        records[f"{name}_key"] = (field << 3) | 1  # wire type 1: 64-bit
+    size = _varint(8 * bins)
+    records["limits_key"] = np.frombuffer(b"\x32" + size, dtype=np.uint8)  # 6, length-delimited
+    records["counts_key"] = np.frombuffer(b"\x3a" + size, dtype=np.uint8)  # 7, length-delimited
+    data = records.tobytes()
+    item = layout.itemsize
+    return [
+        data[i * item : (i + 1) * item] if n > 0 else None for i, n in enumerate(finite.tolist())
+    ]
 
 
-def _histo_value(tag: str, histo: bytes) -> bytes:
-    """A serialized ``Summary.Value`` with ``tag`` (field 1) and ``histo`` (field 5)."""
+def _value_key(tag: str, field: bytes) -> bytes:
+    """The start of a serialized ``Summary.Value``: ``tag`` (field 1), then ``field``'s key."""
     name = tag.encode()
-    return b"\x0a" + _varint(len(name)) + name + b"\x2a" + _varint(len(histo)) + histo
+    return b"\x0a" + _varint(len(name)) + name + field
 
 
 def _text(tag: str, markdown: str, description: str) -> summary_pb2.Summary.Value:
@@ -272,6 +282,7 @@ class NativeEncoder:
             role: _Quota(cfg.max_histogram_names, cfg.include) for role in cfg.histogram_roles
         }
         self._adapter_ratios = False
+        self._plans: dict[tuple[str, str, int], tuple[str, bytes | None, bytes | None]] = {}
         self._batch: Sequence[object] | None = None
         self._handlers: dict[type, Callable[[Any, _Step], None]] = {
             TensorStats: self._stats,
@@ -331,20 +342,48 @@ class NativeEncoder:
             return
         width = len(COLUMNS)
         l2 = matrix[:, _L2].tolist()
+        with np.errstate(over="ignore"):  # simple_value is a float32: beyond its range, inf
+            l2_bytes = matrix[:, _L2].astype("<f4").tobytes()
         histos = _block_histos(matrix[:, :width], matrix[:, width:])
-        for i, (name, role, call, *_) in enumerate(rows):
-            suffix = name if call == 0 else f"{name}#{call}"
-            if role == "grad" and self._scalar_ok(suffix):
-                step.value(summary_pb2.Summary.Value(tag=f"grad_norm/{suffix}", simple_value=l2[i]))
+        # every histogram of a block has one length (it depends on the bin count only)
+        size = _varint(len(next((h for h in histos if h is not None), b"")))
+        plan = self._plan
+        for i, row in enumerate(rows):
+            role = row[1]
+            suffix, scalar_key, histo_key = plan(row[0], role, row[2])
+            if scalar_key is not None:
+                step.raw.append(scalar_key + l2_bytes[4 * i : 4 * i + 4])
             elif role in ("weight", "update"):
                 step.norms[(suffix, role)] = l2[i]
-            quota = self._histo_ok.get(role)
             histo = histos[i]
-            if histo is not None and quota is not None and quota(suffix):
-                step.raw.append(_histo_value(f"{HISTOGRAM_TAGS[role]}/{suffix}", histo))
+            if histo is not None and histo_key is not None:
+                step.raw.append(histo_key + size + histo)
             if role == "update" and not self._adapter_writes_ratios():
                 step.ratio_names.append(suffix)
                 step.ratio_ok = self._ratio_ok
+
+    def _plan(self, name: str, role: str, call: int) -> tuple[str, bytes | None, bytes | None]:
+        """``(suffix, grad-norm value key, histogram value key)`` of a row, decided once.
+
+        The keys are a serialized ``Summary.Value``'s tag field and the next field's key
+        (``simple_value`` or ``histo``), or None where a cap refuses the name: the caps
+        admit or refuse a name for the run, so a run's later steps only look it up.
+        """
+        key = (name, role, call)
+        plan = self._plans.get(key)
+        if plan is None:
+            suffix = name if call == 0 else f"{name}#{call}"
+            scalar = None
+            if role == "grad" and self._scalar_ok(suffix):
+                scalar = _value_key(f"grad_norm/{suffix}", b"\x15")  # field 2, 32-bit
+            histo = None
+            quota = self._histo_ok.get(role)
+            if quota is not None and quota(suffix):
+                histo = _value_key(f"{HISTOGRAM_TAGS[role]}/{suffix}", b"\x2a")  # field 5
+            if len(self._plans) >= 65536:
+                self._plans.clear()
+            plan = self._plans[key] = (suffix, scalar, histo)
+        return plan
 
     def _adapter_writes_ratios(self) -> bool:
         # The torch adapter writes update_ratio/<name> itself; look once per batch, and only
@@ -388,7 +427,7 @@ class _Step:
         self.step = step
         self.wall_time = wall_time
         self.values: list[summary_pb2.Summary.Value] = []
-        #: Serialized ``Summary.Value`` messages (hand-encoded histograms).
+        #: Serialized ``Summary.Value`` messages (hand-encoded histograms and gradient norms).
         self.raw: list[bytes] = []
         #: Single statistics events by bin count, ``(name, role, call, row)``.
         self.pending: dict[int, list[tuple[str, str, int, list[float]]]] = {}
