@@ -37,6 +37,7 @@ tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
+from paired import paired_ratio  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 import vizdebug  # noqa: E402
@@ -168,17 +169,18 @@ def main(argv: list[str] | None = None) -> int:
                 cb.close()
     steps = per_step(args.steps, f"{tmp.name}/per-step")
     tmp.cleanup()
-    bare = statistics.median(results[configs[0][0]])
     print(f"Keras adapter, digits CNN (1,797 images, batch 64, 29 steps/epoch), one thread; "
           f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"TensorFlow {tf.__version__}, Keras {keras.__version__}; configurations take turns "
-          f"({args.rounds} rounds, shuffled), one model each; median of the second epoch of "
-          f"each turn.\n")  # fmt: skip
-    print("| configuration | s / epoch | x bare |")
-    print("|---|---:|---:|")
+          f"({args.rounds} rounds, shuffled), one model each; the second epoch of each "
+          f"turn against the bare one of its round: median ratio, bootstrap 95% CI.\n")  # fmt: skip
+    print("| configuration | s / epoch | x bare (paired) | 95% CI |")
+    print("|---|---:|---:|---:|")
     for name, _, _ in configs:
+        # each round's epoch against the bare epoch of the same round
+        ratio, lo, hi = paired_ratio(results[name], results[configs[0][0]])
         median = statistics.median(results[name])
-        print(f"| {name} | {median:.4f} | {median / bare:.2f}x |")
+        print(f"| {name} | {median:.4f} | {ratio:.2f}x | {lo:.2f}x - {hi:.2f}x |")
     own = statistics.median(next(iter(steps.values())))
     print(f"\nThe train functions alone, called in turn ({args.steps} calls each, the first "
           "tenth dropped): the per-step cost without the epoch-level noise above.\n")  # fmt: skip

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from paired import bootstrap_ci
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -91,15 +93,6 @@ def _thread_cpu_ns(name: str) -> int:
             stat = Path(f"/proc/self/task/{t.native_id}/schedstat").read_text()
             return int(stat.split()[0])
     raise LookupError(f"no thread {name!r}")
-
-
-def _ci(values: list[float], rounds: int = 2000) -> tuple[float, float]:
-    """Bootstrap 95% confidence interval of the median."""
-    import random
-
-    rng = random.Random(1)
-    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
-    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds)]
 
 
 class _CountingDebugger:
@@ -190,9 +183,9 @@ def _overhead(blocks: int, block: int) -> dict[str, Any]:
         "step_on": statistics.median(times["on"]) / block,
         "step_off": statistics.median(times["off"]) / block,
         "ratio": statistics.median(on_off),
-        "ratio_ci": _ci(on_off),
+        "ratio_ci": bootstrap_ci(on_off),
         "aa": statistics.median(aa),
-        "aa_ci": _ci(aa),
+        "aa_ci": bootstrap_ci(aa),
         "server_ns_per_step": server_ns / (blocks * block),
         "reads": reads,
     }

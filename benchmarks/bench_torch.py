@@ -48,6 +48,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from paired import paired_ratio
+
 TOOLS = {
     "bare": "no instrumentation",
     "bare (A/A)": "a second bare copy: the noise floor of the method",
@@ -180,13 +182,6 @@ def interleaved(
     return times
 
 
-def _ci(values: list[float], rounds: int = 2000) -> tuple[float, float]:
-    """Bootstrap 95% confidence interval of the median."""
-    rng = random.Random(1)
-    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
-    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds)]
-
-
 def peak_rss(kind: str, tool: str, steps: int) -> float:
     """Peak RSS (MB) of a subprocess that trains ``steps`` steps with one tool."""
     cmd = [sys.executable, __file__, "--rss", kind, tool, str(steps)]
@@ -248,12 +243,8 @@ def main() -> None:
         print("| tool | median ms/step | x bare (paired) | 95% CI | peak RSS MB |")
         print("|---|---:|---:|---:|---:|")
         for tool, t in times.items():
-            # each round's block against the bare block of the same round: load that comes
-            # and goes hits both sides of a ratio, not just one tool's median
-            ratios = [a / b for a, b in zip(t, times["bare"], strict=True)]
-            lo, hi = _ci(ratios)
+            med, lo, hi = paired_ratio(t, times["bare"])
             mem = f"{rss[tool]:.0f}" if tool in rss else "-"
-            med = statistics.median(ratios)
             print(f"| {tool} | {statistics.median(t) * 1e3:.2f} | {med:.2f}x | "
                   f"{lo:.2f}x - {hi:.2f}x | {mem} |")  # fmt: skip
         print()
