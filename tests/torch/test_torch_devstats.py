@@ -208,3 +208,12 @@ def test_views_of_one_storage_get_their_own_correct_rows() -> None:
         assert row[len(COLUMNS) :].sum() == view.numel()
     # a container's output is its last child's: the same row, computed once
     assert torch.equal(rows[0], rows[1]) and torch.equal(rows[0], rows[-1])
+
+
+def test_batched_rows_compile_to_torchscript() -> None:
+    # _compile falls back to eager code quietly (for a torch without TorchScript); here, with
+    # TorchScript present, an edit the compiler rejects must fail loudly: eagerly, the worker
+    # would hold the GIL through every statistic and slow the training thread
+    from vizdebug.torch import cpubatch
+
+    assert isinstance(cpubatch.CpuBatch.script(), torch.jit.ScriptFunction)

@@ -233,14 +233,11 @@ def _distinct(tensors: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[int
     unique: list[torch.Tensor] = []
     where: list[int] = []
     for t in tensors:
-        if t.is_contiguous():
-            key = (t.data_ptr(), t.numel(), t.dtype)
-            at = seen.get(key)
-            if at is None:
-                at = seen[key] = len(unique)
-                unique.append(t)
-        else:
-            at = len(unique)
+        key = (t.data_ptr(), t.numel(), t.dtype)
+        at = seen.get(key)
+        # contiguity is asked only of a repeated key (x and x.t() share theirs)
+        if at is None or not (t.is_contiguous() and unique[at].is_contiguous()):
+            at = seen[key] = len(unique)
             unique.append(t)
         where.append(at)
     return unique, where
