@@ -37,7 +37,6 @@ count the copies twice.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from ..batch import StatsBlock
 from ..events import Anomaly, Event, Note, RunInfo, Scalar, TensorStats
 from ..stats import COLUMNS, stats_to_row
 from .codec import NATIVE_WRITER
+from .wire import block_histos, value_key, varint
 
 __all__ = ["HISTOGRAM_TAGS", "NATIVE_WRITER", "Graph", "NativeConfig", "NativeEncoder"]
 
@@ -163,80 +163,7 @@ class _Quota:
         return ok
 
 
-_NUMEL, _NAN, _POSINF, _NEGINF = (COLUMNS.index(c) for c in ("numel", "nan", "posinf", "neginf"))
-_MEAN, _STD, _L2, _LO, _HI = (COLUMNS.index(c) for c in ("mean", "std", "l2", "hist_lo", "hist_hi"))
-
-
-@functools.lru_cache(maxsize=4096)
-def _varint(n: int) -> bytes:
-    """Protobuf's base-128 varint of ``n`` (a length: a run repeats a handful of them)."""
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-_DOUBLES = ("min", "max", "num", "sum", "sum_squares")
-
-
-@functools.lru_cache(maxsize=16)
-def _histo_layout(bins: int) -> np.dtype[Any]:
-    """A packed record laid out as a serialized ``HistogramProto`` of ``bins`` buckets.
-
-    Fields 1-5 are doubles (a key byte, then 8 bytes); fields 6 and 7 (``bucket_limit``,
-    ``bucket``) packed doubles (a key byte, the length as a varint, then the values).
-    """
-    size = len(_varint(8 * bins))
-    fields: list[tuple[Any, ...]] = []
-    for name in _DOUBLES:
-        fields += [(f"{name}_key", "u1"), (name, "<f8")]
-    fields += [("limits_key", "u1", (1 + size,)), ("limits", "<f8", (bins,))]
-    fields += [("counts_key", "u1", (1 + size,)), ("counts", "<f8", (bins,))]
-    return np.dtype(fields)
-
-
-def _block_histos(
-    heads: npt.NDArray[np.float64], counts: npt.NDArray[np.float64]
-) -> list[bytes | None]:
-    """Serialized ``HistogramProto`` of each packed row (None: nothing finite to show).
-
-    Encoded by hand, all rows at once, as records of a numpy dtype with the message's layout:
-    building the messages with the protobuf runtime (and later packing each row in Python)
-    took most of the native encoder's time on a step of a few dozen tensors, on the sink's
-    thread, which competes with training for the GIL.
-    """
-    bins = counts.shape[1]
-    if not bins:
-        return [None] * len(heads)
-    finite = heads[:, _NUMEL] - heads[:, _NAN] - heads[:, _POSINF] - heads[:, _NEGINF]
-    lo, hi = heads[:, _LO], heads[:, _HI]
-    mean, std = heads[:, _MEAN], heads[:, _STD]
-    layout = _histo_layout(bins)
-    records = np.empty(len(heads), dtype=layout)
-    with np.errstate(all="ignore"):
-        width = (hi - lo) / bins
-        records["limits"] = lo[:, None] + width[:, None] * np.arange(1, bins + 1)
-        records["sum"] = np.where(np.isfinite(mean), mean * finite, 0.0)
-        records["sum_squares"] = np.where(np.isfinite(std), (std * std + mean * mean) * finite, 0.0)
-    records["min"], records["max"], records["num"], records["counts"] = lo, hi, finite, counts
-    for field, name in enumerate(_DOUBLES, 1):
-        records[f"{name}_key"] = (field << 3) | 1  # wire type 1: 64-bit
-    size = _varint(8 * bins)
-    records["limits_key"] = np.frombuffer(b"\x32" + size, dtype=np.uint8)  # 6, length-delimited
-    records["counts_key"] = np.frombuffer(b"\x3a" + size, dtype=np.uint8)  # 7, length-delimited
-    data = records.tobytes()
-    item = layout.itemsize
-    return [
-        data[i * item : (i + 1) * item] if n > 0 else None for i, n in enumerate(finite.tolist())
-    ]
-
-
-def _value_key(tag: str, field: bytes) -> bytes:
-    """The start of a serialized ``Summary.Value``: ``tag`` (field 1), then ``field``'s key."""
-    name = tag.encode()
-    return b"\x0a" + _varint(len(name)) + name + field
+_L2 = COLUMNS.index("l2")
 
 
 def _text(tag: str, markdown: str, description: str) -> summary_pb2.Summary.Value:
@@ -344,9 +271,9 @@ class NativeEncoder:
         l2 = matrix[:, _L2].tolist()
         with np.errstate(over="ignore"):  # simple_value is a float32: beyond its range, inf
             l2_bytes = matrix[:, _L2].astype("<f4").tobytes()
-        histos = _block_histos(matrix[:, :width], matrix[:, width:])
+        histos = block_histos(matrix[:, :width], matrix[:, width:])
         # every histogram of a block has one length (it depends on the bin count only)
-        size = _varint(len(next((h for h in histos if h is not None), b"")))
+        size = varint(len(next((h for h in histos if h is not None), b"")))
         plan = self._plan
         for i, row in enumerate(rows):
             role = row[1]
@@ -375,11 +302,11 @@ class NativeEncoder:
             suffix = name if call == 0 else f"{name}#{call}"
             scalar = None
             if role == "grad" and self._scalar_ok(suffix):
-                scalar = _value_key(f"grad_norm/{suffix}", b"\x15")  # field 2, 32-bit
+                scalar = value_key(f"grad_norm/{suffix}", b"\x15")  # field 2, 32-bit
             histo = None
             quota = self._histo_ok.get(role)
             if quota is not None and quota(suffix):
-                histo = _value_key(f"{HISTOGRAM_TAGS[role]}/{suffix}", b"\x2a")  # field 5
+                histo = value_key(f"{HISTOGRAM_TAGS[role]}/{suffix}", b"\x2a")  # field 5
             if len(self._plans) >= 65536:
                 self._plans.clear()
             plan = self._plans[key] = (suffix, scalar, histo)
@@ -470,6 +397,6 @@ class _Step:
         if self.raw:
             # a second occurrence of Event.summary (field 5): protobuf parsers merge the two,
             # concatenating their repeated values
-            values = b"".join(b"\x0a" + _varint(len(v)) + v for v in self.raw)
-            data += b"\x2a" + _varint(len(values)) + values
+            values = b"".join(b"\x0a" + varint(len(v)) + v for v in self.raw)
+            data += b"\x2a" + varint(len(values)) + values
         return data
