@@ -37,6 +37,7 @@ tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
+from conditions import Steal  # noqa: E402
 from paired import paired_ratio  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, _, numerics in configs:  # trace every train function once
         run(models[name], callbacks[name], 1, numerics)
     results: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    steal = Steal()
     rng = random.Random(0)
     order = list(configs)
     for _ in range(args.rounds):  # interleaved, so drift hits every row alike
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         for cb in cbs:
             if isinstance(cb, vizdebug.keras.Callback):
                 cb.close()
+    stolen = steal.describe()
     steps = per_step(args.steps, f"{tmp.name}/per-step")
     tmp.cleanup()
     print(f"Keras adapter, digits CNN (1,797 images, batch 64, 29 steps/epoch), one thread; "
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio, lo, hi = paired_ratio(results[name], results[configs[0][0]])
         median = statistics.median(results[name])
         print(f"| {name} | {median:.4f} | {ratio:.2f}x | {lo:.2f}x - {hi:.2f}x |")
+    print(f"\n{stolen}")
     own = statistics.median(next(iter(steps.values())))
     print(f"\nThe train functions alone, called in turn ({args.steps} calls each, the first "
           "tenth dropped): the per-step cost without the epoch-level noise above.\n")  # fmt: skip

@@ -48,6 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from conditions import Steal
 from paired import paired_ratio
 
 TOOLS = {
@@ -234,8 +235,10 @@ def main() -> None:
           f"tools interleaved in one process, {time.strftime('%Y-%m-%d')}.\n")  # fmt: skip
     titles = {"cnn": "digits CNN, batch 64", "tf": "TransformerEncoder, 2 layers, d_model 64"}
     for kind in args.models.split(","):
+        steal = Steal()
         with tempfile.TemporaryDirectory() as logdir:
             times = interleaved(kind, args.blocks, args.block, logdir, tools)
+        stolen = steal.describe()
         if args.json:
             print(json.dumps(times))
         rss = {} if args.no_rss else {t: peak_rss(kind, t, 60) for t in tools}
@@ -247,7 +250,7 @@ def main() -> None:
             mem = f"{rss[tool]:.0f}" if tool in rss else "-"
             print(f"| {tool} | {statistics.median(t) * 1e3:.2f} | {med:.2f}x | "
                   f"{lo:.2f}x - {hi:.2f}x | {mem} |")  # fmt: skip
-        print()
+        print(f"\n{stolen}\n")
     for tool in tools:
         print(f"- {tool}: {TOOLS[tool]}")
 
