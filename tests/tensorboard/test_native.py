@@ -21,6 +21,14 @@ from vizdebug.runs.store import EventFileSink
 from vizdebug.stats import reference_stats, stats_to_row
 
 
+def _read_back(run_dir: Path, records: list[bytes]) -> event_accumulator.EventAccumulator:
+    """Write native records into an event file of their own and load it as TensorBoard does."""
+    run_dir.mkdir()
+    data = encode_records([file_version_event(1.0), *records])
+    (run_dir / "events.out.tfevents.1.test").write_bytes(data)
+    return _accumulator(run_dir)
+
+
 def _accumulator(path: Path) -> event_accumulator.EventAccumulator:
     acc = event_accumulator.EventAccumulator(
         str(path), size_guidance={event_accumulator.TENSORS: 0, event_accumulator.HISTOGRAMS: 0}
@@ -174,11 +182,7 @@ def test_hand_encoded_histograms_read_back_as_tensorboard_protos(tmp_path: Path)
     )
     block = StatsBlock(3, 1.5, "r", 0, rows, np.array([stats_to_row(s) for s in stats]))
     for name, items in (("block", [block]), ("events", block.events())):
-        records = NativeEncoder(NativeConfig()).encode(items)
-        (tmp_path / name).mkdir()
-        data = encode_records([file_version_event(1.0), *records])
-        (tmp_path / name / "events.out.tfevents.1.test").write_bytes(data)
-        got = _accumulator(tmp_path / name)
+        got = _read_back(tmp_path / name, NativeEncoder(NativeConfig()).encode(items))
         tags = ["activations/m0", "gradients/m1", "weights/m2"]
         assert got.Tags()["histograms"] == tags
         for tag, s in zip(tags, stats, strict=True):
@@ -204,9 +208,6 @@ def test_gradient_norms_beyond_float32_read_back_as_inf(tmp_path: Path) -> None:
     block = StatsBlock(1, 1.0, "r", 0, rows, np.array([stats_to_row(s) for s in stats]))
     encoder = NativeEncoder(NativeConfig())
     records = [*encoder.encode([block]), *encoder.encode([block])]  # the plan, then its reuse
-    (tmp_path / "run").mkdir()
-    data = encode_records([file_version_event(1.0), *records])
-    (tmp_path / "run" / "events.out.tfevents.1.test").write_bytes(data)
-    got = _accumulator(tmp_path / "run")
+    got = _read_back(tmp_path / "run", records)
     assert [s.value for s in got.Scalars("grad_norm/g0")] == [math.inf, math.inf]
     assert [s.value for s in got.Scalars("grad_norm/g1")] == [6.0, 6.0]

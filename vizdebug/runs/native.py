@@ -365,9 +365,6 @@ class _Step:
         self.notes: list[tuple[str, str]] = []
         self.run_info = ""
 
-    def value(self, v: summary_pb2.Summary.Value) -> None:
-        self.values.append(v)
-
     def serialize(self) -> bytes | None:
         for name in self.ratio_names:
             upd = self.norms.get((name, "update"))

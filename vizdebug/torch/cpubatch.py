@@ -31,7 +31,6 @@ __all__ = ["CpuBatch", "rows_of"]
 
 log = logging.getLogger("vizdebug")
 
-_HEAD = 12
 _FALLBACK = -1.0  # column 0 of a row the script left to the caller's general path
 
 
