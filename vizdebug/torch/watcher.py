@@ -20,7 +20,6 @@ Hooks (all removed by :meth:`Watch.close`):
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import logging
 import os
@@ -38,13 +37,14 @@ from ..stats import HIST_BINS
 from ..writer import Writer
 from .checking import StepCheck, replay_target
 from .graph import trace_graph
-from .hooks import Slot, claim, dist_rank, iter_tensors, release
+from .hooks import claim, dist_rank, iter_tensors, release
+from .index import ModelIndex
 from .live import TorchLive
 from .modhooks import ModuleHooks
 from .recorder import FlightRecorder
 from .replay import RootCall, Tape
 from .report import Reporter
-from .sentinel import NonFiniteError, Sentinel, Site
+from .sentinel import NonFiniteError, Sentinel
 from .structure import module_infos
 from .worker import Entry, StatsBatch, StatsWorker
 
@@ -152,35 +152,15 @@ class Watch(StepCheck, ModuleHooks):
             self._need_structure = True
             self._before: list[torch.Tensor] = []
             self._reporter = Reporter(writer, self._recorder, self._live, on_anomaly, max_snapshots)
-            self._slots = [
-                Slot(i, name, m, self._selected(name, inc, exc))
-                for i, (name, m) in enumerate(model.named_modules())
-            ]
+            index = ModelIndex(model, inc, exc)
+            self._modules, self._slots, self._params = index.modules, index.slots, index.params
+            self._grad_sites, self._weight_sites = index.grad_sites, index.weight_sites
             self._calls = [0] * len(self._slots)
-            self._params = [
-                (name, p, self._selected(name, inc, exc) or self._selected(owner, inc, exc))
-                for name, p in model.named_parameters()
-                for owner in (name.rpartition(".")[0],)
-            ]
-            modules_of = dict(model.named_modules())
-            self._owners = [
-                (owner, type(modules_of[owner]).__name__)
-                for owner in (name.rpartition(".")[0] for name, _, _ in self._params)
-            ]
-            self._grad_sites = [
-                (Site(owner, mtype, "backward", "grad", param=name), p)
-                for (name, p, _), (owner, mtype) in zip(self._params, self._owners, strict=True)
-            ]
-            self._weight_sites = [
-                (Site(owner, mtype, "forward", "weight", param=name), p)
-                for (name, p, _), (owner, mtype) in zip(self._params, self._owners, strict=True)
-            ]
             self._updates = 0
             self._recording = self._scheduled(0)
             self._hooked = False
             self._handles: list[Any] = []
             self._module_handles: list[Any] = []
-            self._modules = [m for _, m in model.named_modules()]
             self._install()
             self._hook_modules(True)  # the first step: the structure event needs every output
             writer.step = 0
@@ -195,12 +175,6 @@ class Watch(StepCheck, ModuleHooks):
             raise
 
     # -- setup ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _selected(name: str, inc: tuple[str, ...], exc: tuple[str, ...]) -> bool:
-        if inc and not any(fnmatch.fnmatchcase(name, g) for g in inc):
-            return False
-        return not any(fnmatch.fnmatchcase(name, g) for g in exc)
 
     def _scheduled(self, step: int) -> bool:
         return bool(self.what) and (step < self.first or step % self.every == 0)
