@@ -104,6 +104,8 @@ class Writer(WriterLoop):
         self.run = self.run_dir.name
         self.flush_secs = flush_secs
         self.max_queue_bytes = max_queue_bytes
+        # past it, enqueueing wakes the writer thread (which otherwise drains twice a second)
+        self._high_water = max_queue_bytes // 4
         self.when_full = when_full
         self.framework = framework
         self.snapshot_max_bytes = snapshot_max_bytes
@@ -145,6 +147,14 @@ class Writer(WriterLoop):
     def _admit(self, nbytes: int, kind: str) -> bool:
         if self._closed:
             raise WriterClosedError("this Writer is closed; create a new one to keep writing")
+        if self._enq_bytes - self._deq_bytes + nbytes <= self._high_water:
+            self._enq_bytes += nbytes
+            return True
+        return self._crowded(nbytes, kind)
+
+    def _crowded(self, nbytes: int, kind: str) -> bool:
+        """The queue is past its high-water mark: wake the writer thread, admit unless full."""
+        self._wake.set()
         if self._enq_bytes - self._deq_bytes + nbytes <= self.max_queue_bytes:
             self._enq_bytes += nbytes
             return True
@@ -186,8 +196,8 @@ class Writer(WriterLoop):
             raise TypeError(f"value of {tag!r} must be a number, got {vt.__name__}")
         if self._closed:
             raise WriterClosedError("this Writer is closed; create a new one to keep writing")
-        if self._enq_bytes - self._deq_bytes + SCALAR_BYTES > self.max_queue_bytes:
-            if not self._full(SCALAR_BYTES, "scalar"):
+        if self._enq_bytes - self._deq_bytes + SCALAR_BYTES > self._high_water:
+            if not self._crowded(SCALAR_BYTES, "scalar"):
                 return
         else:
             self._enq_bytes += SCALAR_BYTES
@@ -258,12 +268,14 @@ class Writer(WriterLoop):
         item = SnapshotRequest(tensors, s, reason, relpath, self.clock())
         if self._admit(item.nbytes, "snapshot"):
             self._queue.append(item)
+            self._wake.set()
         return relpath
 
     def defer(self, item: Deferred) -> None:
         """Enqueue work to be turned into events on the writer thread."""
         if self._admit(int(item.nbytes), "deferred"):
             self._queue.append(item)
+            self._wake.set()  # statistics hold memory until resolved: no waiting for a drain
 
     def _step(self, step: int | None) -> int:
         return self.step if step is None else step
