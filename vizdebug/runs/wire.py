@@ -21,7 +21,7 @@ from ..stats import COLUMNS
 __all__ = ["block_histos", "value_key", "varint"]
 
 _NUMEL, _NAN, _POSINF, _NEGINF = (COLUMNS.index(c) for c in ("numel", "nan", "posinf", "neginf"))
-_MEAN, _STD, _L2, _LO, _HI = (COLUMNS.index(c) for c in ("mean", "std", "l2", "hist_lo", "hist_hi"))
+_MEAN, _STD, _LO, _HI = (COLUMNS.index(c) for c in ("mean", "std", "hist_lo", "hist_hi"))
 
 
 @functools.lru_cache(maxsize=4096)
