@@ -15,7 +15,8 @@ Hooks (all removed by :meth:`Watch.close`):
   ``inplace=True`` (to protect a queued statistics read of their input). They are added and
   removed at step boundaries: on other steps the model runs at full speed, and a flagged step
   is replayed with them (:mod:`.replay`). The module hooks live in :mod:`.modhooks`, the step's
-  check and replay in :mod:`.checking`.
+  check and replay in :mod:`.checking`, the optimizer hooks and the step's end in
+  :mod:`.stepping`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -44,9 +44,10 @@ from .modhooks import ModuleHooks
 from .recorder import FlightRecorder
 from .replay import RootCall, Tape
 from .report import Reporter
-from .sentinel import NonFiniteError, Sentinel
+from .sentinel import Sentinel
+from .stepping import StepClock
 from .structure import module_infos
-from .worker import Entry, StatsBatch, StatsWorker
+from .worker import Entry, StatsWorker
 
 __all__ = ["DEFAULT_EVERY", "DEFAULT_FIRST", "WHAT", "Watch", "watch"]
 
@@ -56,7 +57,7 @@ _ANOMALY_MODES = ("warn", "raise", "pause", "log", None)
 OnAnomaly = Literal["warn", "raise", "pause", "log"] | None
 
 
-class Watch(StepCheck, ModuleHooks):
+class Watch(StepCheck, ModuleHooks, StepClock):
     """Hooks on one model (and optimizer) feeding a :class:`~vizdebug.Writer`.
 
     Create it with :func:`watch`; the arguments are documented there. Use it as a context
@@ -176,9 +177,6 @@ class Watch(StepCheck, ModuleHooks):
 
     # -- setup ---------------------------------------------------------------------------
 
-    def _scheduled(self, step: int) -> bool:
-        return bool(self.what) and (step < self.first or step % self.every == 0)
-
     def _install(self) -> None:
         """The hooks that stay for the whole watch: root module and optimizer."""
         add = self._handles.append
@@ -251,84 +249,6 @@ class Watch(StepCheck, ModuleHooks):
             self.writer.write(Graph(step=self._step, graph_def=result))
         else:
             self.writer.note("vizdebug/torch", f"model graph not traced: {result}", self._step)
-
-    # -- optimizer ------------------------------------------------------------------------
-
-    def _opt_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
-        if self._closed:
-            return
-        finding = self._check()
-        if finding is not None and self.on_anomaly == "raise":
-            self._end_step()
-            raise NonFiniteError(finding)
-        live = self._live
-        if live is not None and live.debugger.armed:
-            live.optimizer_step(self._step)
-        if self._recording and self.what & {"weights", "updates"}:
-            with torch.no_grad():  # a third faster than detach().clone() (26 parameters)
-                self._before = [p.clone() for _, p, _ in self._params]
-        if self._recording and "gradients" in self.what:
-            self._record_param_grads()
-        self._worker.flush()  # the backward pass's gradients
-
-    def _opt_post(self, opt: Any, args: Any, kwargs: Any) -> None:
-        if self._closed:
-            return
-        if self._before:
-            updates: Sequence[torch.Tensor] = ()
-            if "updates" in self.what:
-                with torch.no_grad():
-                    updates = torch._foreach_sub([p for _, p, _ in self._params], self._before)
-            for i, (name, _, selected) in enumerate(self._params):
-                if selected:
-                    self._stat(name, "weight", 0, self._before[i])
-                    if updates:
-                        self._stat(name, "update", 0, updates[i])
-            self._before = []
-        self._end_step()
-        self._updates += 1
-
-    def _record_param_grads(self) -> None:
-        # By reference: zero_grad() replaces .grad by default, and an in-place change
-        # (zero_grad(set_to_none=False)) before the worker's read moves the version counter,
-        # which drops the row with a note rather than report mixed values.
-        for name, p, selected in self._params:
-            grad = p.grad
-            if selected and grad is not None:
-                self._stat(name, "grad", 0, grad)
-
-    # -- step end (the one host sync of a step) --------------------------------------------
-
-    def _finish_step(self) -> None:
-        finding = self._check()
-        if self._recording:
-            if "weights" in self.what:
-                for name, p, selected in self._params:
-                    if selected:
-                        self._stat(name, "weight", 0, p.detach().clone())
-            if "gradients" in self.what:
-                self._record_param_grads()
-        self._end_step()
-        if finding is not None and self.on_anomaly == "raise":
-            raise NonFiniteError(finding)
-
-    def _end_step(self) -> None:
-        if self._entries:
-            batch = StatsBatch(self._step, time.time(), self._entries, self.bins)
-            self._entries = []
-            self._worker.end_step(batch)
-            self.writer.defer(batch)
-        self._sentinel.reset()
-        self._recorder.reset()
-        self._tape.reset()
-        self._root_call = None
-        self._calls = [0] * len(self._slots)
-        self._root_calls = 0
-        self._step += 1
-        self.writer.step = self._step
-        self._recording = self._scheduled(self._step)
-        exact = self._exact and self._sentinel_on
-        self._hook_modules(self._recording or self._need_structure or exact)
 
     # -- public API -----------------------------------------------------------------------
 
