@@ -10,7 +10,7 @@ import torch
 
 from vizdebug.batch import EventBatch
 from vizdebug.stats import COLUMNS, HIST_BINS, reference_stats, stats_from_row
-from vizdebug.torch.cpubatch import rows_of
+from vizdebug.torch.cpubatch import CpuBatch, rows_of
 from vizdebug.torch.devstats import HIST_SAMPLE, cpu_row, dtype_name, skip_reason, stats_row
 from vizdebug.torch.worker import Entry, StatsBatch, StatsWorker
 
@@ -22,12 +22,13 @@ def _close(a: float, b: float) -> bool:
 
 
 def row_of(t: torch.Tensor, finite: bool | str | None) -> torch.Tensor:
-    """finite="cpu": the host-assisted path (cpu_row); "batch": the worker's batched path."""
+    """finite="cpu": the host-assisted path (cpu_row); "batch": the worker's batched path (the
+    C kernel); "script": the same by TorchScript (a machine without a C compiler)."""
     if finite == "cpu":
         return torch.tensor(cpu_row(t), dtype=torch.float64)
-    if finite == "batch":
+    if finite in ("batch", "script"):
         pad = torch.ones(3)  # not alone in its batch: rows must not mix
-        return rows_of([pad, t, pad * 2], HIST_BINS)[1]
+        return CpuBatch(native=finite == "batch").rows([pad, t, pad * 2], HIST_BINS)[1]
     return stats_row(t, finite=finite)
 
 
@@ -43,7 +44,7 @@ def check(t: torch.Tensor, finite: bool | str | None) -> None:
     for f in ("min", "max", "mean", "std", "l2", "hist_lo", "hist_hi"):
         assert _close(getattr(got, f), getattr(ref, f)), (f, getattr(got, f), getattr(ref, f))
     diff = np.abs(np.array(got.hist_counts) - np.array(ref.hist_counts)).sum()
-    if finite in ("cpu", "batch") and t.numel() > HIST_SAMPLE and ref.finite == t.numel():
+    if finite in ("cpu", "batch", "script") and t.numel() > HIST_SAMPLE and ref.finite == t.numel():
         # a sampled histogram: the distributions differ by a few per cent at most
         assert diff / (2 * ref.finite) <= 0.03, (got.hist_counts, ref.hist_counts)
     else:
@@ -53,19 +54,19 @@ def check(t: torch.Tensor, finite: bool | str | None) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
-@pytest.mark.parametrize("finite", [True, None, "cpu", "batch"])
+@pytest.mark.parametrize("finite", [True, None, "cpu", "batch", "script"])
 def test_random_tensors_match_reference(dtype: torch.dtype, finite: bool | str | None) -> None:
     x = (torch.randn(3, 70, 11) * 3 + 1).to(dtype)
     x[0, ::5] = 0
     check(x, finite)
 
 
-@pytest.mark.parametrize("finite", [True, "cpu", "batch"])
+@pytest.mark.parametrize("finite", [True, "cpu", "batch", "script"])
 def test_large_offset_std_is_stable(finite: bool | str) -> None:
     check(torch.randn(10_000, dtype=torch.float64) + 1e4, finite)
 
 
-@pytest.mark.parametrize("path", ["cpu", "batch"])
+@pytest.mark.parametrize("path", ["cpu", "batch", "script"])
 @pytest.mark.parametrize("shape", [(50_000,), (64, 32, 8, 8), (3, 1000, 700)])
 def test_cpu_row_large_tensors_and_nonfinite(shape: tuple[int, ...], path: str) -> None:
     x = torch.randn(shape)
@@ -75,7 +76,7 @@ def test_cpu_row_large_tensors_and_nonfinite(shape: tuple[int, ...], path: str) 
     check(x, path)
 
 
-@pytest.mark.parametrize("path", ["cpu", "batch"])
+@pytest.mark.parametrize("path", ["cpu", "batch", "script"])
 def test_sampled_histogram_keeps_its_total_and_shape(path: str) -> None:
     x = torch.cat([torch.zeros(150_000), torch.rand(50_000) + 1.0])  # a spike and a plateau
     got = stats_from_row(row_of(x, path).tolist(), "float32", (x.numel(),))
@@ -85,7 +86,7 @@ def test_sampled_histogram_keeps_its_total_and_shape(path: str) -> None:
     assert abs(got.hist_counts[0] - ref.hist_counts[0]) <= 0.02 * ref.hist_counts[0]
 
 
-@pytest.mark.parametrize("finite", [True, None, "cpu", "batch"])
+@pytest.mark.parametrize("finite", [True, None, "cpu", "batch", "script"])
 def test_zero_dim_and_degenerate(finite: bool | str | None) -> None:
     check(torch.tensor(2.5), finite)
     check(torch.ones(7), finite)
@@ -97,10 +98,11 @@ def test_empty() -> None:
     check(torch.empty(0, 3), None)
     check(torch.empty(0, 3), "cpu")
     check(torch.empty(0, 3), "batch")
+    check(torch.empty(0, 3), "script")
     check(torch.empty(0, dtype=torch.float16), True)
 
 
-@pytest.mark.parametrize("path", [None, "batch"])
+@pytest.mark.parametrize("path", [None, "batch", "script"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_nan_and_inf_are_counted_and_kept_out_of_the_histogram(
     dtype: torch.dtype, path: str | None
@@ -113,7 +115,7 @@ def test_nan_and_inf_are_counted_and_kept_out_of_the_histogram(
     check(x, path)
 
 
-@pytest.mark.parametrize("path", [None, "batch"])
+@pytest.mark.parametrize("path", [None, "batch", "script"])
 def test_all_nonfinite(path: str | None) -> None:
     check(torch.full((9,), math.nan), path)
     check(torch.tensor([math.inf, -math.inf]), path)
@@ -166,7 +168,7 @@ def test_worker_rows_match_reference_and_detect_inplace_changes() -> None:
     assert len(notes) == 1 and "in place" in notes[0].text
 
 
-@pytest.mark.parametrize("finite", [True, None, "cpu", "batch"])
+@pytest.mark.parametrize("finite", [True, None, "cpu", "batch", "script"])
 def test_values_on_bin_edges_bin_as_numpy(finite: bool | str | None) -> None:
     # digits pixels are k/16: with lo=0, hi=1 and 32 bins every value sits on a bin edge
     x = torch.randint(0, 17, (64, 64)).float() / 16
@@ -181,7 +183,7 @@ def test_eager_fallback_computes_the_scripted_rows() -> None:
     from vizdebug.torch import cpubatch
 
     ts = [torch.randn(50_000), torch.randn(7, 3).relu(), torch.zeros(0), torch.randn(300).half()]
-    batch = cpubatch.CpuBatch()
+    batch = cpubatch.CpuBatch(native=False)
     scripted = batch.rows(ts, HIST_BINS)
     samples = [batch._sample(t.numel()) for t in ts]
     with torch.no_grad():
@@ -192,10 +194,11 @@ def test_eager_fallback_computes_the_scripted_rows() -> None:
 
 @pytest.mark.parametrize("n", [100, 5000, 20_000, 70_000, 300_000])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
-def test_zero_counts_of_relu_outputs_at_every_size(n: int, dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("path", ["batch", "script"])
+def test_zero_counts_of_relu_outputs_at_every_size(n: int, dtype: torch.dtype, path: str) -> None:
     # half the values exactly zero, as after a ReLU; sizes cross the small-tensor, the
     # aminmax/amin+amax and the sampling thresholds of the batched path
-    check(torch.randn(n).relu().to(dtype), "batch")
+    check(torch.randn(n).relu().to(dtype), path)
 
 
 def test_views_of_one_storage_get_their_own_correct_rows() -> None:
@@ -217,3 +220,75 @@ def test_batched_rows_compile_to_torchscript() -> None:
     from vizdebug.torch import cpubatch
 
     assert isinstance(cpubatch.CpuBatch.script(), torch.jit.ScriptFunction)
+
+
+def test_the_c_kernel_is_built() -> None:
+    # the package builds it wherever a C compiler is at hand (setup.py); without it the worker
+    # falls back to TorchScript quietly, so a broken build must fail here
+    from vizdebug.torch import cpubatch
+
+    assert cpubatch._rowkernel is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 4097, HIST_SAMPLE])
+def test_kernel_rows_match_numpy_at_every_lane_remainder(dtype: torch.dtype, n: int) -> None:
+    # eight values a vector: sizes around it and the sampling threshold; unsampled, the kernel
+    # bins in float64 as numpy.histogram does (a value within an ulp of an edge may differ)
+    gen = torch.Generator().manual_seed(n)
+    x = (torch.randn(n, dtype=torch.float64, generator=gen) * 2 - 0.3).to(dtype)
+    if n > 8:
+        x[::7] = 0
+    row = CpuBatch().rows([x], HIST_BINS)[0]
+    got = stats_from_row(row.tolist(), dtype_name(x), (n,))
+    ref = reference_stats(x.double().numpy(), dtype=dtype_name(x))
+    assert np.abs(np.subtract(got.hist_counts, ref.hist_counts)).sum() <= 2
+    assert got.zeros == ref.zeros and sum(got.hist_counts) == n
+    for f in ("min", "max", "mean", "std", "l2"):
+        assert _close(getattr(got, f), getattr(ref, f)), f
+
+
+def test_kernel_handles_subnormal_halves_and_odd_bins() -> None:
+    x = torch.tensor([6e-8, -6e-8, 3e-5, 65504.0, -65504.0, 0.0], dtype=torch.float16)
+    for bins in (1, 3, 300):
+        row = CpuBatch().rows([x], bins)[0]
+        got = stats_from_row(row.tolist(), "float16", (6,))
+        ref = reference_stats(x.numpy(), bins=bins, dtype="float16")
+        assert got.hist_counts == ref.hist_counts
+        assert got.min == ref.min and got.max == ref.max and _close(got.mean, ref.mean)
+
+
+def test_kernel_rejects_bad_specs_with_a_value_error() -> None:
+    from array import array
+
+    from vizdebug.torch import cpubatch
+
+    kernel = cpubatch._rowkernel
+    assert kernel is not None
+    out = torch.empty(1, len(COLUMNS) + 4, dtype=torch.float64)
+    x = torch.ones(3)
+    with pytest.raises(ValueError, match="dtype code"):
+        kernel.rows(array("q", [x.data_ptr(), 3, 9, 0, 0]), out.data_ptr(), 1, 4)
+    with pytest.raises(ValueError, match="five int64"):
+        kernel.rows(array("q", [x.data_ptr(), 3, 0, 0]), out.data_ptr(), 1, 4)
+    with pytest.raises(ValueError, match="bins"):
+        kernel.rows(array("q", [x.data_ptr(), 3, 0, 0, 0]), out.data_ptr(), 1, 0)
+    with pytest.raises(ValueError, match="address"):
+        kernel.rows(array("q", [0, 3, 0, 0, 0]), out.data_ptr(), 1, 4)
+
+
+def test_kernel_and_script_agree_on_a_mixed_batch() -> None:
+    ts = [
+        torch.randn(70_000).relu(),
+        torch.randn(33, 5).t(),  # not contiguous
+        torch.randn(300, dtype=torch.float64) + 1e4,
+        torch.randn(40).bfloat16(),
+        torch.zeros(0),
+        torch.tensor(3.0),
+    ]
+    native = CpuBatch().rows(ts, HIST_BINS)
+    scripted = CpuBatch(native=False).rows(ts, HIST_BINS)
+    heads = len(COLUMNS)
+    assert torch.allclose(native[:, :heads], scripted[:, :heads], rtol=1e-5, equal_nan=True)
+    assert torch.equal(native[:, heads:].sum(1), scripted[:, heads:].sum(1))
+    assert (native[:, heads:] - scripted[:, heads:]).abs().sum(1).max() <= 4
