@@ -286,7 +286,10 @@ def test_kernel_and_script_agree_on_a_mixed_batch() -> None:
         torch.zeros(0),
         torch.tensor(3.0),
     ]
-    native = CpuBatch().rows(ts, HIST_BINS)
+    batch = CpuBatch()
+    native = batch.rows(ts, HIST_BINS)
+    again = batch.rows(ts, HIST_BINS)  # with the samples cached
+    torch.testing.assert_close(again, native, rtol=0, atol=0, equal_nan=True)
     scripted = CpuBatch(native=False).rows(ts, HIST_BINS)
     heads = len(COLUMNS)
     assert torch.allclose(native[:, :heads], scripted[:, :heads], rtol=1e-5, equal_nan=True)

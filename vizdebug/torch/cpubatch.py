@@ -29,7 +29,7 @@ import math
 import threading
 import warnings
 from array import array
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -192,11 +192,13 @@ class CpuBatch:
             tensors: CPU floating-point tensors of any shape (read without grad mode).
             bins: Histogram bins.
         """
+        if self._native is not None:
+            try:
+                return self._kernel_rows(tensors, bins)
+            except KeyError:  # a dtype the kernel does not read (float8): TorchScript
+                pass
         unique, where = _distinct(tensors)
-        if self._native is not None and all(t.dtype in _CODES for t in unique):
-            out = self._kernel_rows(unique, bins)
-        else:
-            out = self._scripted_rows(unique, bins)
+        out = self._scripted_rows(unique, bins)
         if len(unique) < len(tensors):
             out = out[torch.tensor(where)]
         for i in (out[:, 0] == _FALLBACK).nonzero().flatten().tolist():
@@ -204,22 +206,41 @@ class CpuBatch:
         return out
 
     def _kernel_rows(self, tensors: list[torch.Tensor], bins: int) -> torch.Tensor:
-        """The rows by the C kernel: two passes over each tensor's memory, no dispatch."""
-        specs = array("q")
-        held = []  # contiguous copies live until the kernel returns
+        """The rows by the C kernel: two passes over each tensor's memory, no dispatch.
+
+        One loop of attribute reads per tensor (the worker holds the GIL meanwhile, which the
+        training thread waits for): views of one storage are found as in :func:`_distinct`.
+        """
+        specs: list[int] = []
+        held: list[torch.Tensor] = []  # contiguous copies live until the kernel returns
+        seen: dict[tuple[int, int, int], int] = {}
+        where: list[int] = []
+        codes, samples = _CODES, self._samples
         for t in tensors:
+            key = (t.data_ptr(), t.numel(), codes[t.dtype])
+            at = seen.get(key)
+            if at is not None and t.is_contiguous() and held[at].is_contiguous():
+                where.append(at)
+                continue
+            where.append(len(held))
+            seen[key] = len(held)
+            ptr, n, code = key
             if not t.is_contiguous() or t.is_neg():
                 t = t.contiguous().resolve_neg()
+                ptr = t.data_ptr()
             held.append(t)
-            n = t.numel()
-            sample = self._sample(n)
-            if sample is None:
-                specs.extend((t.data_ptr(), n, _CODES[t.dtype], 0, 0))
+            if n <= HIST_SAMPLE:
+                specs += (ptr, n, code, 0, 0)
             else:
-                specs.extend((t.data_ptr(), n, _CODES[t.dtype], sample.data_ptr(), HIST_SAMPLE))
+                sample = samples.get(n)
+                if sample is None:
+                    sample = cast(torch.Tensor, self._sample(n))
+                specs += (ptr, n, code, sample.data_ptr(), HIST_SAMPLE)
         out = torch.empty((len(held), len(COLUMNS) + bins), dtype=torch.float64)
         assert self._native is not None
-        self._native.rows(specs, out.data_ptr(), len(held), bins)
+        self._native.rows(array("q", specs), out.data_ptr(), len(held), bins)
+        if len(held) < len(tensors):
+            out = out[torch.tensor(where)]
         return out
 
     def _scripted_rows(self, unique: list[torch.Tensor], bins: int) -> torch.Tensor:

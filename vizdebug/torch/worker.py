@@ -52,7 +52,9 @@ class Entry:
     shape: tuple[int, ...]
     tensor: torch.Tensor | None
     version: int = 0
+    #: The row: a 1-D tensor, or (``index >= 0``) the matrix of a worker batch holding it.
     row: torch.Tensor | None = None
+    index: int = -1
     state: int = _QUEUED
     problem: str = ""
 
@@ -76,12 +78,32 @@ class StatsBatch:
         self.nbytes = held + len(self.entries) * (12 + self.bins) * 8
 
     def finish(self) -> None:
-        """Stack the rows into one matrix (worker thread or training thread)."""
-        rows = [e.row for e in self.entries if e.row is not None]
-        if rows:
-            self.matrix = torch.stack(rows)
+        """Gather the rows into one matrix (worker thread or training thread)."""
+        parts: list[torch.Tensor] = []
+        picks: list[int] = []
+        offsets: dict[int, int] = {}
+        size = 0
         for e in self.entries:
             e.tensor = None
+            row = e.row
+            if row is None:
+                continue
+            if e.index < 0:  # a row of its own
+                parts.append(row.unsqueeze(0))
+                picks.append(size)
+                size += 1
+                continue
+            at = offsets.get(id(row))
+            if at is None:  # a worker batch's matrix, met first
+                at = offsets[id(row)] = size
+                parts.append(row)
+                size += row.shape[0]
+            picks.append(at + e.index)
+        if parts:
+            whole = parts[0] if len(parts) == 1 else torch.cat(parts)
+            if picks != list(range(size)):
+                whole = whole[torch.tensor(picks)]
+            self.matrix = whole
         self.done.set()
 
     def resolve(self, run: str, rank: int) -> Iterator[Event | StatsBlock]:
@@ -129,6 +151,7 @@ class StatsWorker:
         self._pending = 0
         self._by_id: dict[int, Entry] = {}
         self._failed = 0
+        self._failed_batches = 0
         self._thread = threading.Thread(target=self._loop, name="vizdebug-torch-stats", daemon=True)
         self._thread.start()
 
@@ -206,11 +229,16 @@ class StatsWorker:
         todo = [e for e in entries if e.tensor is not None and e.tensor._version == e.version]
         try:
             matrix = rows.rows([cast(torch.Tensor, e.tensor) for e in todo], self.bins)
-            for e, row in zip(todo, matrix.unbind(0), strict=True):  # views, made in one call
-                e.row = row
-        except Exception:  # the batch failed: each tensor on its own
+            for i, e in enumerate(todo):  # no per-row views: finish() gathers once
+                e.row = matrix
+                e.index = i
+        except Exception as exc:  # the batch failed: each tensor on its own (slower)
+            self._failed_batches += 1
+            if self._failed_batches == 1:
+                log.warning("vizdebug: statistics computed one tensor at a time: %r", exc)
             for e in todo:
                 e.row = self._row(cast(torch.Tensor, e.tensor), e.name)
+                e.index = -1
         with self._lock:
             for e in entries:
                 t = e.tensor
