@@ -47,7 +47,10 @@ class Call:
         self.call = call
         self.args = args
         self.outputs = outputs
-        self.versions = tuple(t._version for _, t in outputs)
+        if len(outputs) == 1:  # the common case, without a generator
+            self.versions: tuple[int, ...] = (outputs[0][1]._version,)
+        else:
+            self.versions = tuple(t._version for _, t in outputs)
 
     @property
     def inputs(self) -> tuple[torch.Tensor, ...]:

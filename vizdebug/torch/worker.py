@@ -32,7 +32,7 @@ from ..batch import StatsBlock
 from ..events import Event, Note
 from ..stats import HIST_BINS
 from .cpubatch import CpuBatch
-from .devstats import cpu_row
+from .devstats import cpu_row, dtype_name
 
 __all__ = ["Entry", "StatsBatch", "StatsWorker"]
 
@@ -43,7 +43,7 @@ _QUEUED, _BUSY, _DONE = 0, 1, 2
 
 @dataclass(slots=True, eq=False)
 class Entry:
-    """One tensor to get statistics for."""
+    """One tensor to get statistics for (``dtype`` and ``shape`` filled in by the worker)."""
 
     name: str
     role: str
@@ -226,6 +226,11 @@ class StatsWorker:
         with self._lock:
             for e in entries:
                 e.state = _BUSY
+        for e in entries:  # metadata read here, off the training thread
+            t = e.tensor
+            if t is not None:
+                e.dtype = dtype_name(t)
+                e.shape = tuple(t.shape)
         todo = [e for e in entries if e.tensor is not None and e.tensor._version == e.version]
         try:
             matrix = rows.rows([cast(torch.Tensor, e.tensor) for e in todo], self.bins)
