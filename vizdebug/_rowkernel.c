@@ -23,7 +23,8 @@
 #include <string.h>
 
 enum { F32 = 0, F64 = 1, F16 = 2, BF16 = 3 };
-enum { SPEC = 5 };   /* per tensor: address, numel, dtype code, sample address, sample length */
+enum { SPEC = 6 }; /* per tensor: address, numel, dtype code, sample address, sample length, and
+                     the index of an earlier tensor with the same contents (its row is copied) */
 enum { HEAD = 12 };  /* the fixed columns of a row */
 enum { SPLIT = 8 };  /* histogram copies: a hot bin (ReLU's zeros) does not serialise increments */
 enum { BLOCK = 256 }; /* bin indices computed a block at a time (vectorised), then counted */
@@ -386,10 +387,11 @@ static void one_row(const int64_t *spec, double *row, Scratch *w)
 PyDoc_STRVAR(rows_doc,
              "rows(specs, out, count, bins)\n--\n\n"
              "Write the statistics rows of ``count`` tensors to the float64 matrix at address\n"
-             "``out`` (``count`` x (12 + bins), C order). ``specs`` is a buffer of int64, five\n"
+             "``out`` (``count`` x (12 + bins), C order). ``specs`` is a buffer of int64, six\n"
              "per tensor: data address, element count, dtype code (0 float32, 1 float64,\n"
              "2 float16, 3 bfloat16), address of the sorted int64 sample positions to bin\n"
-             "(0: every element), and the sample's length. Runs without the GIL.");
+             "(0: every element), the sample's length, and the index of an earlier tensor\n"
+             "whose row to copy (-1: compute this one). Runs without the GIL.");
 
 static PyObject *rows(PyObject *self, PyObject *args)
 {
@@ -404,7 +406,7 @@ static PyObject *rows(PyObject *self, PyObject *args)
     if (bins < 1)
         problem = "bins must be at least 1";
     else if (count < 0 || specs.len != count * SPEC * (Py_ssize_t)sizeof(int64_t))
-        problem = "specs must hold five int64 values per tensor";
+        problem = "specs must hold six int64 values per tensor";
     else if (count > 0 && out == 0)
         problem = "out must be the address of a float64 matrix";
     for (Py_ssize_t i = 0; problem == NULL && i < count; i++) {
@@ -413,6 +415,8 @@ static PyObject *rows(PyObject *self, PyObject *args)
             problem = "unknown dtype code";
         else if (s[1] < 0 || s[4] < 0 || (s[1] > 0 && s[0] == 0) || (s[3] != 0 && s[4] == 0))
             problem = "bad address, size or sample";
+        else if (s[5] >= i || s[5] < -1)
+            problem = "a copied row must come from an earlier tensor (or -1)";
     }
     if (problem != NULL) {
         PyBuffer_Release(&specs);
@@ -439,9 +443,15 @@ static PyObject *rows(PyObject *self, PyObject *args)
         return PyErr_NoMemory();
     }
     double *matrix = (double *)(uintptr_t)out;
+    size_t width = (size_t)(HEAD + bins);
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < count; i++)
-        one_row(spec + i * SPEC, matrix + i * (HEAD + bins), &w);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int64_t same = spec[i * SPEC + 5];
+        if (same >= 0)
+            memcpy(matrix + i * width, matrix + same * width, width * sizeof(double));
+        else
+            one_row(spec + i * SPEC, matrix + i * width, &w);
+    }
     Py_END_ALLOW_THREADS
     free(w.counts);
     free(w.exact);

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import yielding
 from .batch import EventBatch, StatsBlock
 from .events import Event, SnapshotRef
 from .fanout import SinkRunner
@@ -108,6 +109,7 @@ class WriterLoop:
                     self._deq_bytes += freed + int(item.nbytes)
                     freed = 0
                     batch.extend(item.resolve(self.run, self.rank))
+                    yielding.pause()
             except Exception as exc:  # a bad item must not stop the writer thread
                 self._invalid += 1
                 if self._invalid == 1:

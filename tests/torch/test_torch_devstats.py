@@ -268,13 +268,15 @@ def test_kernel_rejects_bad_specs_with_a_value_error() -> None:
     out = torch.empty(1, len(COLUMNS) + 4, dtype=torch.float64)
     x = torch.ones(3)
     with pytest.raises(ValueError, match="dtype code"):
-        kernel.rows(array("q", [x.data_ptr(), 3, 9, 0, 0]), out.data_ptr(), 1, 4)
-    with pytest.raises(ValueError, match="five int64"):
-        kernel.rows(array("q", [x.data_ptr(), 3, 0, 0]), out.data_ptr(), 1, 4)
+        kernel.rows(array("q", [x.data_ptr(), 3, 9, 0, 0, -1]), out.data_ptr(), 1, 4)
+    with pytest.raises(ValueError, match="six int64"):
+        kernel.rows(array("q", [x.data_ptr(), 3, 0, 0, -1]), out.data_ptr(), 1, 4)
     with pytest.raises(ValueError, match="bins"):
-        kernel.rows(array("q", [x.data_ptr(), 3, 0, 0, 0]), out.data_ptr(), 1, 0)
+        kernel.rows(array("q", [x.data_ptr(), 3, 0, 0, 0, -1]), out.data_ptr(), 1, 0)
     with pytest.raises(ValueError, match="address"):
-        kernel.rows(array("q", [0, 3, 0, 0, 0]), out.data_ptr(), 1, 4)
+        kernel.rows(array("q", [0, 3, 0, 0, 0, -1]), out.data_ptr(), 1, 4)
+    with pytest.raises(ValueError, match="earlier tensor"):
+        kernel.rows(array("q", [x.data_ptr(), 3, 0, 0, 0, 0]), out.data_ptr(), 1, 4)
 
 
 def test_kernel_and_script_agree_on_a_mixed_batch() -> None:

@@ -52,6 +52,7 @@ from tensorboard.compat.proto import (
     types_pb2,
 )
 
+from .. import yielding
 from ..batch import StatsBlock
 from ..events import Anomaly, Event, Note, RunInfo, Scalar, TensorStats
 from ..stats import COLUMNS, stats_to_row
@@ -276,6 +277,8 @@ class NativeEncoder:
         size = varint(len(next((h for h in histos if h is not None), b"")))
         plan = self._plan
         for i, row in enumerate(rows):
+            if i % yielding.EVERY == yielding.EVERY - 1:
+                yielding.pause()
             role = row[1]
             suffix, scalar_key, histo_key = plan(row[0], role, row[2])
             if scalar_key is not None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import yielding
 from ..batch import EventBatch
 from ..events import Event
 from .codec import ScalarTemplate, encode_batch, file_version_event
@@ -45,6 +46,7 @@ class EventFileSink:
         items = events.raw() if isinstance(events, EventBatch) else events
         records = encode_batch(items, self._template)
         if self._native is not None:
+            yielding.pause()
             try:
                 records += self._native.encode(items)
             except Exception:  # the copies must never cost the durable records

@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import torch
 
+from .. import yielding
 from ..stats import COLUMNS, HIST_SAMPLE
 from .devstats import cpu_row
 
@@ -209,38 +210,38 @@ class CpuBatch:
         """The rows by the C kernel: two passes over each tensor's memory, no dispatch.
 
         One loop of attribute reads per tensor (the worker holds the GIL meanwhile, which the
-        training thread waits for): views of one storage are found as in :func:`_distinct`.
+        training thread waits for); views of one storage (see :func:`_distinct`) get a copy of
+        the first one's row, made by the kernel.
         """
         specs: list[int] = []
         held: list[torch.Tensor] = []  # contiguous copies live until the kernel returns
         seen: dict[tuple[int, int, int], int] = {}
-        where: list[int] = []
         codes, samples = _CODES, self._samples
-        for t in tensors:
+        for i, t in enumerate(tensors):
+            if i % yielding.EVERY == yielding.EVERY - 1:
+                yielding.pause()
             key = (t.data_ptr(), t.numel(), codes[t.dtype])
+            contiguous = t.is_contiguous()
             at = seen.get(key)
-            if at is not None and t.is_contiguous() and held[at].is_contiguous():
-                where.append(at)
+            if at is not None and contiguous and tensors[at].is_contiguous():
+                specs += (0, 0, 0, 0, 0, at)
                 continue
-            where.append(len(held))
-            seen[key] = len(held)
+            seen[key] = i
             ptr, n, code = key
-            if not t.is_contiguous() or t.is_neg():
+            if not contiguous or t.is_neg():
                 t = t.contiguous().resolve_neg()
+                held.append(t)
                 ptr = t.data_ptr()
-            held.append(t)
             if n <= HIST_SAMPLE:
-                specs += (ptr, n, code, 0, 0)
+                specs += (ptr, n, code, 0, 0, -1)
             else:
                 sample = samples.get(n)
                 if sample is None:
                     sample = cast(torch.Tensor, self._sample(n))
-                specs += (ptr, n, code, sample.data_ptr(), HIST_SAMPLE)
-        out = torch.empty((len(held), len(COLUMNS) + bins), dtype=torch.float64)
+                specs += (ptr, n, code, sample.data_ptr(), HIST_SAMPLE, -1)
+        out = torch.empty((len(tensors), len(COLUMNS) + bins), dtype=torch.float64)
         assert self._native is not None
-        self._native.rows(array("q", specs), out.data_ptr(), len(held), bins)
-        if len(held) < len(tensors):
-            out = out[torch.tensor(where)]
+        self._native.rows(array("q", specs), out.data_ptr(), len(tensors), bins)
         return out
 
     def _scripted_rows(self, unique: list[torch.Tensor], bins: int) -> torch.Tensor:
