@@ -12,7 +12,9 @@
  * tensor and five to seven passes over its memory (three times as long on a Transformer step).
  *
  * The caller (vizdebug/torch/cpubatch.py) guarantees that every address points at a live,
- * contiguous tensor of the stated dtype and size for the duration of the call.
+ * contiguous tensor of the stated dtype and size for the duration of the call. The values may
+ * change under the read (training modifying a tensor in place; the worker then drops the row):
+ * every bin index is clamped into range before it is used, whatever the values.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -219,18 +221,20 @@ VECTOR_CLONES static void moments_f64(const double *x, int64_t n, Moments *r)
                                       double lo, double scale, int64_t *counts)                \
     {                                                                                          \
         int32_t idx[BLOCK];                                                                    \
-        int32_t top = (int32_t)(bins - 1);                                                     \
+        double ftop = (double)(bins - 1); /* clamped before the cast: no undefined behaviour */ \
         for (int64_t j0 = 0; j0 < m; j0 += BLOCK) {                                            \
             int64_t e = m - j0 < BLOCK ? m - j0 : BLOCK;                                       \
             if (at) {                                                                          \
                 for (int64_t k = 0; k < e; k++) {                                              \
-                    int32_t b = (int32_t)(((double)x[at[j0 + k]] - lo) * scale);               \
-                    idx[k] = b > top ? top : b;                                                \
+                    double f = ((double)x[at[j0 + k]] - lo) * scale;                           \
+                    f = f < ftop ? f : ftop; /* NaN, Inf, huge: the top */                     \
+                    idx[k] = (int32_t)(f > 0.0 ? f : 0.0); /* below lo: changed meanwhile */   \
                 }                                                                              \
             } else {                                                                           \
                 for (int64_t k = 0; k < e; k++) {                                              \
-                    int32_t b = (int32_t)(((double)x[j0 + k] - lo) * scale);                   \
-                    idx[k] = b > top ? top : b;                                                \
+                    double f = ((double)x[j0 + k] - lo) * scale;                               \
+                    f = f < ftop ? f : ftop;                                                   \
+                    idx[k] = (int32_t)(f > 0.0 ? f : 0.0);                                     \
                 }                                                                              \
             }                                                                                  \
             int64_t k = 0;                                                                     \
@@ -250,8 +254,9 @@ VECTOR_CLONES static void moments_f64(const double *x, int64_t n, Moments *r)
             double d = (double)x[j];                                                           \
             if (!isfinite(d))                                                                  \
                 continue;                                                                      \
-            int64_t b = (int64_t)((d - lo) * scale);                                           \
-            counts[b >= bins ? bins - 1 : b]++;                                                \
+            double f = (d - lo) * scale;                                                       \
+            f = f < (double)(bins - 1) ? f : (double)(bins - 1);                               \
+            counts[(int64_t)(f > 0.0 ? f : 0.0)]++;                                            \
             have++;                                                                            \
         }                                                                                      \
         return have;                                                                           \
