@@ -31,7 +31,8 @@ enum { HEAD = 12 };  /* the fixed columns of a row */
 enum { SPLIT = 8 };  /* histogram copies: a hot bin (ReLU's zeros) does not serialise increments */
 enum { BLOCK = 256 }; /* bin indices computed a block at a time (vectorised), then counted */
 
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__clang__)
+/* function clones need glibc's ifunc; elsewhere the baseline build only */
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define VECTOR_CLONES
