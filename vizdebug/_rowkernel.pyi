@@ -1,4 +1,6 @@
 """Statistics rows of CPU tensors in one call without the GIL (see vizdebug/_rowkernel.c)."""
 
-def rows(specs: bytes | bytearray | memoryview | object, out: int, count: int, bins: int) -> None:
+from array import array
+
+def rows(specs: array[int] | bytes | memoryview, out: int, count: int, bins: int) -> None:
     """Write ``count`` rows of ``12 + bins`` float64 values to the matrix at address ``out``."""

@@ -4,8 +4,7 @@ The calling thread only appends to a queue (a ``collections.deque``: no lock, no
 scalar). A background thread drains it when woken (flush, close, anomalies, deferred
 statistics, snapshots, a queue past a quarter of its budget) or twice a second, turns raw items
 into events, writes snapshots, and hands batches to one :class:`~vizdebug.fanout.SinkRunner`
-per sink. The
-run-directory sink (TensorBoard event files) is always first and always on.
+per sink. The run-directory sink (TensorBoard event files) is always first and always on.
 
 Memory is bounded by ``max_queue_bytes``. When the queue is full, ``when_full="drop_newest"``
 (the default) drops the incoming event and counts it by kind; ``"block"`` makes the caller wait.

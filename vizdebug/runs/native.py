@@ -276,9 +276,7 @@ class NativeEncoder:
         # every histogram of a block has one length (it depends on the bin count only)
         size = varint(len(next((h for h in histos if h is not None), b"")))
         plan = self._plan
-        for i, row in enumerate(rows):
-            if i % yielding.EVERY == yielding.EVERY - 1:
-                yielding.pause()
+        for i, row in enumerate(yielding.offering(rows)):
             role = row[1]
             suffix, scalar_key, histo_key = plan(row[0], role, row[2])
             if scalar_key is not None:

@@ -195,7 +195,7 @@ class CpuBatch:
         """
         if self._native is not None:
             try:
-                return self._kernel_rows(tensors, bins)
+                return self._kernel_rows(self._native, tensors, bins)
             except KeyError:  # a dtype the kernel does not read (float8): TorchScript
                 pass
         unique, where = _distinct(tensors)
@@ -206,7 +206,7 @@ class CpuBatch:
             out[i] = torch.tensor(cpu_row(tensors[i], bins=bins), dtype=torch.float64)
         return out
 
-    def _kernel_rows(self, tensors: list[torch.Tensor], bins: int) -> torch.Tensor:
+    def _kernel_rows(self, native: Any, tensors: list[torch.Tensor], bins: int) -> torch.Tensor:
         """The rows by the C kernel: two passes over each tensor's memory, no dispatch.
 
         One loop of attribute reads per tensor (the worker holds the GIL meanwhile, which the
@@ -217,9 +217,7 @@ class CpuBatch:
         held: list[torch.Tensor] = []  # contiguous copies live until the kernel returns
         seen: dict[tuple[int, int, int], int] = {}
         codes, samples = _CODES, self._samples
-        for i, t in enumerate(tensors):
-            if i % yielding.EVERY == yielding.EVERY - 1:
-                yielding.pause()
+        for i, t in enumerate(yielding.offering(tensors)):
             key = (t.data_ptr(), t.numel(), codes[t.dtype])
             contiguous = t.is_contiguous()
             at = seen.get(key)
@@ -240,8 +238,7 @@ class CpuBatch:
                     sample = cast(torch.Tensor, self._sample(n))
                 specs += (ptr, n, code, sample.data_ptr(), HIST_SAMPLE, -1)
         out = torch.empty((len(tensors), len(COLUMNS) + bins), dtype=torch.float64)
-        assert self._native is not None
-        self._native.rows(array("q", specs), out.data_ptr(), len(tensors), bins)
+        native.rows(array("q", specs), out.data_ptr(), len(tensors), bins)
         return out
 
     def _scripted_rows(self, unique: list[torch.Tensor], bins: int) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -104,23 +105,18 @@ def dist_rank() -> tuple[int | None, int | None]:
     return None, None
 
 
-def hang(t: torch.Tensor, hook: Any) -> None:
-    """Call ``hook(grad)`` with the gradient of ``t`` (as its module returned it).
+def hang(t: torch.Tensor, hook: Any, *args: Any) -> None:
+    """Call ``hook(*args, nr, grads)`` when the gradient of ``t`` is computed: it is
+    ``grads[nr]`` (None when no gradient reached ``t``; the hook checks).
 
     A pre-hook on the node that made ``t`` is a third cheaper to register than a tensor
     hook and needs no handle: it dies with the step's graph, and hooks left on a graph at
-    close() return at once.
+    close() return at once. It is one partial of ``hook``, not a closure calling it: a
+    Python frame less per gradient (a hundred a step on the Transformer benchmark).
     """
     node = t.grad_fn
     if node is None:
         untyped: Any = t  # a leaf (a module returning a parameter): torch leaves it untyped
-        untyped.register_hook(hook)
+        untyped.register_hook(lambda grad: hook(*args, 0, (grad,)))
         return
-    nr = t.output_nr
-
-    def pre(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
-        grad = grad_outputs[nr]
-        if grad is not None:
-            hook(grad)
-
-    node.register_prehook(pre)
+    node.register_prehook(functools.partial(hook, *args, t.output_nr))

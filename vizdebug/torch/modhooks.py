@@ -10,7 +10,6 @@ hook on the autograd node behind each output for its gradient (see
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -108,7 +107,7 @@ class ModuleHooks:
         if torch.is_grad_enabled():
             for k, (path, t) in enumerate(outs):
                 if t.requires_grad:
-                    self._hang(t, slot, call, k, path, False, False)
+                    hang(t, self._on_grad, slot, call, k, path, False, False)
 
     def _float_leaves(self, slot: Slot, output: Any) -> tuple[tuple[str, torch.Tensor], ...]:
         outs: list[tuple[str, torch.Tensor]] = []
@@ -135,34 +134,9 @@ class ModuleHooks:
         if (sentinel or (record and "gradients" in self.what)) and torch.is_grad_enabled():
             for k, (path, t) in enumerate(outs):
                 if t.requires_grad:
-                    self._hang(t, slot, call, k, path, record, sentinel)
+                    hang(t, self._on_grad, slot, call, k, path, record, sentinel)
         if self._need_structure and call == 0 and not self._replaying:
             self._shapes[slot.name] = tuple(tuple(t.shape) for _, t in outs)
-
-    def _hang(
-        self,
-        t: torch.Tensor,
-        slot: Slot,
-        call: int,
-        k: int,
-        path: str,
-        record: bool,
-        sentinel: bool,
-    ) -> None:
-        """Call :meth:`_on_grad` with the gradient of ``t`` (see :func:`.hooks.hang`).
-
-        One partial on the node that made ``t`` (no closure, one Python frame per call: a
-        hundred gradients a step on the Transformer benchmark).
-        """
-        node = t.grad_fn
-        if node is None:  # a leaf returned by a module (a parameter)
-            hook = functools.partial(self._on_grad, slot, call, k, path, record, sentinel, 0)
-            hang(t, lambda grad: hook((grad,)))
-            return
-        nr = t.output_nr
-        node.register_prehook(
-            functools.partial(self._on_grad, slot, call, k, path, record, sentinel, nr)
-        )
 
     def _on_grad(
         self,

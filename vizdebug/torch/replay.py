@@ -59,9 +59,11 @@ class RootCall:
         self.grads.append(None)
         grads = self.grads
 
-        def keep(grad: torch.Tensor) -> None:
-            grads[k] = grad
-            flags.append(grad.sum(dtype=torch.float32))
+        def keep(nr: int, grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
+            grad = grad_outputs[nr]
+            if grad is not None:
+                grads[k] = grad
+                flags.append(grad.sum(dtype=torch.float32))
 
         hang(t, keep)
 

@@ -227,9 +227,7 @@ class StatsWorker:
         # GIL the training thread waits for (a millisecond of it a step cost ~7% of a step).
         todo: list[torch.Tensor] = []
         with self._lock:
-            for i, e in enumerate(entries):
-                if i % yielding.EVERY == yielding.EVERY - 1:
-                    yielding.pause()
+            for e in yielding.offering(entries):
                 e.state = _BUSY
                 t = e.tensor
                 if t is not None:
@@ -246,9 +244,7 @@ class StatsWorker:
             if self._failed_batches == 1:
                 log.warning("vizdebug: statistics computed one tensor at a time: %r", exc)
         with self._lock:
-            for i, e in enumerate(entries):
-                if i % yielding.EVERY == yielding.EVERY - 1:
-                    yielding.pause()
+            for e in yielding.offering(entries):
                 e.state = _DONE
                 t = e.tensor
                 if t is None:
