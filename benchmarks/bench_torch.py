@@ -2,24 +2,32 @@
 
 Run: ``.venv/bin/python benchmarks/bench_torch.py [--blocks 16] [--block 100]``.
 
-Method. Every tool gets its own copy of the model (same initial weights) and optimizer, with
-its instrumentation attached for the whole run, all in one process on one CPU thread
-(``torch.set_num_threads(1)``; vizdebug's statistics worker and writer threads may use the
-second core, as they would in a user's process). The tools then take turns in rounds: in each
-round every tool trains ``--block`` steps (as long as vizdebug's default schedule,
-``every=100``, so each round of the default holds exactly one step that records statistics:
-its cost is amortized as in training), in slices of 50 steps, the order of tools shuffled for
-every slice, so drift and other load on a shared machine hit every tool alike. A slice's time
+Method. Every tool runs in a process of its own, next to a bare copy of the model: a user's
+process holds one tool, and tools sharing a process disturb each other (with torch's
+SummaryWriter in the same process, whose histograms churn through ~500 MB of heap, vizdebug's
+every-step ratio on the digits CNN read 1.36x, against 1.17x alone, in two runs of six rounds;
+presumably the heap and caches that writer leaves behind slow a tool that keeps more tensors
+alive more than they slow the bare copy. ``--one-process`` runs all the tools together anyway).
+Each copy (same initial weights) has its own optimizer and its instrumentation attached for the
+whole run, on one CPU thread (``torch.set_num_threads(1)``; vizdebug's statistics worker and
+writer threads may use the second core, as they would in a user's process). The two copies then
+take turns in rounds (with ``--one-process``, all the tools and one bare copy): in each round
+every tool trains ``--block`` steps (as long as vizdebug's default schedule, ``every=100``, so
+each round of the default holds exactly one step that records statistics: its cost is amortized
+as in training), in slices of 50 steps. Each slice of a tool runs right next to a slice of the
+bare copy, the two in random order, and the tools' order is shuffled for every slice: the load
+on a shared machine changes over seconds, so a ratio taken between neighbours a second apart
+cancels it far better than one taken against a bare slice run many seconds away. A slice's time
 includes flushing the tool's writer at its end, so work a tool pushes to background threads is
 paid inside its own slice, not by the next tool's (vizdebug's worker and writer threads would
 otherwise catch up while another tool is timed). That flush waits for the statistics of the
 slice's last step, a tail a training run pays once, at its end; slices of 50 steps keep it from
 being counted more often than a run would notice (in 10-step slices it was a fifth of
 vizdebug's every-step overhead on the digits CNN, and each slice started on caches the other
-tools had filled). Per tool: the median over rounds of the mean
-step time, and the median over rounds of the ratio of its round to the bare round (with a
-bootstrap 95% confidence interval): load that comes and goes hits both sides of each ratio.
-The "bare (A/A)" row, a second bare copy, shows the method's noise floor.
+tools had filled). Per tool: the median over rounds of the mean step time, and the median over
+rounds of the ratio of its round to its bare neighbours' (with a bootstrap 95% confidence
+interval). The "bare (A/A)" row, a second bare copy timed the same way, shows the method's
+noise floor.
 
 Peak memory is measured separately, one subprocess per tool (``VmHWM`` after 60 steps):
 tracemalloc does not see torch's allocator and torch has no allocator statistics on CPU. It
@@ -173,8 +181,9 @@ SLICE = 50
 
 def interleaved(
     kind: str, blocks: int, block: int, logdir: str, tools: list[str]
-) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """Per-step time of every block of every tool (seconds), tools taking turns; and the CPU
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, float]]:
+    """Per-step time of every round of every tool, each slice of a tool next to a bare slice
+    (seconds); the per-step time of those bare neighbours, per tool and round; and the CPU
     time per step of each tool's own threads (seconds)."""
     import torch
 
@@ -188,20 +197,34 @@ def interleaved(
         r.run(5)  # warm-up: allocator, first-step structure events
         r.bg_seconds, r.steps = 0.0, 0
     times: dict[str, list[float]] = {tool: [] for tool in tools}
+    neighbours: dict[str, list[float]] = {tool: [] for tool in tools}
     rng = random.Random(0)
-    order = list(tools)
+    others = [tool for tool in tools if tool != "bare"]
+    n = min(SLICE, block)
     for _ in range(blocks):
         spent = dict.fromkeys(tools, 0.0)
+        bare_next = dict.fromkeys(tools, 0.0)
         for _ in range(max(1, block // SLICE)):
-            rng.shuffle(order)
-            for tool in order:
-                spent[tool] += runners[tool].run(min(SLICE, block))
+            rng.shuffle(others)
+            for tool in others:
+                pair = [tool, "bare"]
+                rng.shuffle(pair)
+                for who in pair:
+                    took = runners[who].run(n)
+                    if who == tool:
+                        spent[tool] += took
+                    else:
+                        bare_next[tool] += took
+        bare_runs = max(1, len(others))
+        spent["bare"] = sum(bare_next.values()) / bare_runs
+        bare_next["bare"] = spent["bare"]
         for tool in tools:
             times[tool].append(spent[tool] / block)
+            neighbours[tool].append(bare_next[tool] / block)
     background = {tool: r.bg_seconds / max(1, r.steps) for tool, r in runners.items()}
     for r in runners.values():
         r.close()
-    return times, background
+    return times, neighbours, background
 
 
 def peak_rss(kind: str, tool: str, steps: int) -> float:
@@ -231,6 +254,37 @@ def _rss_child(kind: str, tool: str, steps: int) -> None:
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def measure(
+    kind: str, blocks: int, block: int, tools: list[str], one_process: bool
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, float]]:
+    """:func:`interleaved` for every tool: each tool with its own bare copy in a process of
+    its own (``one_process``: all tools in this one)."""
+    if one_process:
+        with tempfile.TemporaryDirectory() as logdir:
+            return interleaved(kind, blocks, block, logdir, tools)
+    times: dict[str, list[float]] = {"bare": []}
+    neighbours: dict[str, list[float]] = {"bare": []}
+    background: dict[str, float] = {"bare": 0.0}
+    for tool in tools[1:]:
+        cmd = [sys.executable, __file__, "--pair", kind, tool,
+               "--blocks", str(blocks), "--block", str(block)]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode:
+            raise RuntimeError(f"{tool} on {kind}: {out.stderr.strip()[-2000:]}")
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        times[tool], neighbours[tool] = got["times"][tool], got["neighbours"][tool]
+        background[tool] = got["background"][tool]
+        times["bare"] += got["times"]["bare"]  # every process's bare copy: the bare row
+    neighbours["bare"] = times["bare"]
+    return times, neighbours, background
+
+
+def _pair_child(kind: str, tool: str, blocks: int, block: int) -> None:
+    with tempfile.TemporaryDirectory() as logdir:
+        times, neighbours, background = interleaved(kind, blocks, block, logdir, ["bare", tool])
+    print(json.dumps({"times": times, "neighbours": neighbours, "background": background}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=16)
@@ -238,27 +292,45 @@ def main() -> None:
     parser.add_argument("--models", default="cnn,tf")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
     parser.add_argument("--no-rss", action="store_true")
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="all tools in one process (they then disturb each other: see the docstring)",
+    )
     parser.add_argument("--json", action="store_true", help="print raw block times as JSON")
     parser.add_argument("--rss", nargs=3, metavar=("MODEL", "TOOL", "STEPS"))
+    parser.add_argument("--pair", nargs=2, metavar=("MODEL", "TOOL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss:
         _rss_child(args.rss[0], args.rss[1], int(args.rss[2]))
+        return
+    if args.pair:
+        _pair_child(args.pair[0], args.pair[1], args.blocks, args.block)
         return
     tools = ["bare", *(t for t in args.tools.split(",") if t != "bare")]
     unknown = set(tools) - set(TOOLS)
     if unknown:
         parser.error(f"unknown tools {sorted(unknown)}; choose from {list(TOOLS)}")
+    if len(tools) < 2:
+        parser.error("name at least one tool besides bare")
     import torch
 
+    where = (
+        "tools interleaved in one process"
+        if args.one_process
+        else "each tool in a process of its own with a bare copy, the two interleaved"
+    )
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, torch {torch.__version__}, one training "
           f"thread; {args.blocks} rounds of {args.block} steps per tool in {SLICE}-step slices, "
-          f"tools interleaved in one process, {time.strftime('%Y-%m-%d')}.\n")  # fmt: skip
+          f"{where}, each slice next to a bare slice (its ratio's pair), "
+          f"{time.strftime('%Y-%m-%d')}.\n")  # fmt: skip
     titles = {"cnn": "digits CNN, batch 64", "tf": "TransformerEncoder, 2 layers, d_model 64"}
     for kind in args.models.split(","):
         steal = Steal()
-        with tempfile.TemporaryDirectory() as logdir:
-            times, background = interleaved(kind, args.blocks, args.block, logdir, tools)
+        times, neighbours, background = measure(
+            kind, args.blocks, args.block, tools, args.one_process
+        )
         stolen = steal.describe()
         if args.json:
             print(json.dumps(times))
@@ -268,7 +340,7 @@ def main() -> None:
               "| peak RSS MB |")  # fmt: skip
         print("|---|---:|---:|---:|---:|---:|")
         for tool, t in times.items():
-            med, lo, hi = paired_ratio(t, times["bare"])
+            med, lo, hi = paired_ratio(t, neighbours[tool])
             mem = f"{rss[tool]:.0f}" if tool in rss else "-"
             print(f"| {tool} | {statistics.median(t) * 1e3:.2f} | {med:.2f}x | "
                   f"{lo:.2f}x - {hi:.2f}x | {background[tool] * 1e3:.2f} | {mem} |")  # fmt: skip
