@@ -346,9 +346,10 @@ def main() -> None:
                   f"{lo:.2f}x - {hi:.2f}x | {background[tool] * 1e3:.2f} | {mem} |")  # fmt: skip
         print(f"\n{stolen} Own threads: the CPU time of the threads a tool started (vizdebug's "
               "statistics worker, writer and sinks; the summary writers' event-file threads), "
-              "per training step: on these two vCPUs, hyperthreads of one core, that time slows "
-              "the training thread too, and a statistics worker that needs about as long as a "
-              "bare step holds the training back at the end of each step.\n")  # fmt: skip
+              "per training step. They run on the second vCPU, but their Python holds the GIL "
+              "the training thread takes back after every kernel, and a statistics worker that "
+              "needs about as long as a bare step holds the training back at the end of each "
+              "step.\n")  # fmt: skip
     for tool in tools:
         print(f"- {tool}: {TOOLS[tool]}")
 
