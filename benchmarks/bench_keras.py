@@ -40,7 +40,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 from conditions import Steal  # noqa: E402
-from paired import paired_ratio  # noqa: E402
+from paired import beside_bare, paired_ratio  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 import vizdebug  # noqa: E402
@@ -161,25 +161,21 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[float]] = {name: [] for name, _, _ in configs}
     # the bare epoch run next to each configuration's: the other side of its ratio
     neighbours: dict[str, list[float]] = {name: [] for name, _, _ in configs}
-    bare = configs[0]
+    bare = configs[0][0]
+    numerics = {name: flag for name, _, flag in configs}
     steal = Steal()
     rng = random.Random(0)
-    order = list(configs[1:])
+    others = [name for name, _, _ in configs[1:]]
     for _ in range(args.rounds):  # interleaved, so drift hits every row alike
-        rng.shuffle(order)
-        for config in order:
-            pair = [config, bare]
-            rng.shuffle(pair)  # each turn next to a bare turn, in random order
-            for name, _, numerics in pair:
-                # the first epoch of a fit traces vizdebug's train functions again: time the
-                # second
-                took = run(models[name], callbacks[name], 2, numerics)[1:]
-                if name == config[0]:
-                    results[name] += took
-                else:
-                    neighbours[config[0]] += took
-                    results[bare[0]] += took
-    neighbours[bare[0]] = results[bare[0]]
+        for name, turn in beside_bare(rng, others, bare):
+            # the first epoch of a fit traces vizdebug's train functions again: time the second
+            took = run(models[name], callbacks[name], 2, numerics[name])[1:]
+            if name == turn:
+                results[name] += took
+            else:
+                neighbours[turn] += took
+                results[bare] += took
+    neighbours[bare] = results[bare]
     for cbs in callbacks.values():
         for cb in cbs:
             if isinstance(cb, vizdebug.keras.Callback):

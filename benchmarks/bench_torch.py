@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from conditions import Steal
-from paired import paired_ratio
+from paired import beside_bare, paired_ratio
 
 TOOLS = {
     "bare": "no instrumentation",
@@ -205,16 +205,12 @@ def interleaved(
         spent = dict.fromkeys(tools, 0.0)
         bare_next = dict.fromkeys(tools, 0.0)
         for _ in range(max(1, block // SLICE)):
-            rng.shuffle(others)
-            for tool in others:
-                pair = [tool, "bare"]
-                rng.shuffle(pair)
-                for who in pair:
-                    took = runners[who].run(n)
-                    if who == tool:
-                        spent[tool] += took
-                    else:
-                        bare_next[tool] += took
+            for who, tool in beside_bare(rng, others, "bare"):
+                took = runners[who].run(n)
+                if who == tool:
+                    spent[tool] += took
+                else:
+                    bare_next[tool] += took
         bare_runs = max(1, len(others))
         spent["bare"] = sum(bare_next.values()) / bare_runs
         bare_next["bare"] = spent["bare"]
