@@ -211,9 +211,8 @@ def interleaved(
                     spent[tool] += took
                 else:
                     bare_next[tool] += took
-        bare_runs = max(1, len(others))
-        spent["bare"] = sum(bare_next.values()) / bare_runs
-        bare_next["bare"] = spent["bare"]
+        # the bare copy's own row: all its slices of the round (as the other rows, per tool)
+        spent["bare"] = bare_next["bare"] = sum(bare_next[t] for t in others) / max(1, len(others))
         for tool in tools:
             times[tool].append(spent[tool] / block)
             neighbours[tool].append(bare_next[tool] / block)
@@ -223,13 +222,17 @@ def interleaved(
     return times, neighbours, background
 
 
+def _child(*args: str) -> str:
+    """The last line this script prints when run with ``args`` in a subprocess."""
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{' '.join(args)}: {out.stderr.strip()[-2000:]}")
+    return out.stdout.strip().splitlines()[-1]
+
+
 def peak_rss(kind: str, tool: str, steps: int) -> float:
     """Peak RSS (MB) of a subprocess that trains ``steps`` steps with one tool."""
-    cmd = [sys.executable, __file__, "--rss", kind, tool, str(steps)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode:
-        raise RuntimeError(out.stderr.strip().splitlines()[-1])
-    return float(out.stdout.strip().splitlines()[-1])
+    return float(_child("--rss", kind, tool, str(steps)))
 
 
 def _rss_child(kind: str, tool: str, steps: int) -> None:
@@ -262,12 +265,9 @@ def measure(
     neighbours: dict[str, list[float]] = {"bare": []}
     background: dict[str, float] = {"bare": 0.0}
     for tool in tools[1:]:
-        cmd = [sys.executable, __file__, "--pair", kind, tool,
-               "--blocks", str(blocks), "--block", str(block)]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if out.returncode:
-            raise RuntimeError(f"{tool} on {kind}: {out.stderr.strip()[-2000:]}")
-        got = json.loads(out.stdout.strip().splitlines()[-1])
+        got = json.loads(
+            _child("--pair", kind, tool, "--blocks", str(blocks), "--block", str(block))
+        )
         times[tool], neighbours[tool] = got["times"][tool], got["neighbours"][tool]
         background[tool] = got["background"][tool]
         times["bare"] += got["times"]["bare"]  # every process's bare copy: the bare row
