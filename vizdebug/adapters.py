@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .batch import StatsBlock
+from .batch import PackedScalar, StatsBlock
 from .errors import VizdebugError
-from .events import Event, Scalar
 from .stats import COLUMNS
 
 __all__ = [
@@ -95,10 +94,13 @@ def step_stats(
     rank: int,
     rows: Sequence[tuple[str, str, int, str, tuple[int, ...]]],
     matrix: npt.NDArray[np.float64],
-) -> list[Event | StatsBlock]:
+) -> list[PackedScalar | StatsBlock]:
     """One step's statistics as a :class:`~vizdebug.batch.StatsBlock`, followed by the
     ``update_ratio/<param>`` scalars they give: |update| / |weight|, pairing each ``update``
-    row with the ``weight`` row of the same name (NaN without one).
+    row with the ``weight`` row of the same name (NaN without one). The scalars are packed
+    (:data:`~vizdebug.batch.PackedScalar`, as the writer queues them): a tuple is fifty times
+    cheaper to build than a :class:`~vizdebug.events.Scalar`, and one per parameter per step
+    adds up on a thread that shares the GIL with training.
 
     Args:
         step, wall_time, run, rank: Of the step.
@@ -107,18 +109,10 @@ def step_stats(
     """
     l2 = matrix[:, _L2].tolist() if len(rows) else []
     weight_l2 = {r[0]: l2[i] for i, r in enumerate(rows) if r[1] == "weight"}
-    ratios: list[Event | StatsBlock] = []
-    for i, (name, role, _call, _dtype, _shape) in enumerate(rows):
-        if role == "update":
-            w = weight_l2.get(name, math.nan)
-            ratios.append(
-                Scalar(
-                    step=step,
-                    wall_time=wall_time,
-                    run=run,
-                    rank=rank,
-                    tag=f"update_ratio/{name}",
-                    value=l2[i] / w if w else math.nan,
-                )
-            )
+    ratios: list[PackedScalar | StatsBlock] = [
+        (f"update_ratio/{name}", l2[i] / w if (w := weight_l2.get(name, math.nan)) else math.nan,
+         step, wall_time)
+        for i, (name, role, _call, _dtype, _shape) in enumerate(rows)
+        if role == "update"
+    ]  # fmt: skip
     return [StatsBlock(step, wall_time, run, rank, tuple(rows), matrix), *ratios]

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from .batch import StatsBlock
+from .batch import PackedScalar, StatsBlock
 from .events import Event
 
 __all__ = ["EVENT_BYTES", "SCALAR_BYTES", "Deferred", "FlushRequest", "SnapshotRequest"]
@@ -35,8 +35,8 @@ class Deferred(Protocol):
 
     nbytes: int
 
-    def resolve(self, run: str, rank: int) -> Iterable[Event | StatsBlock]:
-        """Produce the events."""
+    def resolve(self, run: str, rank: int) -> Iterable[Event | PackedScalar | StatsBlock]:
+        """Produce the events (scalars may come packed, as ``(tag, value, step, wall_time)``)."""
         ...
 
 

@@ -108,7 +108,9 @@ class WriterLoop:
                 else:
                     self._deq_bytes += freed + int(item.nbytes)
                     freed = 0
-                    batch.extend(item.resolve(self.run, self.rank))
+                    resolved = list(item.resolve(self.run, self.rank))
+                    scalars += sum(type(r) is tuple for r in resolved)  # packed scalars
+                    batch += resolved
                     yielding.pause()
             except Exception as exc:  # a bad item must not stop the writer thread
                 self._invalid += 1

@@ -87,6 +87,80 @@ def test_weight_grad_and_update_values(tmp_path: Path) -> None:
     assert ratio == pytest.approx(float(update.norm() / before.norm()), rel=1e-5)
 
 
+class Mixed(nn.Module):
+    """Parameters of three dtypes: float32 and float64 pairs, one lone bfloat16 weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 3)
+        self.b = nn.Linear(3, 2).double()
+        self.c = nn.Linear(2, 2, bias=False).to(torch.bfloat16)
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.b(self.a(x).double()).to(torch.bfloat16)
+        return self.c(h).float() * self.scale.mean()
+
+
+def _same_stats(got, values: torch.Tensor) -> None:
+    ref = reference_stats(values.detach().double().numpy())
+    assert got.numel == ref.numel
+    assert (got.min, got.max) == (pytest.approx(ref.min), pytest.approx(ref.max))
+    assert got.mean == pytest.approx(ref.mean, rel=1e-5, abs=1e-7)
+    assert got.l2 == pytest.approx(ref.l2, rel=1e-5)
+    assert sum(got.hist_counts) == ref.numel
+
+
+@pytest.mark.parametrize("offload", [True, False])
+def test_weights_and_updates_of_every_dtype_match_the_reference(
+    tmp_path: Path, offload: bool
+) -> None:
+    # The weights and updates of one dtype are copied into one flat tensor (vizdebug.torch.flat)
+    # and reported per parameter; a lone parameter's copy must be a copy, not a view.
+    model = Mixed()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    steps: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
+    with vizdebug.watch(model, opt, logdir=tmp_path, every=1, offload=offload):
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(5, 4)).square().sum().backward()
+            before = {n: p.detach().clone() for n, p in model.named_parameters()}
+            opt.step()
+            after = {n: p.detach().clone() for n, p in model.named_parameters()}
+            steps.append((before, after))
+    run = load_run(tmp_path)
+    stats = {(s.step, s.name, s.role): s.stats for s in run.stats}
+    for step, (before, after) in enumerate(steps):
+        for name, value in before.items():
+            weight, update = stats[(step, name, "weight")], stats[(step, name, "update")]
+            assert weight.shape == tuple(value.shape)
+            assert weight.dtype == str(value.dtype).removeprefix("torch.")
+            _same_stats(weight, value)
+            _same_stats(update, after[name] - value)
+            assert update.l2 > 0
+    ratios = run.scalars["update_ratio/c.weight"]
+    assert [r.step for r in ratios] == [0, 1, 2]
+
+
+def test_parameters_changed_under_the_watch_are_regrouped(tmp_path: Path) -> None:
+    model = Mixed()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with vizdebug.watch(model, opt, logdir=tmp_path, every=1):
+        for step in range(4):
+            if step == 2:
+                model.scale.data = torch.ones(3)  # a new shape: the flat layout is stale
+            opt.zero_grad()
+            model(torch.randn(5, 4)).sum().backward()
+            used = model.a.weight.detach().clone()
+            opt.step()
+    run = load_run(tmp_path)
+    shapes = {s.step: s.stats.shape for s in run.stats if s.name == "scale" and s.role == "weight"}
+    assert shapes == {0: (1,), 1: (1,), 2: (3,), 3: (3,)}
+    weights = [s for s in run.stats if s.role == "weight" and s.step == 3]
+    assert {s.name for s in weights} == {n for n, _ in model.named_parameters()}
+    _same_stats(next(s.stats for s in weights if s.name == "a.weight"), used)
+
+
 def test_gradients_zeroed_in_place_are_reported_right_or_not_at_all(tmp_path: Path) -> None:
     # Parameter gradients go to the worker by reference; zero_grad(set_to_none=False) zeroes
     # them in place, possibly before the worker read them: then a note, never mixed values.
@@ -297,3 +371,26 @@ def test_torch_compile_trains_identically(tmp_path: Path) -> None:
     watched = run(True)
     assert all(torch.equal(a, b) for a, b in zip(eager, watched, strict=True))
     assert load_run(tmp_path).stats
+
+
+def test_a_failed_statistics_batch_falls_back_to_one_tensor_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vizdebug.torch.cpubatch import CpuBatch
+
+    def broken(self: CpuBatch, tensors: list[torch.Tensor], bins: int) -> torch.Tensor:
+        raise RuntimeError("injected: the batched call failed")
+
+    monkeypatch.setattr(CpuBatch, "rows", broken)
+    model = Mixed()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with vizdebug.watch(model, opt, logdir=tmp_path, every=1):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).sum().backward()
+        used = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt.step()
+    run = load_run(tmp_path)
+    stats = {(s.name, s.role): s.stats for s in run.stats}
+    for name, value in used.items():
+        _same_stats(stats[(name, "weight")], value)
+    assert ("a", "output") in stats and ("a.weight", "grad") in stats

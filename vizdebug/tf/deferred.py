@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..adapters import step_stats
-from ..batch import StatsBlock
+from ..batch import PackedScalar, StatsBlock
 from ..events import Event
 from ..hoststats import host_row
 from ..stats import COLUMNS, HIST_BINS
@@ -75,7 +75,7 @@ class StatsItem:
         size = int(np.prod(values.shape)) * np.dtype(_numpy_dtype(values)).itemsize
         self.nbytes = size + 256
 
-    def resolve(self, run: str, rank: int) -> Iterator[Event | StatsBlock]:
+    def resolve(self, run: str, rank: int) -> Iterator[Event | PackedScalar | StatsBlock]:
         """Copy to the host, compute each tensor's statistics, build the events."""
         host = np.asarray(self.values.numpy() if hasattr(self.values, "numpy") else self.values)
         dims = [

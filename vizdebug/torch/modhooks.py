@@ -16,6 +16,7 @@ import torch
 
 from ..writer import Writer
 from .devstats import dtype_name, skip_reason, stats_row
+from .flat import Parts
 from .hooks import Slot, hang, iter_tensors
 from .live import TorchLive
 from .recorder import Call, FlightRecorder
@@ -170,6 +171,17 @@ class ModuleHooks:
             entry = Entry(name, role, call, dtype_name(t), tuple(t.shape), None, t._version)
             entry.row = stats_row(t, bins=self.bins)
         self._entries.append(entry)
+
+    def _stat_flat(self, parts: Parts, role: str, flat: torch.Tensor) -> None:
+        """Statistics of a flat copy of parameters (:mod:`.flat`): one entry, a row per part."""
+        if self.offload and flat.is_cpu:
+            entry = Entry("parameters", role, 0, "", (), flat, flat._version, parts=parts)
+            self._worker.submit(entry, id(flat))
+            self._entries.append(entry)
+            return
+        views = torch.split(flat, parts.sizes)
+        for name, shape, part in zip(parts.names, parts.shapes, views, strict=True):
+            self._stat(name, role, 0, part.view(shape))
 
     def _skip(self, name: str, role: str, reason: str) -> None:
         if (name, reason) not in self._skipped:

@@ -36,6 +36,7 @@ from ..sinks import Sink
 from ..stats import HIST_BINS
 from ..writer import Writer
 from .checking import StepCheck, replay_target
+from .flat import FlatGroup, flat_groups
 from .graph import trace_graph
 from .hooks import claim, dist_rank, iter_tensors, release
 from .index import ModelIndex
@@ -151,11 +152,13 @@ class Watch(StepCheck, ModuleHooks, StepClock):
             self._skipped: set[tuple[str, str]] = set()
             self._shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
             self._need_structure = True
-            self._before: list[torch.Tensor] = []
+            self._before: list[tuple[FlatGroup, torch.Tensor]] = []
+            self._before_single: list[tuple[str, torch.nn.Parameter, torch.Tensor]] = []
             self._reporter = Reporter(writer, self._recorder, self._live, on_anomaly, max_snapshots)
             index = ModelIndex(model, inc, exc)
             self._modules, self._slots, self._params = index.modules, index.slots, index.params
             self._grad_sites, self._weight_sites = index.grad_sites, index.weight_sites
+            self._flat, self._single = flat_groups(self._params)
             self._calls = [0] * len(self._slots)
             self._updates = 0
             self._recording = self._scheduled(0)

@@ -28,11 +28,12 @@ import torch
 
 from .. import yielding
 from ..adapters import step_stats
-from ..batch import StatsBlock
+from ..batch import PackedScalar, StatsBlock
 from ..events import Event, Note
 from ..stats import HIST_BINS
 from .cpubatch import CpuBatch
 from .devstats import cpu_row, dtype_name
+from .flat import Parts
 
 __all__ = ["Entry", "StatsBatch", "StatsWorker"]
 
@@ -43,7 +44,12 @@ _QUEUED, _BUSY, _DONE = 0, 1, 2
 
 @dataclass(slots=True, eq=False)
 class Entry:
-    """One tensor to get statistics for (``dtype`` and ``shape`` filled in by the worker)."""
+    """One tensor to get statistics for (``dtype`` and ``shape`` filled in by the worker).
+
+    With ``parts``, ``tensor`` is a flat copy of several parameters (:mod:`.flat`) and the
+    entry stands for one row per part, named and shaped by ``parts`` (``name`` then only
+    names the group in notes).
+    """
 
     name: str
     role: str
@@ -57,6 +63,12 @@ class Entry:
     index: int = -1
     state: int = _QUEUED
     problem: str = ""
+    parts: Parts | None = None
+
+    @property
+    def rows(self) -> int:
+        """The statistics rows this entry stands for."""
+        return 1 if self.parts is None else len(self.parts)
 
 
 @dataclass(eq=False)
@@ -75,7 +87,7 @@ class StatsBatch:
         held = sum(
             e.tensor.numel() * e.tensor.element_size() for e in self.entries if e.tensor is not None
         )
-        self.nbytes = held + len(self.entries) * (12 + self.bins) * 8
+        self.nbytes = held + sum(e.rows for e in self.entries) * (12 + self.bins) * 8
 
     def finish(self) -> None:
         """Gather the rows into one matrix (worker thread or training thread)."""
@@ -98,7 +110,10 @@ class StatsBatch:
                 at = offsets[id(row)] = size
                 parts.append(row)
                 size += row.shape[0]
-            picks.append(at + e.index)
+            if e.parts is None:
+                picks.append(at + e.index)
+            else:  # one row per part, consecutive
+                picks += range(at + e.index, at + e.index + len(e.parts))
         if parts:
             whole = parts[0] if len(parts) == 1 else torch.cat(parts)
             if picks != list(range(size)):
@@ -106,7 +121,7 @@ class StatsBatch:
             self.matrix = whole
         self.done.set()
 
-    def resolve(self, run: str, rank: int) -> Iterator[Event | StatsBlock]:
+    def resolve(self, run: str, rank: int) -> Iterator[Event | PackedScalar | StatsBlock]:
         """Wait for the worker, copy the matrix to the host and build the events."""
         self.done.wait(120.0)
         matrix = self.matrix
@@ -114,9 +129,17 @@ class StatsBatch:
             yield from self._notes(run, rank)
             return
         host = (matrix if matrix.device.type == "cpu" else matrix.cpu()).numpy()
-        rows = [
-            (e.name, e.role, e.call, e.dtype, e.shape) for e in self.entries if e.row is not None
-        ]
+        rows: list[tuple[str, str, int, str, tuple[int, ...]]] = []
+        for e in self.entries:
+            if e.row is None:
+                continue
+            if e.parts is None:
+                rows.append((e.name, e.role, e.call, e.dtype, e.shape))
+            else:
+                rows += [
+                    (name, e.role, e.call, e.dtype, shape)
+                    for name, shape in zip(e.parts.names, e.parts.shapes, strict=True)
+                ]
         yield from step_stats(self.step, self.wall_time, run, rank, rows, host)
         yield from self._notes(run, rank)
 
@@ -235,7 +258,10 @@ class StatsWorker:
                     e.shape = tuple(t.shape)
                     if t._version == e.version:
                         e.index = len(todo)
-                        todo.append(t)
+                        if e.parts is None:
+                            todo.append(t)
+                        else:  # one 1-D view per part: one call
+                            todo += torch.split(t, e.parts.sizes)
         try:
             matrix: torch.Tensor | None = rows.rows(todo, self.bins)
         except Exception as exc:  # the batch failed: each tensor on its own (slower)
@@ -255,11 +281,26 @@ class StatsWorker:
                     e.problem = "modified in place before its statistics were computed"
                 elif matrix is not None:
                     e.row = matrix  # no per-row views: finish() gathers once
+                elif e.parts is not None:
+                    e.row = self._part_rows(t, e.parts)
+                    e.index = 0
+                    if e.row is None:
+                        e.problem = "statistics could not be computed"
                 else:
                     e.row = self._row(t, e.name)
                     e.index = -1
                 e.tensor = None
             self._lock.notify_all()
+
+    def _part_rows(self, t: torch.Tensor, parts: Parts) -> torch.Tensor | None:
+        """The rows of a flat entry's parts, one tensor at a time (the batch failed)."""
+        rows = []
+        for name, part in zip(parts.names, torch.split(t, parts.sizes), strict=True):
+            row = self._row(part, name)
+            if row is None:
+                return None
+            rows.append(row)
+        return torch.stack(rows)
 
     def _row(self, t: torch.Tensor, name: str) -> torch.Tensor | None:
         try:
