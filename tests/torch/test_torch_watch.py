@@ -112,19 +112,22 @@ def _same_stats(got, values: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("offload", [True, False])
-def test_weights_and_updates_of_every_dtype_match_the_reference(
+def test_weights_grads_and_updates_of_every_dtype_match_the_reference(
     tmp_path: Path, offload: bool
 ) -> None:
-    # The weights and updates of one dtype are copied into one flat tensor (vizdebug.torch.flat)
-    # and reported per parameter; a lone parameter's copy must be a copy, not a view.
+    # The weights, gradients and updates of one dtype are copied into one flat tensor
+    # (vizdebug.torch.flat) and reported per parameter; a lone parameter's copy must be a copy,
+    # not a view.
     model = Mixed()
     opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     steps: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
+    grads: dict[int, dict[str, torch.Tensor]] = {}
     with vizdebug.watch(model, opt, logdir=tmp_path, every=1, offload=offload):
         for _ in range(3):
             opt.zero_grad()
             model(torch.randn(5, 4)).square().sum().backward()
             before = {n: p.detach().clone() for n, p in model.named_parameters()}
+            grads[len(steps)] = {n: p.grad.clone() for n, p in model.named_parameters()}
             opt.step()
             after = {n: p.detach().clone() for n, p in model.named_parameters()}
             steps.append((before, after))
@@ -138,6 +141,7 @@ def test_weights_and_updates_of_every_dtype_match_the_reference(
             _same_stats(weight, value)
             _same_stats(update, after[name] - value)
             assert update.l2 > 0
+            _same_stats(stats[(step, name, "grad")], grads[step][name])
     ratios = run.scalars["update_ratio/c.weight"]
     assert [r.step for r in ratios] == [0, 1, 2]
 
@@ -161,9 +165,15 @@ def test_parameters_changed_under_the_watch_are_regrouped(tmp_path: Path) -> Non
     _same_stats(next(s.stats for s in weights if s.name == "a.weight"), used)
 
 
-def test_gradients_zeroed_in_place_are_reported_right_or_not_at_all(tmp_path: Path) -> None:
-    # Parameter gradients go to the worker by reference; zero_grad(set_to_none=False) zeroes
-    # them in place, possibly before the worker read them: then a note, never mixed values.
+@pytest.mark.parametrize("flat", [True, False])
+def test_gradients_zeroed_in_place_are_reported_right_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flat: bool
+) -> None:
+    # Parameter gradients are copied flat (vizdebug.torch.flat), or, over FLAT_GRAD_BYTES, go
+    # to the worker by reference; zero_grad(set_to_none=False) zeroes them in place, possibly
+    # before the worker read them: then a note, never mixed values.
+    if not flat:
+        monkeypatch.setattr("vizdebug.torch.flat.FLAT_GRAD_BYTES", 0)
     model = nn.Sequential(nn.Linear(64, 256), nn.Tanh(), nn.Linear(256, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     expected = []
@@ -177,6 +187,8 @@ def test_gradients_zeroed_in_place_are_reported_right_or_not_at_all(tmp_path: Pa
     got = {s.step: s.stats.l2 for s in run.stats if s.name == "0.weight" and s.role == "grad"}
     lost = [n for n in run.notes if "0.weight (grad" in n.text and "in place" in n.text]
     assert len(got) + len(lost) == 12 and got
+    if flat:
+        assert len(got) == 12  # copies: nothing to lose
     for step, l2 in got.items():
         assert l2 == pytest.approx(expected[step], rel=1e-5)
 

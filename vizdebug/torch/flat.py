@@ -1,4 +1,4 @@
-"""The parameters' values and updates of a recorded step, copied into one flat tensor per group.
+"""The parameters' values, gradients and updates of a recorded step, each in one flat tensor.
 
 Weight and update statistics need a copy of the weights from before the optimizer step (the
 values the forward pass used; the update is the difference). One clone per parameter, then
@@ -9,9 +9,10 @@ recorded read about 5% slower than one without). Here the selected parameters of
 and dtype are copied by one call into one new tensor (``flatten_dense_tensors``, the
 primitive DDP buckets use), the update is that tensor subtracted from a second flat copy in
 place, and each flat tensor is one :class:`~vizdebug.torch.worker.Entry` whose :class:`Parts`
-give one statistics row per parameter. The copies are fresh each recorded step and freed
-when the worker has read them: nothing stays allocated between recorded steps.
-"""
+give one statistics row per parameter. The gradients are copied the same way up to
+:data:`FLAT_GRAD_BYTES` a group (beyond it they go by reference, one entry each). The copies
+are fresh each recorded step and freed when the worker has read them: nothing stays
+allocated between recorded steps."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ from collections.abc import Sequence
 import torch
 
 __all__ = ["FlatGroup", "Parts", "flat_groups"]
+
+#: Bytes of gradients a group copies flat; a larger group hands its gradients over by reference
+#: (a copy is memory that lives until the worker has read it, where weights and updates need a
+#: copy anyway).
+FLAT_GRAD_BYTES = 64 << 20
 
 #: Dtypes whose parameters are copied flat (the statistics kernel reads them); others keep
 #: one entry per parameter.
@@ -67,11 +73,31 @@ class FlatGroup:
         """The parameters' values, concatenated into one new 1-D tensor (one call); None when
         their sizes are no longer those they were grouped by (code that assigned ``p.data``:
         regroup then)."""
+        return self._flatten(self.params)
+
+    def grads(self) -> torch.Tensor | None:
+        """The parameters' gradients in one new 1-D tensor; None when a parameter has no
+        gradient or a sparse one, or the group's gradients are over :data:`FLAT_GRAD_BYTES`.
+
+        A copy, where the gradients' own tensors would be read later by reference: the
+        statistics are of the gradients the optimizer step used, whatever ``zero_grad`` does
+        to them afterwards.
+        """
+        grads = [p.grad for p in self.params]
+        if any(g is None or g.layout is not torch.strided for g in grads):
+            return None
+        first = grads[0]
+        if first is None or self.total * first.element_size() > FLAT_GRAD_BYTES:
+            return None
+        dense: list[torch.Tensor] = grads  # type: ignore[assignment]
+        return self._flatten(dense)
+
+    def _flatten(self, tensors: list[torch.Tensor]) -> torch.Tensor | None:
         with torch.no_grad():
-            if len(self.params) == 1:  # flatten_dense_tensors returns a single tensor's view
-                flat = self.params[0].detach().reshape(-1).clone()
+            if len(tensors) == 1:  # flatten_dense_tensors returns a single tensor's view
+                flat = tensors[0].detach().reshape(-1).clone()
             else:
-                flat = torch._C._nn.flatten_dense_tensors(self.params)
+                flat = torch._C._nn.flatten_dense_tensors(tensors)
         return flat if flat.numel() == self.total else None
 
     def update(self, before: torch.Tensor) -> torch.Tensor | None:

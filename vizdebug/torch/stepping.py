@@ -120,13 +120,21 @@ class StepClock:
         return [(group, flat) for group, flat in copies if flat is not None]
 
     def _record_param_grads(self) -> None:
-        # By reference: zero_grad() replaces .grad by default, and an in-place change
-        # (zero_grad(set_to_none=False)) before the worker's read moves the version counter,
-        # which drops the row with a note rather than report mixed values.
-        for name, p, selected in self._params:
-            grad = p.grad
-            if selected and grad is not None:
-                self._stat(name, "grad", 0, grad)
+        # One flat copy per group (see .flat); else by reference: zero_grad() replaces .grad by
+        # default, and an in-place change (zero_grad(set_to_none=False)) before the worker's
+        # read moves the version counter, which drops the row with a note rather than report
+        # mixed values.
+        for group in self._flat:
+            flat = group.grads()
+            if flat is not None:
+                self._stat_flat(group.parts, "grad", flat)
+                continue
+            for name, p in zip(group.parts.names, group.params, strict=True):
+                if p.grad is not None:
+                    self._stat(name, "grad", 0, p.grad)
+        for name, p in self._single:
+            if p.grad is not None:
+                self._stat(name, "grad", 0, p.grad)
 
     # -- step end (the one host sync of a step) --------------------------------------------
 
