@@ -297,3 +297,27 @@ def test_kernel_and_script_agree_on_a_mixed_batch() -> None:
     assert torch.allclose(native[:, :heads], scripted[:, :heads], rtol=1e-5, equal_nan=True)
     assert torch.equal(native[:, heads:].sum(1), scripted[:, heads:].sum(1))
     assert (native[:, heads:] - scripted[:, heads:]).abs().sum(1).max() <= 4
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_parts_of_a_flat_tensor_get_the_rows_of_their_views(
+    native: bool, dtype: torch.dtype
+) -> None:
+    # a flat copy of parameters (vizdebug.torch.flat) is read part by part: the same rows as
+    # its views, among other tensors, also with a part over the sampling threshold and an
+    # empty one; the layout's specs are worked out once and reused
+    from vizdebug.torch.cpubatch import CpuBatch
+
+    sizes = [12, 0, 50_000, 7, 1]
+    flat = torch.randn(sum(sizes)).to(dtype)
+    flat[20] = float("nan")  # a part holding NaN takes the kernel's exact path
+    other = torch.randn(33, 3).relu()
+    batch = CpuBatch(native=native)
+    head = [12, 0, 7]
+    for _ in range(2):
+        got = batch.rows([other, (flat, sizes), other.t(), (flat[:19], head)], HIST_BINS)
+        views = [other, *torch.split(flat, sizes), other.t(), *torch.split(flat[:19], head)]
+        want = CpuBatch(native=native).rows(views, HIST_BINS)
+        assert torch.equal(got.isnan(), want.isnan())
+        assert torch.allclose(got, want, equal_nan=True)

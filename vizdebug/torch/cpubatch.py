@@ -29,8 +29,11 @@ import math
 import threading
 import warnings
 from array import array
+from collections.abc import Sequence
 from typing import Any, cast
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from .. import yielding
@@ -42,7 +45,11 @@ try:
 except ImportError:  # built without a C compiler: TorchScript computes the same rows
     _rowkernel = None  # type: ignore[assignment]
 
-__all__ = ["CpuBatch", "rows_of"]
+__all__ = ["CpuBatch", "Flat", "rows_of"]
+
+#: A contiguous 1-D tensor and the sizes of its consecutive parts, one row each (a flat copy of
+#: parameters, :mod:`.flat`).
+Flat = tuple[torch.Tensor, list[int]]
 
 log = logging.getLogger("vizdebug")
 
@@ -177,6 +184,11 @@ class CpuBatch:
         self._buf64 = torch.empty(0, dtype=torch.float64)
         self._idx = torch.empty(0, dtype=torch.uint8)
         self._samples: dict[int, torch.Tensor] = {}
+        #: Per flat layout (sizes, element size): its parts' specs relative to the tensor's
+        #: address, the sizes list (whose id is the key) and the samples the specs point into.
+        self._layouts: dict[
+            tuple[int, int], tuple[npt.NDArray[np.int64], list[int], list[torch.Tensor]]
+        ] = {}
 
     @classmethod
     def script(cls) -> Any:
@@ -186,18 +198,26 @@ class CpuBatch:
                 cls._script = _compile()
             return cls._script
 
-    def rows(self, tensors: list[torch.Tensor], bins: int) -> torch.Tensor:
-        """One float64 row per tensor (``len(COLUMNS) + bins`` values).
+    def rows(self, items: Sequence[torch.Tensor | Flat], bins: int) -> torch.Tensor:
+        """One float64 row per tensor (``len(COLUMNS) + bins`` values), one per part of a
+        :data:`Flat`.
 
         Args:
-            tensors: CPU floating-point tensors of any shape (read without grad mode).
+            items: CPU floating-point tensors of any shape (read without grad mode), or flat
+                tensors with the sizes of their parts.
             bins: Histogram bins.
         """
         if self._native is not None:
             try:
-                return self._kernel_rows(self._native, tensors, bins)
+                return self._kernel_rows(self._native, items, bins)
             except KeyError:  # a dtype the kernel does not read (float8): TorchScript
                 pass
+        tensors: list[torch.Tensor] = []
+        for item in items:
+            if isinstance(item, tuple):
+                tensors += torch.split(item[0], item[1])
+            else:
+                tensors.append(item)
         unique, where = _distinct(tensors)
         out = self._scripted_rows(unique, bins)
         if len(unique) < len(tensors):
@@ -206,23 +226,41 @@ class CpuBatch:
             out[i] = torch.tensor(cpu_row(tensors[i], bins=bins), dtype=torch.float64)
         return out
 
-    def _kernel_rows(self, native: Any, tensors: list[torch.Tensor], bins: int) -> torch.Tensor:
+    def _kernel_rows(
+        self, native: Any, items: Sequence[torch.Tensor | Flat], bins: int
+    ) -> torch.Tensor:
         """The rows by the C kernel: two passes over each tensor's memory, no dispatch.
 
         One loop of attribute reads per tensor (the worker holds the GIL meanwhile, which the
-        training thread waits for); views of one storage (see :func:`_distinct`) get a copy of
-        the first one's row, made by the kernel.
+        training thread waits for), and none per part of a flat tensor (see :meth:`_parts`);
+        views of one storage (see :func:`_distinct`) get a copy of the first one's row, made by
+        the kernel.
         """
-        specs: list[int] = []
+        specs = array("q")
         held: list[torch.Tensor] = []  # contiguous copies live until the kernel returns
         seen: dict[tuple[int, int, int], int] = {}
         codes, samples = _CODES, self._samples
-        for i, t in enumerate(yielding.offering(tensors)):
+        tensors: list[torch.Tensor] = []  # one per row (a flat tensor once per part)
+        for t in yielding.offering(items):
+            if isinstance(t, tuple):
+                flat, sizes = t
+                code = codes[flat.dtype]
+                if not flat.is_contiguous():
+                    flat = flat.contiguous()
+                    held.append(flat)
+                parts = self._parts(sizes, flat.element_size()).copy()
+                parts[:, 0] += flat.data_ptr()
+                parts[:, 2] = code
+                specs.frombytes(parts.tobytes())
+                tensors += [flat] * len(sizes)
+                continue
+            i = len(tensors)
+            tensors.append(t)
             key = (t.data_ptr(), t.numel(), codes[t.dtype])
             contiguous = t.is_contiguous()
             at = seen.get(key)
             if at is not None and contiguous and tensors[at].is_contiguous():
-                specs += (0, 0, 0, 0, 0, at)
+                specs.extend((0, 0, 0, 0, 0, at))
                 continue
             seen[key] = i
             ptr, n, code = key
@@ -231,15 +269,39 @@ class CpuBatch:
                 held.append(t)
                 ptr = t.data_ptr()
             if n <= HIST_SAMPLE:
-                specs += (ptr, n, code, 0, 0, -1)
+                specs.extend((ptr, n, code, 0, 0, -1))
             else:
                 sample = samples.get(n)
                 if sample is None:
                     sample = cast(torch.Tensor, self._sample(n))
-                specs += (ptr, n, code, sample.data_ptr(), HIST_SAMPLE, -1)
+                specs.extend((ptr, n, code, sample.data_ptr(), HIST_SAMPLE, -1))
         out = torch.empty((len(tensors), len(COLUMNS) + bins), dtype=torch.float64)
-        native.rows(array("q", specs), out.data_ptr(), len(tensors), bins)
+        native.rows(specs, out.data_ptr(), len(tensors), bins)
         return out
+
+    def _parts(self, sizes: list[int], itemsize: int) -> npt.NDArray[np.int64]:
+        """The kernel specs of a flat layout's parts, one row of six each, with addresses
+        relative to the tensor's and no dtype code (worked out once per layout: every
+        recorded step copies the same parameters)."""
+        key = (id(sizes), itemsize)
+        layout = self._layouts.get(key)
+        if layout is None or layout[1] is not sizes:
+            spec: list[tuple[int, ...]] = []
+            keep: list[torch.Tensor] = []  # the samples the specs point into stay alive
+            offset = 0
+            for n in sizes:
+                sample = self._sample(n)
+                if sample is None:
+                    spec.append((offset, n, 0, 0, 0, -1))
+                else:
+                    keep.append(sample)
+                    spec.append((offset, n, 0, sample.data_ptr(), HIST_SAMPLE, -1))
+                offset += n * itemsize
+            if len(self._layouts) >= 64:
+                self._layouts.clear()
+            table = np.array(spec, dtype=np.int64).reshape(-1, 6)
+            layout = self._layouts[key] = (table, sizes, keep)
+        return layout[0]
 
     def _scripted_rows(self, unique: list[torch.Tensor], bins: int) -> torch.Tensor:
         """The rows by TorchScript (no C kernel built, or a dtype it does not read)."""

@@ -31,7 +31,7 @@ from ..adapters import step_stats
 from ..batch import PackedScalar, StatsBlock
 from ..events import Event, Note
 from ..stats import HIST_BINS
-from .cpubatch import CpuBatch
+from .cpubatch import CpuBatch, Flat
 from .devstats import cpu_row, dtype_name
 from .flat import Parts
 
@@ -248,7 +248,8 @@ class StatsWorker:
     def _compute(self, entries: list[Entry], rows: CpuBatch) -> None:
         # Two loops over the entries, each under the lock: every line of Python here holds the
         # GIL the training thread waits for (a millisecond of it a step cost ~7% of a step).
-        todo: list[torch.Tensor] = []
+        todo: list[torch.Tensor | Flat] = []
+        count = 0  # rows so far
         with self._lock:
             for e in yielding.offering(entries):
                 e.state = _BUSY
@@ -257,11 +258,13 @@ class StatsWorker:
                     e.dtype = dtype_name(t)  # metadata read here, off the training thread
                     e.shape = tuple(t.shape)
                     if t._version == e.version:
-                        e.index = len(todo)
+                        e.index = count
                         if e.parts is None:
                             todo.append(t)
-                        else:  # one 1-D view per part: one call
-                            todo += torch.split(t, e.parts.sizes)
+                            count += 1
+                        else:  # a row per part, no view of each
+                            todo.append((t, e.parts.sizes))
+                            count += len(e.parts)
         try:
             matrix: torch.Tensor | None = rows.rows(todo, self.bins)
         except Exception as exc:  # the batch failed: each tensor on its own (slower)
