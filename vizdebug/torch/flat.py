@@ -12,7 +12,8 @@ place, and each flat tensor is one :class:`~vizdebug.torch.worker.Entry` whose :
 give one statistics row per parameter. The gradients are copied the same way up to
 :data:`FLAT_GRAD_BYTES` a group (beyond it they go by reference, one entry each). The copies
 are fresh each recorded step and freed when the worker has read them: nothing stays
-allocated between recorded steps."""
+allocated between recorded steps.
+"""
 
 from __future__ import annotations
 
@@ -71,8 +72,8 @@ class FlatGroup:
 
     def copy(self) -> torch.Tensor | None:
         """The parameters' values, concatenated into one new 1-D tensor (one call); None when
-        their sizes are no longer those they were grouped by (code that assigned ``p.data``:
-        regroup then)."""
+        their sizes or devices are no longer those they were grouped by (code that assigned
+        ``p.data`` or moved some of them: regroup then)."""
         return self._flatten(self.params)
 
     def grads(self) -> torch.Tensor | None:
@@ -97,7 +98,10 @@ class FlatGroup:
             if len(tensors) == 1:  # flatten_dense_tensors returns a single tensor's view
                 flat = tensors[0].detach().reshape(-1).clone()
             else:
-                flat = torch._C._nn.flatten_dense_tensors(tensors)
+                try:
+                    flat = torch._C._nn.flatten_dense_tensors(tensors)
+                except RuntimeError:  # moved to several devices under the watch: regroup
+                    return None
         return flat if flat.numel() == self.total else None
 
     def update(self, before: torch.Tensor) -> torch.Tensor | None:

@@ -1,0 +1,63 @@
+"""vizdebug.torch.flat: the parameters of a recorded step copied into one tensor per group."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vizdebug.torch.flat import FlatGroup, flat_groups
+
+
+def test_groups_by_device_and_dtype_and_copies_in_order() -> None:
+    a, b = nn.Linear(3, 2), nn.Linear(2, 2).double()
+    named = [(f"a.{n}", p, True) for n, p in a.named_parameters()]
+    named += [(f"b.{n}", p, True) for n, p in b.named_parameters()]
+    named += [("skipped", nn.Parameter(torch.ones(2)), False)]
+    named += [("complex", nn.Parameter(torch.ones(2, dtype=torch.complex64)), True)]
+    groups, single = flat_groups(named)
+    assert [g.parts.names for g in groups] == [("a.weight", "a.bias"), ("b.weight", "b.bias")]
+    assert [n for n, _ in single] == ["complex"]
+    flat = groups[0].copy()
+    assert flat is not None
+    assert torch.equal(flat, torch.cat([a.weight.detach().reshape(-1), a.bias.detach()]))
+    assert groups[0].parts.sizes == [6, 2] and groups[0].parts.shapes == ((2, 3), (2,))
+
+
+def test_a_lone_parameter_is_copied_not_viewed() -> None:
+    p = nn.Parameter(torch.ones(2, 3))
+    (group,), _ = flat_groups([("p", p, True)])
+    flat = group.copy()
+    assert flat is not None and flat.data_ptr() != p.data_ptr()
+    with torch.no_grad():
+        p.add_(1.0)
+    assert torch.equal(flat, torch.ones(6))
+    update = group.update(flat)
+    assert update is not None and torch.equal(update, torch.ones(6))
+
+
+def test_stale_layouts_are_refused() -> None:
+    p, q = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(3))
+    (group,), _ = flat_groups([("p", p, True), ("q", q, True)])
+    p.data = torch.ones(4)  # a new size: the layout is stale
+    assert group.copy() is None
+    mixed = FlatGroup([("p", p), ("m", nn.Parameter(torch.ones(3, device="meta")))])
+    assert mixed.copy() is None  # two devices: one tensor cannot hold them
+
+
+def test_gradients_copied_only_when_all_present_and_under_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lin = nn.Linear(3, 2)
+    (group,), _ = flat_groups([(n, p, True) for n, p in lin.named_parameters()])
+    assert group.grads() is None  # no gradients yet
+    lin(torch.randn(4, 3)).sum().backward()
+    flat = group.grads()
+    assert flat is not None
+    assert lin.weight.grad is not None and lin.bias.grad is not None
+    assert torch.equal(flat, torch.cat([lin.weight.grad.reshape(-1), lin.bias.grad]))
+    monkeypatch.setattr("vizdebug.torch.flat.FLAT_GRAD_BYTES", 8 * 4 - 1)
+    assert group.grads() is None  # 8 float32 gradients are over a cap of 31 bytes
+    lin.bias.grad = None
+    monkeypatch.undo()
+    assert group.grads() is None
