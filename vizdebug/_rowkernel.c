@@ -467,8 +467,106 @@ static PyObject *rows(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/*
+ * The NaN/Inf sentinel's check: whether any value of a tensor is not finite, read from the
+ * exponent bits (all set: Inf or NaN) without converting a value and without allocating a
+ * result, sixteen kilobytes at a time so a hit stops the scan early.
+ */
+#define NONFINITE_SCAN(NAME, T, MASK)                                                       \
+    VECTOR_CLONES static int NAME(const T *x, int64_t n)                                    \
+    {                                                                                       \
+        typedef T vec __attribute__((vector_size(32)));                                     \
+        enum { LANES = 32 / sizeof(T), STRIDE = 16384 / sizeof(T) };                        \
+        const vec mask = (vec){0} + (T)(MASK);                                              \
+        int64_t i = 0;                                                                      \
+        while (i + LANES <= n) {                                                            \
+            vec hit = {0};                                                                  \
+            int64_t stop = n - i > STRIDE ? i + STRIDE : n;                                 \
+            for (; i + LANES <= stop; i += LANES) {                                         \
+                vec v;                                                                      \
+                memcpy(&v, x + i, sizeof v);                                                \
+                hit |= (vec)((v & mask) == mask);                                           \
+            }                                                                               \
+            for (int k = 0; k < LANES; k++)                                                 \
+                if (hit[k])                                                                 \
+                    return 1;                                                               \
+        }                                                                                   \
+        for (; i < n; i++)                                                                  \
+            if ((x[i] & (T)(MASK)) == (T)(MASK))                                            \
+                return 1;                                                                   \
+        return 0;                                                                           \
+    }
+
+NONFINITE_SCAN(nonfinite_32, uint32_t, 0x7f800000u)
+NONFINITE_SCAN(nonfinite_64, uint64_t, 0x7ff0000000000000ull)
+NONFINITE_SCAN(nonfinite_f16, uint16_t, 0x7c00u)
+NONFINITE_SCAN(nonfinite_bf16, uint16_t, 0x7f80u)
+
+static int nonfinite_one(const void *p, int64_t n, int64_t code)
+{
+    switch (code) {
+    case F32:
+        return nonfinite_32((const uint32_t *)p, n);
+    case F64:
+        return nonfinite_64((const uint64_t *)p, n);
+    case F16:
+        return nonfinite_f16((const uint16_t *)p, n);
+    default:
+        return nonfinite_bf16((const uint16_t *)p, n);
+    }
+}
+
+enum { RELEASE_BYTES = 1 << 20 }; /* a shorter scan keeps the GIL: releasing it costs more */
+
+PyDoc_STRVAR(nonfinite_doc,
+             "nonfinite(specs, count) -> int\n\n"
+             "The index of the first of ``count`` tensors holding a NaN or an Inf, or -1.\n"
+             "``specs`` is a buffer of int64, three per tensor: the address of its contiguous\n"
+             "data, its element count and its dtype code (as for rows()). Scans of more than\n"
+             "a megabyte run without the GIL.");
+
+static PyObject *nonfinite(PyObject *self, PyObject *args)
+{
+    Py_buffer specs;
+    Py_ssize_t count;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*n", &specs, &count))
+        return NULL;
+    const int64_t *spec = (const int64_t *)specs.buf;
+    const char *problem = NULL;
+    if (count < 0 || specs.len != count * 3 * (Py_ssize_t)sizeof(int64_t))
+        problem = "specs must hold three int64 values per tensor";
+    int64_t bytes = 0;
+    for (Py_ssize_t i = 0; problem == NULL && i < count; i++) {
+        const int64_t *s = spec + i * 3;
+        if (s[2] < F32 || s[2] > BF16)
+            problem = "unknown dtype code";
+        else if (s[1] < 0 || (s[1] > 0 && s[0] == 0))
+            problem = "bad address or size";
+        else
+            bytes += s[1] * (s[2] == F64 ? 8 : s[2] == F32 ? 4 : 2);
+    }
+    if (problem != NULL) {
+        PyBuffer_Release(&specs);
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    Py_ssize_t found = -1;
+    PyThreadState *released = bytes > RELEASE_BYTES ? PyEval_SaveThread() : NULL;
+    for (Py_ssize_t i = 0; i < count && found < 0; i++) {
+        const int64_t *s = spec + i * 3;
+        if (s[1] > 0 && nonfinite_one((const void *)(uintptr_t)s[0], s[1], s[2]))
+            found = i;
+    }
+    if (released != NULL)
+        PyEval_RestoreThread(released);
+    PyBuffer_Release(&specs);
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS, rows_doc},
+    {"nonfinite", nonfinite, METH_VARARGS, nonfinite_doc},
     {NULL, NULL, 0, NULL},
 };
 

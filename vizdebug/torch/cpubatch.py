@@ -39,6 +39,7 @@ import torch
 from .. import yielding
 from ..stats import COLUMNS, HIST_SAMPLE
 from .devstats import cpu_row
+from .finite import KERNEL_CODES
 
 try:
     from .. import _rowkernel
@@ -54,7 +55,6 @@ Flat = tuple[torch.Tensor, list[int]]
 log = logging.getLogger("vizdebug")
 
 _FALLBACK = -1.0  # column 0 of a row the script left to the caller's general path
-_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 
 
 def _rows(
@@ -239,7 +239,7 @@ class CpuBatch:
         specs = array("q")
         held: list[torch.Tensor] = []  # contiguous copies live until the kernel returns
         seen: dict[tuple[int, int, int], int] = {}
-        codes, samples = _CODES, self._samples
+        codes, samples = KERNEL_CODES, self._samples
         tensors: list[torch.Tensor] = []  # one per row (a flat tensor once per part)
         for t in yielding.offering(items):
             if isinstance(t, tuple):

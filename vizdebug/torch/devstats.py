@@ -26,7 +26,6 @@ __all__ = [
     "cpu_row",
     "dtype_name",
     "empty_row",
-    "finite_flag",
     "float_view",
     "skip_reason",
     "stats_row",
@@ -75,18 +74,6 @@ def float_view(t: torch.Tensor) -> torch.Tensor:
     if x.dtype in _LOW_PRECISION:
         x = x.float()
     return x
-
-
-def finite_flag(t: torch.Tensor) -> torch.Tensor:
-    """A 0-d tensor that is finite whenever every value of ``t`` is: its sum (one pass).
-
-    NaN and Inf always propagate into the sum; the converse fails only when a sum of huge
-    finite values overflows (in float32 for fp16/bf16 input), so callers confirm a non-finite
-    flag by counting. ``t`` may be empty (its flag is 0).
-    """
-    if t.dtype in _LOW_PRECISION:
-        return t.sum(dtype=torch.float32)
-    return t.sum()
 
 
 def empty_row(bins: int = HIST_BINS, device: torch.device | None = None) -> torch.Tensor:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .devstats import skip_reason
+from .finite import Flag, finite_flag
 from .hooks import hang, iter_tensors
 
 __all__ = ["RootCall", "Tape", "grad_leaves", "replay"]
@@ -53,8 +54,8 @@ class RootCall:
         #: The gradient of each float output requiring grad, in :func:`grad_leaves` order.
         self.grads: list[torch.Tensor | None] = []
 
-    def catch(self, t: torch.Tensor, flags: list[torch.Tensor]) -> None:
-        """Keep the gradient that reaches root output ``t`` (and its sum in ``flags``)."""
+    def catch(self, t: torch.Tensor, flags: list[Flag]) -> None:
+        """Keep the gradient that reaches root output ``t`` (and its flag in ``flags``)."""
         k = len(self.grads)
         self.grads.append(None)
         grads = self.grads
@@ -63,7 +64,7 @@ class RootCall:
             grad = grad_outputs[nr]
             if grad is not None:
                 grads[k] = grad
-                flags.append(grad.sum(dtype=torch.float32))
+                flags.append(finite_flag(grad))
 
         hang(t, keep)
 

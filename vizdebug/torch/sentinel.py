@@ -2,20 +2,22 @@
 
 Detection. A NaN or Inf produced in the forward pass reaches the root module's outputs (so the
 loss) and, through the backward pass, the gradients; one produced in the backward pass is in
-an output gradient and, unless masked, in parameter gradients. The check of a step is one host
-read of one small stacked tensor:
+an output gradient and, unless masked, in parameter gradients. What a step checks:
 
-* on a hooked step (every module hooked: a recorded step, ``sentinel="exact"``), the norms of
-  the root outputs and the sum of every output gradient, queued by its gradient hook while the
-  gradient is still in cache (and the gradient kept by reference, up to ``keep_bytes``);
-* on any other step, the norms of the root outputs and of the parameter gradients, in one
-  fused ``_foreach_norm`` before the optimizer step. A flagged step is then replayed with
-  every module hooked (see :mod:`.replay`) and searched like a hooked step.
+* on a hooked step (every module hooked: a recorded step, ``sentinel="exact"``), the root
+  outputs and every output gradient, flagged by its gradient hook while the gradient is still
+  in cache (and the gradient kept by reference, up to ``keep_bytes``);
+* on any other step, the root outputs and the parameter gradients, before the optimizer step.
+  A flagged step is then replayed with every module hooked (see :mod:`.replay`) and searched
+  like a hooked step.
 
-NaN and Inf always propagate into a sum or a norm; a sum of huge finite values can overflow,
-which the search below then finds to be no finding. Reducing every activation as well, in its
-own hook, cost 19% of a step of the memory-bound digits CNN (measured); the activations' check
-is left to the propagation.
+A CPU tensor is read at once by the C kernel (:mod:`.finite`: exponent bits, no dispatch);
+any other tensor is reduced on its device (a sum in its hook, one fused ``_foreach_norm`` at
+the end) and the step's tensor flags are read back in one host read of one small stacked
+tensor. NaN and Inf always propagate into a sum or a norm; a sum of huge finite values can
+overflow, which the search below then finds to be no finding. Reducing every activation as
+well, in its own hook, cost 19% of a step of the memory-bound digits CNN (measured); the
+activations' check is left to the propagation.
 
 Localization, over the references the flight recorder and the hooks kept: the weights (a NaN
 weight makes every output NaN), then each module output in execution order, then each output
@@ -42,7 +44,7 @@ from typing import Any
 import torch
 
 from ..adapters import NonFiniteError, NonFiniteWarning
-from .devstats import finite_flag
+from .finite import Flag, finite_flag, is_ok, scan
 from .recorder import Call, FlightRecorder
 
 __all__ = [
@@ -161,31 +163,36 @@ class Sentinel:
         #: Root-module outputs of the step.
         self.roots: list[torch.Tensor] = []
         self.grad_sites: list[GradSite] = []
-        #: The 0-d sum of each output gradient, and the gradient unless over ``keep_bytes``.
-        self.flags: list[torch.Tensor] = []
+        #: The flag of each output gradient, and the gradient unless over ``keep_bytes``.
+        self.flags: list[Flag] = []
         self.grads: list[torch.Tensor | None] = []
-        #: More 0-d flags of a step checked without module hooks (root output gradients).
-        self.light: list[torch.Tensor] = []
+        #: More flags of a step checked without module hooks (root output gradients).
+        self.light: list[Flag] = []
         self._kept = 0
 
     def flagged(self, extra: Sequence[torch.Tensor] = ()) -> bool:
-        """The detection check of the step; the step's one host sync.
+        """The detection check of the step; the step's one host sync (none on CPU).
 
         Args:
-            extra: More tensors to check (reduced here: parameter gradients on a step
-                without module hooks).
+            extra: More tensors to check here (parameter gradients on a step without
+                module hooks).
         """
-        tensors = [*self.roots, *extra]
         flags = [*self.flags, *self.light]
-        if not tensors and not flags:
+        if any(f is False for f in flags):
+            return True
+        found, tensors = scan([*self.roots, *extra])
+        if found:
+            return True
+        pending = [f for f in flags if not isinstance(f, bool)]
+        if not tensors and not pending:
             return False
         with torch.no_grad():
             if tensors:
                 # one fused reduction; float32 accumulation where a half type could overflow
                 low = any(t.dtype in _HALF for t in tensors)
-                flags += torch._foreach_norm(tensors, 2, dtype=torch.float32 if low else None)
+                pending += torch._foreach_norm(tensors, 2, dtype=torch.float32 if low else None)
             # float(): the one host read (math.isfinite on the host beats a device op on CPU)
-            return not math.isfinite(float(torch.stack(flags).sum()))
+            return not math.isfinite(float(torch.stack(pending).sum()))
 
     @staticmethod
     def bad_weight(
@@ -223,11 +230,10 @@ class Sentinel:
                 site = Site(c.name, c.type, "forward", "output", c.call, k)
                 return site, t, c
         if self.grad_sites:
-            bad = (~torch.isfinite(torch.stack(self.flags))).tolist()
             for (name, type_, call, k), flag, g in zip(
-                self.grad_sites, bad, self.grads, strict=True
+                self.grad_sites, self.flags, self.grads, strict=True
             ):
-                if flag and (g is None or sum(count_nonfinite(g)) > 0):
+                if not is_ok(flag) and (g is None or sum(count_nonfinite(g)) > 0):
                     site = Site(name, type_, "backward", "grad_output", call, k)
                     return site, g, None
         last = {c.name: i for i, c in enumerate(calls)}
