@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from pathlib import Path
 
@@ -406,3 +407,44 @@ def test_a_failed_statistics_batch_falls_back_to_one_tensor_at_a_time(
     for name, value in used.items():
         _same_stats(stats[(name, "weight")], value)
     assert ("a", "output") in stats and ("a.weight", "grad") in stats
+
+
+class Doubling(nn.Module):
+    """Returns its child's output, doubled in place (a new autograd node behind the same
+    tensor: its gradient is not the child's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x).mul_(2.0)
+
+
+@pytest.mark.parametrize("offload", [True, False])
+def test_a_container_returning_its_childs_tensor_gets_the_same_output_gradient(
+    tmp_path: Path, offload: bool
+) -> None:
+    # The root Sequential returns the tensor its last Linear returned: one gradient hook
+    # serves both; Doubling returns its child's tensor changed in place: hooks of their own.
+    model = nn.Sequential(nn.Linear(3, 3), Doubling(), nn.Linear(3, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, w = torch.randn(4, 3), torch.arange(8.0).view(4, 2)
+    # the reference gradients: the same function, unwatched, on a copy
+    ref = copy.deepcopy(model)
+    h = ref[1].inner(ref[0](x))
+    h.retain_grad()
+    out = ref[2](h * 2.0)
+    out.retain_grad()
+    (out * w).sum().backward()
+    with vizdebug.watch(model, opt, logdir=tmp_path, every=1, offload=offload):
+        opt.zero_grad()
+        (model(x) * w).sum().backward()
+        opt.step()
+    grads = {s.name: s.stats for s in load_run(tmp_path).stats if s.role == "grad_output"}
+    assert set(grads) == {"", "0", "1", "1.inner", "2"}
+    assert out.grad is not None and h.grad is not None
+    _same_stats(grads[""], out.grad)
+    _same_stats(grads["2"], out.grad)
+    _same_stats(grads["1.inner"], h.grad)
+    _same_stats(grads["1"], h.grad / 2)

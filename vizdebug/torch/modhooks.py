@@ -24,7 +24,10 @@ from .replay import RootCall
 from .sentinel import Sentinel
 from .worker import Entry, StatsWorker
 
-__all__ = ["ModuleHooks"]
+__all__ = ["GradHook", "ModuleHooks"]
+
+#: An output a gradient hook serves: slot, call, output index, path, whether it is recorded.
+GradHook = tuple[Slot, int, int, str, bool]
 
 
 class ModuleHooks:
@@ -50,6 +53,8 @@ class ModuleHooks:
     _worker: StatsWorker
     _entries: list[Entry]
     _skipped: set[tuple[str, str]]
+    #: The outputs the last hooked module call hung a gradient hook on (tensor, node, sites).
+    _hung: list[tuple[torch.Tensor, Any, list[GradHook]]]
 
     def _root_done(self, output: Any) -> None:
         raise NotImplementedError
@@ -108,7 +113,7 @@ class ModuleHooks:
         if torch.is_grad_enabled():
             for k, (path, t) in enumerate(outs):
                 if t.requires_grad:
-                    hang(t, self._on_grad, slot, call, k, path, False, False)
+                    hang(t, self._on_grad, [(slot, call, k, path, False)], False)
 
     def _float_leaves(self, slot: Slot, output: Any) -> tuple[tuple[str, torch.Tensor], ...]:
         outs: list[tuple[str, torch.Tensor]] = []
@@ -132,20 +137,28 @@ class ModuleHooks:
         if record and "activations" in self.what:
             for path, t in outs:
                 self._stat(slot.name + path, "output", call, t)
+        hung: list[tuple[torch.Tensor, Any, list[GradHook]]] = []
         if (sentinel or (record and "gradients" in self.what)) and torch.is_grad_enabled():
             for k, (path, t) in enumerate(outs):
                 if t.requires_grad:
-                    hang(t, self._on_grad, slot, call, k, path, record, sentinel)
+                    site = (slot, call, k, path, record)
+                    node = t.grad_fn
+                    # a container returning the tensor its last child returned (a Sequential,
+                    # a TransformerEncoder): the child's gradient hook serves both
+                    sites = next((s for u, n, s in self._hung if u is t and n is node), None)
+                    if sites is None:
+                        sites = [site]
+                        hang(t, self._on_grad, sites, sentinel)
+                    else:
+                        sites.append(site)
+                    hung.append((t, node, sites))
+        self._hung = hung
         if self._need_structure and call == 0 and not self._replaying:
             self._shapes[slot.name] = tuple(tuple(t.shape) for _, t in outs)
 
     def _on_grad(
         self,
-        slot: Slot,
-        call: int,
-        k: int,
-        path: str,
-        record: bool,
+        sites: list[GradHook],
         sentinel: bool,
         nr: int,
         grads: tuple[torch.Tensor | None, ...],
@@ -154,12 +167,14 @@ class ModuleHooks:
         if grad is None or self._closed:
             return
         if sentinel:
-            self._sentinel.backward((slot.name, slot.type, call, k), grad)
-        if record and "gradients" in self.what:
-            self._stat(slot.name + path, "grad_output", call, grad)
+            self._sentinel.backward([(s.name, s.type, call, k) for s, call, k, _, _ in sites], grad)
         live = self._live
-        if live is not None and live.debugger.armed and not self._replaying:
-            live.backward(slot.index, slot.name, slot.type, call, self._step, path, grad)
+        armed = live is not None and live.debugger.armed and not self._replaying
+        for slot, call, _, path, record in sites:
+            if record and "gradients" in self.what:
+                self._stat(slot.name + path, "grad_output", call, grad)
+            if armed and live is not None:
+                live.backward(slot.index, slot.name, slot.type, call, self._step, path, grad)
 
     def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> None:
         # the worker reads without grad mode: no detach (a tenth of this hook's time), and

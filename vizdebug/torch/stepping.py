@@ -53,6 +53,7 @@ class StepClock:
     _recorder: FlightRecorder
     _tape: Tape
     _root_call: RootCall | None
+    _hung: list[Any]
     _calls: list[int]
     _slots: list[Any]
     _root_calls: int
@@ -162,6 +163,7 @@ class StepClock:
         self._recorder.reset()
         self._tape.reset()
         self._root_call = None
+        self._hung = []
         self._calls = [0] * len(self._slots)
         self._root_calls = 0
         self._step += 1

@@ -149,6 +149,7 @@ class Watch(StepCheck, ModuleHooks, StepClock):
             self._target = replay_target(model)
             self._worker = StatsWorker(bins=bins)
             self._entries: list[Entry] = []
+            self._hung: list[Any] = []
             self._skipped: set[tuple[str, str]] = set()
             self._shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
             self._need_structure = True
