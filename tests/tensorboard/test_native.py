@@ -211,3 +211,31 @@ def test_gradient_norms_beyond_float32_read_back_as_inf(tmp_path: Path) -> None:
     got = _read_back(tmp_path / "run", records)
     assert [s.value for s in got.Scalars("grad_norm/g0")] == [math.inf, math.inf]
     assert [s.value for s in got.Scalars("grad_norm/g1")] == [6.0, 6.0]
+
+
+def test_layouts_that_change_between_steps_are_encoded_by_their_own_plans(
+    tmp_path: Path,
+) -> None:
+    # what each row becomes is worked out once per layout: two layouts of one size and bin
+    # count, alternating, must each keep their own names, roles and values
+    stats = [reference_stats(np.arange(1.0, n + 2.0)) for n in range(3)]
+    matrix = np.array([stats_to_row(s) for s in stats])
+
+    def block(step: int, names: tuple[str, ...], roles: tuple[str, ...]) -> StatsBlock:
+        rows = tuple((n, r, 0, "float64", (3,)) for n, r in zip(names, roles, strict=True))
+        return StatsBlock(step, 1.0, "r", 0, rows, matrix)
+
+    a = (("a0", "a1", "a2"), ("grad", "output", "weight"))
+    b = (("b0", "b1", "b2"), ("output", "grad", "grad"))
+    encoder = NativeEncoder(NativeConfig())
+    records = [
+        r for step, (n, r) in enumerate([a, b, a]) for r in encoder.encode([block(step, n, r)])
+    ]
+    got = _read_back(tmp_path / "run", records)
+    tags = got.Tags()
+    assert sorted(tags["scalars"]) == ["grad_norm/a0", "grad_norm/b1", "grad_norm/b2"]
+    assert [s.step for s in got.Scalars("grad_norm/a0")] == [0, 2]
+    assert [s.value for s in got.Scalars("grad_norm/b2")] == [pytest.approx(stats[2].l2)]
+    assert [h.step for h in got.Histograms("activations/a1")] == [0, 2]
+    assert [h.step for h in got.Histograms("gradients/b1")] == [1]
+    assert got.Histograms("weights/a2")[1].histogram_value.num == 3

@@ -57,7 +57,7 @@ from ..batch import StatsBlock
 from ..events import Anomaly, Event, Note, RunInfo, Scalar, TensorStats
 from ..stats import COLUMNS, stats_to_row
 from .codec import NATIVE_WRITER
-from .wire import block_histos, value_key, varint
+from .wire import block_histos, histo_size, value_key, varint
 
 __all__ = ["HISTOGRAM_TAGS", "NATIVE_WRITER", "Graph", "NativeConfig", "NativeEncoder"]
 
@@ -211,6 +211,7 @@ class NativeEncoder:
         }
         self._adapter_ratios = False
         self._plans: dict[tuple[str, str, int], tuple[str, bytes | None, bytes | None]] = {}
+        self._layouts: dict[tuple[int, int], _Layout] = {}
         self._batch: Sequence[object] | None = None
         self._handlers: dict[type, Callable[[Any, _Step], None]] = {
             TensorStats: self._stats,
@@ -265,30 +266,54 @@ class NativeEncoder:
         self, rows: Sequence[Sequence[Any]], matrix: npt.NDArray[np.float64], step: _Step
     ) -> None:
         """Native values of packed statistics: ``rows`` start with ``(name, role, call)``,
-        ``matrix`` holds one :data:`~vizdebug.stats.COLUMNS` row plus counts for each."""
+        ``matrix`` holds one :data:`~vizdebug.stats.COLUMNS` row plus counts for each.
+
+        The rows of a run's steps repeat: what each row becomes is worked out once per
+        layout (:meth:`_layout`), and a step only fills in its values, a list comprehension
+        per kind, on a thread that shares the GIL with training.
+        """
         if not rows:
             return
         width = len(COLUMNS)
-        l2 = matrix[:, _L2].tolist()
-        with np.errstate(over="ignore"):  # simple_value is a float32: beyond its range, inf
-            l2_bytes = matrix[:, _L2].astype("<f4").tobytes()
-        histos = block_histos(matrix[:, :width], matrix[:, width:])
-        # every histogram of a block has one length (it depends on the bin count only)
-        size = varint(len(next((h for h in histos if h is not None), b"")))
-        plan = self._plan
+        plan = self._layout(rows, matrix.shape[1] - width)
+        if plan.scalars:
+            with np.errstate(over="ignore"):  # simple_value is a float32: beyond its range, inf
+                l2_bytes = matrix[:, _L2].astype("<f4").tobytes()
+            step.raw += [head + l2_bytes[4 * i : 4 * i + 4] for i, head in plan.scalars]
+        if plan.norms:
+            l2 = matrix[:, _L2].tolist()
+            step.norms.update({key: l2[i] for i, key in plan.norms})
+        if plan.histos:
+            histos = block_histos(matrix[:, :width], matrix[:, width:])
+            step.raw += [head + h for i, head in plan.histos if (h := histos[i]) is not None]
+        if plan.updates and not self._adapter_writes_ratios():
+            step.ratio_names += plan.updates
+            step.ratio_ok = self._ratio_ok
+
+    def _layout(self, rows: Sequence[Sequence[Any]], bins: int) -> _Layout:
+        """What each row of a layout becomes (the last layouts seen are kept)."""
+        key = (len(rows), bins)
+        plan = self._layouts.get(key)
+        if plan is not None and (plan.rows is rows or plan.rows == rows):
+            return plan
+        plan = _Layout(rows)
+        histo_length = histo_size(bins) if bins else 0
         for i, row in enumerate(yielding.offering(rows)):
             role = row[1]
-            suffix, scalar_key, histo_key = plan(row[0], role, row[2])
+            suffix, scalar_key, histo_key = self._plan(row[0], role, row[2])
             if scalar_key is not None:
-                step.raw.append(scalar_key + l2_bytes[4 * i : 4 * i + 4])
+                plan.scalars.append((i, _wrapped(scalar_key, 4)))
             elif role in ("weight", "update"):
-                step.norms[(suffix, role)] = l2[i]
-            histo = histos[i]
-            if histo is not None and histo_key is not None:
-                step.raw.append(histo_key + size + histo)
-            if role == "update" and not self._adapter_writes_ratios():
-                step.ratio_names.append(suffix)
-                step.ratio_ok = self._ratio_ok
+                plan.norms.append((i, (suffix, role)))
+            if histo_key is not None and bins:
+                head = histo_key + varint(histo_length)
+                plan.histos.append((i, _wrapped(head, histo_length)))
+            if role == "update":
+                plan.updates.append(suffix)
+        if len(self._layouts) >= 16:
+            self._layouts.clear()
+        self._layouts[key] = plan
+        return plan
 
     def _plan(self, name: str, role: str, call: int) -> tuple[str, bytes | None, bytes | None]:
         """``(suffix, grad-norm value key, histogram value key)`` of a row, decided once.
@@ -348,6 +373,27 @@ class NativeEncoder:
         step.run_info = _table(("fact", "value"), rows)
 
 
+def _wrapped(head: bytes, rest: int) -> bytes:
+    """``head`` as the start of a ``Summary.value`` entry (field 1) whose message is ``head``
+    followed by ``rest`` more bytes."""
+    return b"\x0a" + varint(len(head) + rest) + head
+
+
+class _Layout:
+    """What the rows of one layout become: ``(row, serialized start)`` of each gradient-norm
+    scalar (then 4 bytes of float32) and each histogram (then its ``HistogramProto``), the
+    norms kept for update ratios, and the parameters with an update row."""
+
+    __slots__ = ("histos", "norms", "rows", "scalars", "updates")
+
+    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+        self.rows = rows
+        self.scalars: list[tuple[int, bytes]] = []
+        self.histos: list[tuple[int, bytes]] = []
+        self.norms: list[tuple[int, tuple[str, str]]] = []
+        self.updates: list[str] = []
+
+
 class _Step:
     """Native values of one step of one batch, serialized into one ``Event`` proto."""
 
@@ -355,7 +401,8 @@ class _Step:
         self.step = step
         self.wall_time = wall_time
         self.values: list[summary_pb2.Summary.Value] = []
-        #: Serialized ``Summary.Value`` messages (hand-encoded histograms and gradient norms).
+        #: Serialized ``Summary.value`` entries, key and length included (hand-encoded
+        #: histograms and gradient norms).
         self.raw: list[bytes] = []
         #: Single statistics events by bin count, ``(name, role, call, row)``.
         self.pending: dict[int, list[tuple[str, str, int, list[float]]]] = {}
@@ -395,6 +442,6 @@ class _Step:
         if self.raw:
             # a second occurrence of Event.summary (field 5): protobuf parsers merge the two,
             # concatenating their repeated values
-            values = b"".join(b"\x0a" + varint(len(v)) + v for v in self.raw)
+            values = b"".join(self.raw)
             data += b"\x2a" + varint(len(values)) + values
         return data

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from ..stats import COLUMNS
 
-__all__ = ["block_histos", "value_key", "varint"]
+__all__ = ["block_histos", "histo_size", "value_key", "varint"]
 
 _NUMEL, _NAN, _POSINF, _NEGINF = (COLUMNS.index(c) for c in ("numel", "nan", "posinf", "neginf"))
 _MEAN, _STD, _LO, _HI = (COLUMNS.index(c) for c in ("mean", "std", "hist_lo", "hist_hi"))
@@ -52,6 +52,12 @@ def _histo_layout(bins: int) -> np.dtype[Any]:
     fields += [("limits_key", "u1", (1 + size,)), ("limits", "<f8", (bins,))]
     fields += [("counts_key", "u1", (1 + size,)), ("counts", "<f8", (bins,))]
     return np.dtype(fields)
+
+
+def histo_size(bins: int) -> int:
+    """The length of a serialized ``HistogramProto`` of ``bins`` buckets from
+    :func:`block_histos` (one length for every row of a bin count)."""
+    return _histo_layout(bins).itemsize
 
 
 def block_histos(
