@@ -13,13 +13,23 @@ statistics worker does; every other statistic is exact.
 from __future__ import annotations
 
 import math
+from array import array
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .stats import HIST_BINS, HIST_SAMPLE, reference_stats, scale_counts, stats_to_row
+from .stats import COLUMNS, HIST_BINS, HIST_SAMPLE, reference_stats, scale_counts, stats_to_row
 
-__all__ = ["host_row"]
+try:
+    from . import _rowkernel
+except ImportError:  # built without a C compiler: host_row per array
+    _rowkernel = None  # type: ignore[assignment]
+
+__all__ = ["host_row", "host_rows"]
+
+#: The C kernel's dtype codes (vizdebug/_rowkernel.c).
+_KERNEL_CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
 
 _samples: dict[int, np.ndarray[Any, Any]] = {}
 
@@ -42,6 +52,44 @@ def _binned(x: np.ndarray[Any, Any], lo: float, hi: float, bins: int) -> list[fl
     idx = ((x - x.dtype.type(lo)) * x.dtype.type(bins / (hi - lo))).astype(np.intp)
     np.minimum(idx, bins - 1, out=idx)
     return [float(c) for c in np.bincount(idx, minlength=bins)]
+
+
+def host_rows(values: np.ndarray[Any, Any], sizes: Sequence[int], *, bins: int = HIST_BINS) -> Any:
+    """The rows of consecutive parts of an array, one part per size: a float64 matrix.
+
+    Where the C kernel is built (:mod:`vizdebug._rowkernel`, as for PyTorch's statistics
+    worker) and reads the dtype (float32, float64), every row comes from one call of it,
+    which runs without the GIL: the numpy passes of :func:`host_row` held it, on the writer
+    thread, for most of the time a Keras step recorded everything took. Else
+    :func:`host_row` per part.
+
+    Raises:
+        ValueError: The sizes add up to more than the array holds.
+    """
+    x = np.ascontiguousarray(values).reshape(-1)
+    if sum(sizes) > x.size or any(n < 0 for n in sizes):
+        raise ValueError(f"part sizes {list(sizes)[:8]} do not fit an array of {x.size} values")
+    out = np.empty((len(sizes), len(COLUMNS) + bins))
+    code = _KERNEL_CODES.get(x.dtype)
+    if _rowkernel is None or code is None:
+        off = 0
+        for i, n in enumerate(sizes):
+            out[i] = host_row(x[off : off + n], bins=bins)
+            off += n
+        return out
+    specs = array("q")
+    keep = []  # the samples the specs point into
+    base, item, off = x.ctypes.data, x.itemsize, 0
+    for n in sizes:
+        if n > HIST_SAMPLE:
+            sample = np.ascontiguousarray(_sample(n), dtype=np.int64)
+            keep.append(sample)
+            specs.extend((base + off * item, n, code, sample.ctypes.data, HIST_SAMPLE, -1))
+        else:
+            specs.extend((base + off * item if n else 0, n, code, 0, 0, -1))
+        off += n
+    _rowkernel.rows(specs, out.ctypes.data, len(sizes), bins)
+    return out
 
 
 def host_row(a: np.ndarray[Any, Any], *, bins: int = HIST_BINS, dtype: str = "") -> list[float]:

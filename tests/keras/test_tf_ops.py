@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from vizdebug import hoststats
 from vizdebug.batch import EventBatch
-from vizdebug.hoststats import host_row
+from vizdebug.hoststats import host_row, host_rows
 from vizdebug.stats import HIST_BINS, HIST_SAMPLE, reference_stats, stats_from_row
 from vizdebug.tf.deferred import Row, StatsItem
 from vizdebug.tf.ops import finite_flags, pack, skip_reason
@@ -18,11 +19,18 @@ RNG = np.random.default_rng(0)
 
 
 def check(arr: np.ndarray, dtype: tf.DType = tf.float32) -> None:
-    """host_row of the values as the step packs them vs numpy's reference."""
+    """host_row and host_rows (the C kernel) of the values as the step packs them vs numpy's
+    reference."""
     t = tf.constant(arr, dtype)
     flat, _ = pack([t], wide=dtype == tf.float64)
     values = flat.numpy().reshape(arr.shape)
-    got = stats_from_row(host_row(values), dtype.name, tuple(arr.shape))
+    assert hoststats._rowkernel is not None  # the package builds it (setup.py)
+    by_kernel = host_rows(flat.numpy(), [values.size])[0].tolist()
+    for row in (host_row(values), by_kernel):
+        _compare(stats_from_row(row, dtype.name, tuple(arr.shape)), t, dtype)
+
+
+def _compare(got: object, t: tf.Tensor, dtype: tf.DType) -> None:
     ref = reference_stats(t.numpy().astype(np.float64), dtype=dtype.name)
     for f in ("numel", "nan", "posinf", "neginf", "zeros", "shape"):
         assert getattr(got, f) == getattr(ref, f), f
@@ -87,3 +95,23 @@ def test_skip_reason() -> None:
     assert skip_reason(tf.constant([1j])) == "complex128 tensor (complex)"
     assert skip_reason("x") == "not a tensor (str)"
     assert skip_reason(tf.constant([1.0])) is None
+
+
+def test_parts_of_one_vector_in_one_kernel_call_match_the_numpy_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parts = [RNG.standard_normal(n).astype(np.float32) for n in (0, 1, 9, HIST_SAMPLE + 5, 300)]
+    parts[2][4] = np.nan
+    values = np.concatenate(parts)
+    sizes = [p.size for p in parts]
+    kernel = host_rows(values, sizes)
+    monkeypatch.setattr(hoststats, "_rowkernel", None)
+    numpy_rows = host_rows(values, sizes)
+    assert kernel.shape == numpy_rows.shape == (5, len(kernel[0]))
+    heads = slice(0, 12)
+    np.testing.assert_allclose(kernel[:, heads], numpy_rows[:, heads], rtol=2e-6, equal_nan=True)
+    # histograms: exact below the sample size (up to a value on a bin edge), sampled above
+    assert np.abs(kernel[[1, 2, 4], 12:] - numpy_rows[[1, 2, 4], 12:]).sum() <= 2
+    assert kernel[3, 12:].sum() == pytest.approx(HIST_SAMPLE + 5)
+    with pytest.raises(ValueError, match="do not fit"):
+        host_rows(values, [values.size + 1])

@@ -176,8 +176,8 @@ def collect(
             for i in chosen:
                 add(weights[i].name, "grad", 0, grads[i])
         # The values go to the host in one vector; the writer thread computes the statistics
-        # (vizdebug.hoststats): a few numpy passes there cost the step far less than the
-        # ~20 graph ops per tensor that computing them here took.
+        # (vizdebug.hoststats, the C kernel without the GIL): far less than the ~20 graph ops
+        # per tensor that computing them here took.
         extra["values"], extra["shapes"] = pack(stat, wide=any(t.dtype == tf.float64 for t in stat))
     if sentinel:
         checked: list[Any] = []

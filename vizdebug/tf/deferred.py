@@ -4,7 +4,8 @@ The training step returns its described tensors packed in one vector
 (:func:`vizdebug.tf.ops.pack`) and one int32 vector of shapes; :class:`StatsItem` holds them (as
 tensors: no host copy in the training thread) together with the row descriptions, and
 :meth:`StatsItem.resolve` -- run by the writer thread -- copies them to numpy, computes the
-statistics (:func:`vizdebug.hoststats.host_row`) and builds the events.
+statistics (:func:`vizdebug.hoststats.host_rows`: the C kernel, without the GIL) and builds
+the events.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import numpy as np
 from ..adapters import step_stats
 from ..batch import PackedScalar, StatsBlock
 from ..events import Event
-from ..hoststats import host_row
-from ..stats import COLUMNS, HIST_BINS
+from ..hoststats import host_rows
+from ..stats import HIST_BINS
 
 __all__ = ["Row", "StatsItem"]
 
@@ -83,15 +84,14 @@ class StatsItem:
         ]
         self.values = self.shapes = None
         meta = []
-        matrix = np.empty((len(self.rows), len(COLUMNS) + self.bins))
-        at = off = 0
-        for i, r in enumerate(self.rows):
+        sizes = []
+        at = 0
+        for r in self.rows:
             shape = tuple(dims[at : at + r.rank])
             at += r.rank
-            size = math.prod(shape)
-            matrix[i] = host_row(host[off : off + size].reshape(shape), bins=self.bins)
-            off += size
+            sizes.append(math.prod(shape))
             meta.append((r.name, r.role, r.call, r.dtype, shape))
+        matrix = host_rows(host, sizes, bins=self.bins)
         yield from step_stats(self.step, self.wall_time, run, rank, meta, matrix)
 
 
