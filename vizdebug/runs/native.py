@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -46,10 +46,6 @@ import numpy as np
 import numpy.typing as npt
 from tensorboard.compat.proto import (
     event_pb2,
-    summary_pb2,
-    tensor_pb2,
-    tensor_shape_pb2,
-    types_pb2,
 )
 
 from .. import yielding
@@ -57,6 +53,7 @@ from ..batch import StatsBlock
 from ..events import Anomaly, Event, Note, RunInfo, Scalar, TensorStats
 from ..stats import COLUMNS, stats_to_row
 from .codec import NATIVE_WRITER
+from .native_step import Layout, NativeStep, table, wrapped
 from .wire import block_histos, histo_size, value_key, varint
 
 __all__ = ["HISTOGRAM_TAGS", "NATIVE_WRITER", "Graph", "NativeConfig", "NativeEncoder"]
@@ -167,31 +164,6 @@ class _Quota:
 _L2 = COLUMNS.index("l2")
 
 
-def _text(tag: str, markdown: str, description: str) -> summary_pb2.Summary.Value:
-    from tensorboard.plugins.text import metadata as text_metadata
-
-    return summary_pb2.Summary.Value(
-        tag=tag,
-        metadata=text_metadata.create_summary_metadata(tag, description),
-        tensor=tensor_pb2.TensorProto(
-            dtype=types_pb2.DT_STRING,
-            tensor_shape=tensor_shape_pb2.TensorShapeProto(),
-            string_val=[markdown.encode()],
-        ),
-    )
-
-
-def _cell(value: object) -> str:
-    # Markdown table cells: keep one line and no column breaks; TensorBoard sanitizes HTML.
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 class NativeEncoder:
     """Turns a batch of events into extra serialized ``Event`` protos for native dashboards.
 
@@ -211,9 +183,9 @@ class NativeEncoder:
         }
         self._adapter_ratios = False
         self._plans: dict[tuple[str, str, int], tuple[str, bytes | None, bytes | None]] = {}
-        self._layouts: dict[tuple[int, int], _Layout] = {}
+        self._layouts: dict[tuple[int, int], Layout] = {}
         self._batch: Sequence[object] | None = None
-        self._handlers: dict[type, Callable[[Any, _Step], None]] = {
+        self._handlers: dict[type, Callable[[Any, NativeStep], None]] = {
             TensorStats: self._stats,
             Anomaly: self._anomaly,
             Note: self._note,
@@ -226,7 +198,7 @@ class NativeEncoder:
             return []
         self._batch = items
         out: list[bytes] = []
-        steps: dict[int, _Step] = {}
+        steps: dict[int, NativeStep] = {}
         for item in items:
             if type(item) is Graph:
                 ev = event_pb2.Event(
@@ -238,7 +210,7 @@ class NativeEncoder:
             if type(item) is StatsBlock:
                 step = steps.get(item.step)
                 if step is None:
-                    step = steps[item.step] = _Step(item.step, item.wall_time)
+                    step = steps[item.step] = NativeStep(item.step, item.wall_time)
                 self._rows(item.rows, item.matrix, step)
                 continue
             handler = self._handlers.get(type(item))
@@ -246,7 +218,7 @@ class NativeEncoder:
                 event = cast(Event, item)
                 step = steps.get(event.step)
                 if step is None:
-                    step = steps[event.step] = _Step(event.step, event.wall_time)
+                    step = steps[event.step] = NativeStep(event.step, event.wall_time)
                 handler(event, step)
         for step in steps.values():
             for group in step.pending.values():  # single TensorStats events, packed by bins
@@ -257,13 +229,13 @@ class NativeEncoder:
                 out.append(record)
         return out
 
-    def _stats(self, e: TensorStats, step: _Step) -> None:
+    def _stats(self, e: TensorStats, step: NativeStep) -> None:
         """Keep a single statistics event as a packed row: :meth:`_rows` encodes it."""
         row = (e.name, e.role, e.call, stats_to_row(e.stats))
         step.pending.setdefault(len(e.stats.hist_counts), []).append(row)
 
     def _rows(
-        self, rows: Sequence[Sequence[Any]], matrix: npt.NDArray[np.float64], step: _Step
+        self, rows: Sequence[Sequence[Any]], matrix: npt.NDArray[np.float64], step: NativeStep
     ) -> None:
         """Native values of packed statistics: ``rows`` start with ``(name, role, call)``,
         ``matrix`` holds one :data:`~vizdebug.stats.COLUMNS` row plus counts for each.
@@ -290,24 +262,24 @@ class NativeEncoder:
             step.ratio_names += plan.updates
             step.ratio_ok = self._ratio_ok
 
-    def _layout(self, rows: Sequence[Sequence[Any]], bins: int) -> _Layout:
+    def _layout(self, rows: Sequence[Sequence[Any]], bins: int) -> Layout:
         """What each row of a layout becomes (the last layouts seen are kept)."""
         key = (len(rows), bins)
         plan = self._layouts.get(key)
         if plan is not None and (plan.rows is rows or plan.rows == rows):
             return plan
-        plan = _Layout(rows)
+        plan = Layout(rows)
         histo_length = histo_size(bins) if bins else 0
         for i, row in enumerate(yielding.offering(rows)):
             role = row[1]
             suffix, scalar_key, histo_key = self._plan(row[0], role, row[2])
             if scalar_key is not None:
-                plan.scalars.append((i, _wrapped(scalar_key, 4)))
+                plan.scalars.append((i, wrapped(scalar_key, 4)))
             elif role in ("weight", "update"):
                 plan.norms.append((i, (suffix, role)))
             if histo_key is not None and bins:
                 head = histo_key + varint(histo_length)
-                plan.histos.append((i, _wrapped(head, histo_length)))
+                plan.histos.append((i, wrapped(head, histo_length)))
             if role == "update":
                 plan.updates.append(suffix)
         if len(self._layouts) >= 16:
@@ -350,16 +322,16 @@ class NativeEncoder:
             )
         return self._adapter_ratios
 
-    def _anomaly(self, e: Anomaly, step: _Step) -> None:
+    def _anomaly(self, e: Anomaly, step: NativeStep) -> None:
         counts = f"{e.nan} NaN, {e.posinf} +Inf, {e.neginf} -Inf"
         step.anomalies.append(
             (e.step, e.rank, e.kind, e.module or "?", e.phase, e.role, counts, e.message)
         )
 
-    def _note(self, e: Note, step: _Step) -> None:
+    def _note(self, e: Note, step: NativeStep) -> None:
         step.notes.append((e.tag, e.text))
 
-    def _run_info(self, e: RunInfo, step: _Step) -> None:
+    def _run_info(self, e: RunInfo, step: NativeStep) -> None:
         rows: list[tuple[str, object]] = [
             ("run", e.run),
             ("rank", f"{e.rank} of {e.world_size}"),
@@ -370,78 +342,4 @@ class NativeEncoder:
         ]
         rows += [(f"version: {k}", v) for k, v in sorted(e.versions.items())]
         rows += [(f"dropped: {k}", v) for k, v in sorted(e.dropped.items())]
-        step.run_info = _table(("fact", "value"), rows)
-
-
-def _wrapped(head: bytes, rest: int) -> bytes:
-    """``head`` as the start of a ``Summary.value`` entry (field 1) whose message is ``head``
-    followed by ``rest`` more bytes."""
-    return b"\x0a" + varint(len(head) + rest) + head
-
-
-class _Layout:
-    """What the rows of one layout become: ``(row, serialized start)`` of each gradient-norm
-    scalar (then 4 bytes of float32) and each histogram (then its ``HistogramProto``), the
-    norms kept for update ratios, and the parameters with an update row."""
-
-    __slots__ = ("histos", "norms", "rows", "scalars", "updates")
-
-    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
-        self.rows = rows
-        self.scalars: list[tuple[int, bytes]] = []
-        self.histos: list[tuple[int, bytes]] = []
-        self.norms: list[tuple[int, tuple[str, str]]] = []
-        self.updates: list[str] = []
-
-
-class _Step:
-    """Native values of one step of one batch, serialized into one ``Event`` proto."""
-
-    def __init__(self, step: int, wall_time: float) -> None:
-        self.step = step
-        self.wall_time = wall_time
-        self.values: list[summary_pb2.Summary.Value] = []
-        #: Serialized ``Summary.value`` entries, key and length included (hand-encoded
-        #: histograms and gradient norms).
-        self.raw: list[bytes] = []
-        #: Single statistics events by bin count, ``(name, role, call, row)``.
-        self.pending: dict[int, list[tuple[str, str, int, list[float]]]] = {}
-        self.norms: dict[tuple[str, str], float] = {}
-        self.ratio_names: list[str] = []
-        self.ratio_ok: Callable[[str], bool] | None = None
-        self.anomalies: list[tuple[object, ...]] = []
-        self.notes: list[tuple[str, str]] = []
-        self.run_info = ""
-
-    def serialize(self) -> bytes | None:
-        for name in self.ratio_names:
-            upd = self.norms.get((name, "update"))
-            w = self.norms.get((name, "weight"))
-            if upd is not None and w and self.ratio_ok is not None and self.ratio_ok(name):
-                self.values.append(
-                    summary_pb2.Summary.Value(tag=f"update_ratio/{name}", simple_value=upd / w)
-                )
-        if self.anomalies:
-            header = ("step", "rank", "kind", "module", "phase", "role", "counts", "message")
-            self.values.append(
-                _text("anomalies", _table(header, self.anomalies), "vizdebug anomalies")
-            )
-        if self.notes:
-            self.values.append(
-                _text("notes", _table(("tag", "note"), self.notes), "vizdebug notes")
-            )
-        if self.run_info:
-            self.values.append(_text("run_info", self.run_info, "vizdebug run info"))
-        if not self.values and not self.raw:
-            return None
-        ev = event_pb2.Event(
-            step=self.step, wall_time=self.wall_time, summary=summary_pb2.Summary(value=self.values)
-        )
-        ev.source_metadata.writer = NATIVE_WRITER
-        data = cast(bytes, ev.SerializeToString())
-        if self.raw:
-            # a second occurrence of Event.summary (field 5): protobuf parsers merge the two,
-            # concatenating their repeated values
-            values = b"".join(self.raw)
-            data += b"\x2a" + varint(len(values)) + values
-        return data
+        step.run_info = table(("fact", "value"), rows)
