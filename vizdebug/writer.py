@@ -267,7 +267,13 @@ class Writer(WriterLoop):
         s = self._step(step)
         relpath = snapshot_name(s, self.rank, reason)
         item = SnapshotRequest(tensors, s, reason, relpath, self.clock())
-        if self._admit(item.nbytes, "snapshot"):
+        if reason == "anomaly":  # an anomaly's evidence bypasses the budget, as anomalies do
+            if self._closed:
+                raise WriterClosedError("this Writer is closed; create a new one to keep writing")
+            self._enq_bytes += item.nbytes
+            self._queue.append(item)
+            self._wake.set()
+        elif self._admit(item.nbytes, "snapshot"):
             self._queue.append(item)
             self._wake.set()
         return relpath
