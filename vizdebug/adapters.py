@@ -97,7 +97,8 @@ def step_stats(
 ) -> list[PackedScalar | StatsBlock]:
     """One step's statistics as a :class:`~vizdebug.batch.StatsBlock`, followed by the
     ``update_ratio/<param>`` scalars they give: |update| / |weight|, pairing each ``update``
-    row with the ``weight`` row of the same name (NaN without one). The scalars are packed
+    row with the ``weight`` row of the same name (none where that weight's norm is 0, missing or
+    not finite). The scalars are packed
     (:data:`~vizdebug.batch.PackedScalar`, as the writer queues them): a tuple is fifty times
     cheaper to build than a :class:`~vizdebug.events.Scalar`, and one per parameter per step
     adds up on a thread that shares the GIL with training.
@@ -109,10 +110,17 @@ def step_stats(
     """
     l2 = matrix[:, _L2].tolist() if len(rows) else []
     weight_l2 = {r[0]: l2[i] for i, r in enumerate(rows) if r[1] == "weight"}
+    # No ratio where the weight's norm is 0 (a zero-initialised bias), missing or not finite:
+    # vizdebug never manufactures a NaN, an Inf or a misleading 0 itself; the update's own
+    # norm stays in its statistics row.
     ratios: list[PackedScalar | StatsBlock] = [
-        (f"update_ratio/{name}", l2[i] / w if (w := weight_l2.get(name, math.nan)) else math.nan,
-         step, wall_time)
+        (f"update_ratio/{name}", l2[i] / w, step, wall_time)
         for i, (name, role, _call, _dtype, _shape) in enumerate(rows)
-        if role == "update"
-    ]  # fmt: skip
+        if role == "update" and _usable(w := weight_l2.get(name, math.nan))
+    ]
     return [StatsBlock(step, wall_time, run, rank, tuple(rows), matrix), *ratios]
+
+
+def _usable(norm: float) -> bool:
+    """Whether a weight norm can divide: finite and not zero."""
+    return norm > 0.0 and math.isfinite(norm)

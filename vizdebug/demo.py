@@ -56,8 +56,9 @@ def train(
         nn.ReLU(),
         nn.Linear(64, 10),
     )
+    at = {"step": 0}  # the training step about to run (the poison's data-dependent trigger)
     if nan_at is not None:
-        _poison(model[6], nan_at)
+        _poison(model[6], nan_at, at)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -68,6 +69,7 @@ def train(
             perm = torch.randperm(len(x))
             for i in range(0, len(x), 64):
                 idx = perm[i : i + 64]
+                at["step"] = step
                 optimizer.zero_grad()
                 loss = loss_fn(model(x[idx]), y[idx])
                 loss.backward()
@@ -154,18 +156,18 @@ def run_demo(
     return run_dir
 
 
-def _poison(module: object, at_step: int) -> None:
-    """Make ``module`` output a NaN on its ``at_step``-th training call."""
-    calls = {"n": 0}
+def _poison(module: object, at_step: int, at: dict[str, int]) -> None:
+    """Make ``module`` output a NaN in the training step ``at_step`` (``at["step"]`` is the step
+    under way): a fault that depends on the step's data, as a bad batch does, so it happens
+    again when vizdebug replays the step to find its origin. Evaluation passes (no grad) are
+    left alone."""
 
     def hook(_module: object, _inputs: object, output: object) -> object:
         import torch
 
-        if isinstance(output, torch.Tensor) and _module.training:  # type: ignore[attr-defined]
-            calls["n"] += 1
-            if calls["n"] == at_step + 1:
-                output = output.clone()
-                output[0, 0] = float("nan")
+        if isinstance(output, torch.Tensor) and torch.is_grad_enabled() and at["step"] == at_step:
+            output = output.clone()
+            output[0, 0] = float("nan")
         return output
 
     module.register_forward_hook(hook)  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ PHASES: tuple[str, ...] = ("forward", "backward", "optimizer", "eval", "other")
 #: Roles a recorded tensor plays. ``output``/``grad_output`` are a module's output activation
 #: and the gradient of the loss with respect to it; ``weight``/``grad``/``update`` describe a
 #: parameter, its gradient and its change over one optimizer step; ``input`` is a module input.
-ROLES: tuple[str, ...] = ("output", "grad_output", "weight", "grad", "update", "input")
+ROLES: tuple[str, ...] = ("output", "grad_output", "weight", "grad", "update", "input", "loss")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -171,6 +171,13 @@ class Writer(WriterLoop):
             self._enq_bytes += nbytes
             return True
         self._dropped[kind] += 1
+        if self._dropped[kind] == 1:  # never silent: the first loss of each kind is said at once
+            log.warning(
+                "vizdebug: the writer's queue is full (max_queue_bytes=%d): %s items are being "
+                "dropped and counted in run.json; raise max_queue_bytes or use when_full='block'",
+                self.max_queue_bytes,
+                kind,
+            )
         return False
 
     def scalar(

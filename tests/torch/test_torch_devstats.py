@@ -153,8 +153,8 @@ def test_worker_rows_match_reference_and_detect_inplace_changes() -> None:
     changed = torch.randn(100)
     e1 = Entry("a", "output", 0, "float32", (100,), good, good._version)
     e2 = Entry("b", "output", 0, "float32", (100,), changed, changed._version - 1)
-    worker.submit(e1, id(good))
-    worker.submit(e2, id(changed))
+    worker.submit(e1)
+    worker.submit(e2)
     batch = StatsBatch(3, 1.0, [e1, e2])
     worker.end_step(batch)
     events = list(EventBatch(list(batch.resolve("run", 0)), "run", 0))  # blocks unpacked

@@ -10,6 +10,7 @@ holds what each statistics row of a repeating layout becomes, worked out once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -98,7 +99,13 @@ class NativeStep:
         for name in self.ratio_names:
             upd = self.norms.get((name, "update"))
             w = self.norms.get((name, "weight"))
-            if upd is not None and w and self.ratio_ok is not None and self.ratio_ok(name):
+            if (
+                upd is not None
+                and w
+                and math.isfinite(w)
+                and self.ratio_ok is not None
+                and self.ratio_ok(name)
+            ):
                 self.values.append(
                     summary_pb2.Summary.Value(tag=f"update_ratio/{name}", simple_value=upd / w)
                 )

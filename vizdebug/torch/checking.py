@@ -15,12 +15,13 @@ from collections.abc import Sequence
 import torch
 
 from .hooks import Slot
+from .losscheck import LossCheck
 from .recorder import FlightRecorder
 from .replay import Tape, replay
 from .report import Reporter
 from .sentinel import Finding, Sentinel, Site, count_nonfinite
 
-__all__ = ["StepCheck", "replay_target"]
+__all__ = ["StepCheck", "replay_target", "unreproduced"]
 
 
 class StepCheck:
@@ -41,6 +42,7 @@ class StepCheck:
     _weight_sites: list[tuple[Site, torch.nn.Parameter]]
     _exact: bool
     _updates: int
+    _losses: LossCheck
 
     def _hook_modules(self, on: bool) -> None:
         raise NotImplementedError
@@ -55,6 +57,7 @@ class StepCheck:
             finding = self._replay() if self._sentinel.flagged(grads) else None
         if finding is not None:
             self._reporter.report(finding, self._step)
+        self._losses.settle()
         return finding
 
     def _replay(self) -> Finding | None:
@@ -91,25 +94,21 @@ class StepCheck:
                 finding.site.phase == "forward" or finding.role == "weight" or not forward_bad
             ):
                 return finding
-        # Not reproduced: name where the check saw it, and trace exactly from now on.
+        # Not reproduced: say where the check saw it, that the producer is unknown, and trace
+        # exactly from now on (a one-shot fault is not blamed on the root module).
         why = f"it failed: {result}" if isinstance(result, str) else "it stayed finite"
-        note = (
-            f" Replaying the step with every module hooked did not reproduce it ({why}): "
-            "the model's forward may depend on state outside its parameters, buffers and the "
-            "RNG. From now on every step is traced exactly."
-        )
-        root = self._slots[0]
-        seen: list[tuple[Site, torch.Tensor]] = [
-            (Site("", root.type, "forward", "output", index=k), t) for k, t in enumerate(roots)
+        seen: list[tuple[str, torch.Tensor]] = [
+            (f"output {k} of the root module (the forward pass)", t) for k, t in enumerate(roots)
         ]
         seen += [
-            (Site("", root.type, "backward", "grad_output", index=k), g) for k, g in root_grads
+            (f"the gradient reaching root output {k} (the backward pass)", g) for k, g in root_grads
         ]
-        seen += [(site, g) for site, g in original if g is not None]
-        for site, t in seen:
-            if sum(count_nonfinite(t)):
+        seen += [(site.describe(), g) for site, g in original if g is not None]
+        for where, t in seen:
+            nan, pos, neg = count_nonfinite(t)
+            if nan or pos or neg:
                 self._exact = True
-                return s.finding(step, site, t, None, note=note)
+                return unreproduced(step, where, why, nan, pos, neg)
         return None  # a norm of huge finite values overflowed: nothing is non-finite
 
     def _weights_used(self) -> Sequence[tuple[Site, torch.Tensor]]:
@@ -129,3 +128,23 @@ def replay_target(model: torch.nn.Module) -> torch.nn.Module:
     """What a replay calls: the module a DistributedDataParallel wraps (no collectives)."""
     ddp = torch.nn.parallel.DistributedDataParallel
     return model.module if isinstance(model, ddp) else model
+
+
+def unreproduced(step: int, where: str, why: str, nan: int, pos: int, neg: int) -> Finding:
+    """The finding of a flagged step whose replay did not reproduce the value (a one-shot fault:
+    Python-side state, a stateful module, data the replay did not see).
+
+    The origin is approximate, and said to be: the site is where the step's check saw the
+    value, with no module named as its producer (module "" and type "" mean unknown).
+    """
+    kind = "nan" if nan or not (pos or neg) else "inf"
+    message = (
+        f"step {step}: a non-finite value ({kind}) was seen in {where} "
+        f"[{nan} NaN, {pos} +Inf, {neg} -Inf]. The module that produced it is unknown (origin "
+        f"approximate): replaying the step with every module hooked, RNG state restored, did "
+        f"not reproduce it ({why}), so the model's forward depends on state outside its "
+        "parameters, buffers and the RNG (a one-shot fault). From now on every step is traced "
+        "exactly, so a repeat is named at its module."
+    )
+    site = Site("", "", "forward" if "forward" in where else "backward", "output")
+    return Finding(kind, site, "output", message, nan, pos, neg, step)

@@ -87,14 +87,13 @@ def iter_tensors(obj: Any, path: str = "", depth: int = 0) -> Iterator[tuple[str
 class Slot:
     """A watched module: its index in ``named_modules()``, name, type and whether selected."""
 
-    __slots__ = ("index", "inplace", "name", "selected", "type")
+    __slots__ = ("index", "name", "selected", "type")
 
     def __init__(self, index: int, name: str, module: torch.nn.Module, selected: bool) -> None:
         self.index = index
         self.name = name
         self.type = type(module).__name__
         self.selected = selected
-        self.inplace = bool(getattr(module, "inplace", False) is True)
 
 
 def dist_rank() -> tuple[int | None, int | None]:

@@ -18,6 +18,7 @@ from ..writer import Writer
 from .devstats import dtype_name, skip_reason, stats_row
 from .flat import Parts
 from .hooks import Slot, hang, iter_tensors
+from .inplace import WriteGuard
 from .live import TorchLive
 from .recorder import Call, FlightRecorder
 from .replay import RootCall
@@ -38,6 +39,8 @@ class ModuleHooks:
     offload: bool
     bins: int
     _closed: bool
+    _evaluating: int
+    _guard: WriteGuard
     _calls: list[int]
     _replaying: bool
     _live: TorchLive | None
@@ -59,14 +62,8 @@ class ModuleHooks:
     def _root_done(self, output: Any) -> None:
         raise NotImplementedError
 
-    def _inplace_pre(self, module: torch.nn.Module, args: Any) -> None:
-        if self._closed:
-            return
-        if self._recording:
-            self._worker.protect(a for a in args if isinstance(a, torch.Tensor))
-
     def _forward(self, slot: Slot, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if self._closed:
+        if self._closed or self._evaluating:
             return
         call = self._calls[slot.index]
         self._calls[slot.index] = call + 1
@@ -130,13 +127,21 @@ class ModuleHooks:
     ) -> None:
         sentinel = self._sentinel_on
         record = self._recording and slot.selected and not self._replaying
+        recorded = None
         if sentinel:
-            self._recorder.record(Call(slot.name, slot.type, call, args, outs))
+            recorded = Call(slot.name, slot.type, call, args, outs)
+            self._recorder.record(recorded)
             if slot.index == 0:
                 self._sentinel.roots += [t for _, t in outs]
+        guard = self._guard if self._guard.active else None
         if record and "activations" in self.what:
-            for path, t in outs:
-                self._stat(slot.name + path, "output", call, t)
+            for k, (path, t) in enumerate(outs):
+                entry = self._stat(slot.name + path, "output", call, t)
+                if guard is not None:
+                    guard.hold(t, entry, recorded, k)
+        elif guard is not None and recorded is not None:
+            for k, (_, t) in enumerate(outs):
+                guard.hold(t, None, recorded, k)
         hung: list[tuple[torch.Tensor, Any, list[GradHook]]] = []
         if (sentinel or (record and "gradients" in self.what)) and torch.is_grad_enabled():
             for k, (path, t) in enumerate(outs):
@@ -176,22 +181,26 @@ class ModuleHooks:
             if armed and live is not None:
                 live.backward(slot.index, slot.name, slot.type, call, self._step, path, grad)
 
-    def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> None:
+    def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> Entry | None:
+        """Queue ``t``'s statistics; returns the worker's entry (None: computed in stream
+        order on the device, which an in-place op queued later cannot overtake)."""
         # the worker reads without grad mode: no detach (a tenth of this hook's time), and
         # fills in the dtype and shape
         if self.offload and t.is_cpu:
             entry = Entry(name, role, call, "", (), t, t._version)
-            self._worker.submit(entry, id(t))
-        else:
-            entry = Entry(name, role, call, dtype_name(t), tuple(t.shape), None, t._version)
-            entry.row = stats_row(t, bins=self.bins)
+            self._worker.submit(entry)
+            self._entries.append(entry)
+            return entry
+        entry = Entry(name, role, call, dtype_name(t), tuple(t.shape), None, t._version)
+        entry.row = stats_row(t, bins=self.bins)
         self._entries.append(entry)
+        return None
 
     def _stat_flat(self, parts: Parts, role: str, flat: torch.Tensor) -> None:
         """Statistics of a flat copy of parameters (:mod:`.flat`): one entry, a row per part."""
         if self.offload and flat.is_cpu:
             entry = Entry("parameters", role, 0, "", (), flat, flat._version, parts=parts)
-            self._worker.submit(entry, id(flat))
+            self._worker.submit(entry)
             self._entries.append(entry)
             return
         views = torch.split(flat, parts.sizes)

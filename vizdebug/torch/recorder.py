@@ -15,9 +15,11 @@ What that costs and what it cannot do:
 * Memory: the activations of one step stay alive until the step ends. In training most of them
   are kept by autograd for the backward pass anyway; in inference (no graph) the step ends when
   the root module returns, so at most one forward pass is held.
-* In-place ops: a tensor modified in place after the module returned (``ReLU(inplace=True)``,
-  ``x += residual``) is saved as it is at the end of the step. Such tensors are detected by
-  their version counter and listed in a note; their snapshot values are the later ones.
+* In-place ops: an output overwritten in place after its module returned
+  (``ReLU(inplace=True)``, ``x += residual``) is copied just before the write by
+  :class:`~vizdebug.torch.inplace.WriteGuard`, so the recorder holds the values the module
+  returned. A write the guard cannot see (C++ code outside Python's torch API) is detected by
+  the version counter and listed in a note; those snapshot values are the later ones.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ __all__ = ["Call", "FlightRecorder"]
 class Call:
     """One module call of the step: references to its arguments and float outputs."""
 
-    __slots__ = ("args", "call", "name", "outputs", "type", "versions")
+    __slots__ = ("args", "call", "name", "outputs", "returned", "type", "versions")
 
     def __init__(
         self,
@@ -47,10 +49,19 @@ class Call:
         self.call = call
         self.args = args
         self.outputs = outputs
+        #: The tensors the module returned (``outputs`` may hold copies taken before an
+        #: in-place write, :mod:`.inplace`): consumers are found by identity with these.
+        self.returned = outputs
         if len(outputs) == 1:  # the common case, without a generator
             self.versions: tuple[int, ...] = (outputs[0][1]._version,)
         else:
             self.versions = tuple(t._version for _, t in outputs)
+
+    def replace(self, k: int, copy: torch.Tensor) -> None:
+        """Output ``k`` as it was returned, copied before an in-place op overwrote it."""
+        path = self.outputs[k][0]
+        self.outputs = (*self.outputs[:k], (path, copy), *self.outputs[k + 1 :])
+        self.versions = (*self.versions[:k], copy._version, *self.versions[k + 1 :])
 
     @property
     def inputs(self) -> tuple[torch.Tensor, ...]:

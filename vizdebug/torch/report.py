@@ -46,10 +46,14 @@ class Reporter:
         self._reported: set[tuple[str, str, str]] = set()
         self._repeats = 0
         self._pause_noted = False
+        #: Steps with a finding, repeats included (read by the loss check).
+        self.flagged_steps: set[int] = set()
 
     def report(self, f: Finding, step: int) -> None:
         """Report a finding made while checking ``step`` (the recorder's step)."""
         s = f.site
+        self.flagged_steps.add(step)
+        self.flagged_steps.add(f.step)
         key = (s.module, f.role, s.phase)
         if key in self._reported:
             self._repeats += 1

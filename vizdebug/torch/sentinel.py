@@ -229,7 +229,7 @@ class Sentinel:
                 if not sum(count_nonfinite(t)):
                     continue
                 if t._version != c.versions[k] and any(
-                    t is u for later in calls[i + 1 :] for _, u in later.outputs
+                    t is u for later in calls[i + 1 :] for _, u in later.returned
                 ):
                     continue  # changed in place later by a module that returned it: ask that one
                 site = Site(c.name, c.type, "forward", "output", c.call, k)
@@ -336,7 +336,7 @@ class Sentinel:
         calls = self.recorder.calls
         produced = next(
             (
-                c.outputs[g.index][1]
+                c.returned[g.index][1]
                 for c in calls
                 if c.name == g.module and c.call == g.call and g.index < len(c.outputs)
             ),

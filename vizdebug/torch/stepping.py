@@ -17,6 +17,7 @@ import torch
 
 from ..writer import Writer
 from .flat import FlatGroup, Parts, flat_groups
+from .inplace import WriteGuard
 from .live import TorchLive
 from .recorder import FlightRecorder
 from .replay import RootCall, Tape
@@ -51,6 +52,7 @@ class StepClock:
     _sentinel_on: bool
     _exact: bool
     _recorder: FlightRecorder
+    _guard: WriteGuard
     _tape: Tape
     _root_call: RootCall | None
     _hung: list[Any]
@@ -62,7 +64,7 @@ class StepClock:
     def _check(self) -> Finding | None:
         raise NotImplementedError
 
-    def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> None:
+    def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> Entry | None:
         raise NotImplementedError
 
     def _stat_flat(self, parts: Parts, role: str, flat: torch.Tensor) -> None:
@@ -161,6 +163,7 @@ class StepClock:
             self.writer.defer(batch)
         self._sentinel.reset()
         self._recorder.reset()
+        self._guard.reset()
         self._tape.reset()
         self._root_call = None
         self._hung = []

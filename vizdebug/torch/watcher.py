@@ -11,8 +11,9 @@ Hooks (all removed by :meth:`Watch.close`):
   (output statistics, the flight recorder's references) and a pre-hook on the autograd node
   behind each output that requires grad (see :func:`~vizdebug.torch.hooks.hang`: cheaper than
   a full backward hook, survives in-place ops and never changes what autograd computes) for
-  gradient statistics and the sentinel's gradient flags; a forward pre-hook on modules with
-  ``inplace=True`` (to protect a queued statistics read of their input). They are added and
+  gradient statistics and the sentinel's gradient flags; during the forward pass a
+  :class:`~vizdebug.torch.inplace.WriteGuard` copies a recorded output before an in-place op
+  overwrites it. They are added and
   removed at step boundaries: on other steps the model runs at full speed, and a flagged step
   is replayed with them (:mod:`.replay`). The module hooks live in :mod:`.modhooks`, the step's
   check and replay in :mod:`.checking`, the optimizer hooks and the step's end in
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import torch
+from torch.compiler import is_compiling as compiling
 
 from ..adapters import DEFAULT_EVERY, DEFAULT_FIRST, WHAT, check_schedule, globs
 from ..live.breaks import parse_breaks
@@ -40,7 +42,9 @@ from .flat import FlatGroup, flat_groups
 from .graph import trace_graph
 from .hooks import claim, dist_rank, iter_tensors, release
 from .index import ModelIndex
+from .inplace import WriteGuard
 from .live import TorchLive
+from .losscheck import LossCheck
 from .modhooks import ModuleHooks
 from .recorder import FlightRecorder
 from .replay import RootCall, Tape
@@ -55,6 +59,7 @@ __all__ = ["DEFAULT_EVERY", "DEFAULT_FIRST", "WHAT", "Watch", "watch"]
 log = logging.getLogger("vizdebug")
 
 _ANOMALY_MODES = ("warn", "raise", "pause", "log", None)
+_PLAIN, _EVAL, _GUARDED = 0, 1, 2
 OnAnomaly = Literal["warn", "raise", "pause", "log"] | None
 
 
@@ -141,6 +146,11 @@ class Watch(StepCheck, ModuleHooks, StepClock):
             self._root_calls = 0
             self._sentinel_on = on_anomaly is not None
             self._recorder = FlightRecorder(writer.snapshot_max_bytes, flight_recorder)
+            self._evaluating = 0
+            #: What each root call under way began (for its _root_post): _PLAIN, _EVAL, _GUARDED
+            self._frames: list[int] = []
+            self._trained = False
+            self._eval_noted = False
             self._sentinel = Sentinel(self._recorder)
             self._exact = sentinel == "exact"
             self._tape = Tape(cuda=any(p.is_cuda for p in model.parameters()))
@@ -148,6 +158,7 @@ class Watch(StepCheck, ModuleHooks, StepClock):
             self._replaying = False
             self._target = replay_target(model)
             self._worker = StatsWorker(bins=bins)
+            self._guard = WriteGuard(self._worker.swap)
             self._entries: list[Entry] = []
             self._hung: list[Any] = []
             self._skipped: set[tuple[str, str]] = set()
@@ -156,6 +167,7 @@ class Watch(StepCheck, ModuleHooks, StepClock):
             self._before: list[tuple[FlatGroup, torch.Tensor]] = []
             self._before_single: list[tuple[str, torch.nn.Parameter, torch.Tensor]] = []
             self._reporter = Reporter(writer, self._recorder, self._live, on_anomaly, max_snapshots)
+            self._losses = LossCheck(writer, self._reporter.flagged_steps, on_anomaly)
             index = ModelIndex(model, inc, exc)
             self._modules, self._slots, self._params = index.modules, index.slots, index.params
             self._grad_sites, self._weight_sites = index.grad_sites, index.weight_sites
@@ -187,6 +199,8 @@ class Watch(StepCheck, ModuleHooks, StepClock):
         root = self._modules[0]
         add(root.register_forward_pre_hook(self._root_pre, with_kwargs=True))
         add(root.register_forward_hook(functools.partial(self._forward, self._slots[0])))
+        # runs after the one above, also when the forward raised: the guard's mode is popped
+        add(root.register_forward_hook(self._root_post, always_call=True))
         if self.optimizer is not None:
             add(self.optimizer.register_step_pre_hook(self._opt_pre))
             add(self.optimizer.register_step_post_hook(self._opt_post))
@@ -203,8 +217,6 @@ class Watch(StepCheck, ModuleHooks, StepClock):
             for slot, module in zip(self._slots, self._modules, strict=True):
                 if slot.index:
                     add(module.register_forward_hook(functools.partial(self._forward, slot)))
-                if slot.inplace:
-                    add(module.register_forward_pre_hook(self._inplace_pre))
         elif not on:
             for handle in self._module_handles:
                 handle.remove()
@@ -213,7 +225,19 @@ class Watch(StepCheck, ModuleHooks, StepClock):
     # -- root module hooks (the module hooks are in .modhooks; no host sync) ----------------
 
     def _root_pre(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
-        if self._closed or self._replaying:
+        if self._closed:
+            self._frames.append(_PLAIN)
+            return
+        if self._evaluating or self._is_evaluation():
+            self._evaluating += 1  # until _root_post: no module hook records this pass
+            self._frames.append(_EVAL)
+            return
+        if self._hooked and (self._recording or self._sentinel_on) and not compiling():
+            self._guard.enter()  # outputs read before in-place ops overwrite them
+            self._frames.append(_GUARDED)
+        else:
+            self._frames.append(_PLAIN)
+        if self._replaying:
             return
         if self._need_structure and self.graph and self._graph_args is None:
             self._graph_args = tuple(args)
@@ -226,6 +250,37 @@ class Watch(StepCheck, ModuleHooks, StepClock):
         self._root_calls += 1
         if self._sentinel_on and not self._hooked:
             self._root_call = self._tape.begin(tuple(args), dict(kwargs))
+
+    def _root_post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        frame = self._frames.pop() if self._frames else _PLAIN
+        if frame == _EVAL:
+            self._evaluating -= 1
+        elif frame == _GUARDED:
+            self._guard.leave()
+
+    def _is_evaluation(self) -> bool:
+        """Whether a root call is an evaluation pass, outside any training step.
+
+        Under ``no_grad``/``inference_mode``, or in ``eval()`` mode once training-mode calls
+        were seen: such passes are not recorded, so they never land in a training step's
+        statistics or call counts. Without an optimizer, a watch that never saw a gradient
+        (inference only) records every call as a step, as before.
+        """
+        if torch.is_grad_enabled() and self.model.training:
+            self._trained = True
+            return False
+        if not torch.is_grad_enabled():
+            evaluation = self._trained or self.optimizer is not None
+        else:
+            evaluation = self._trained
+        if evaluation and not self._eval_noted:
+            self._eval_noted = True
+            self.writer.note(
+                "vizdebug/torch",
+                "forward passes outside training (no_grad, inference_mode or eval() mode) "
+                "are not recorded: they are not part of a training step",
+            )
+        return evaluation
 
     def _root_done(self, output: Any) -> None:
         self._last_forward_step = self._step
@@ -246,7 +301,8 @@ class Watch(StepCheck, ModuleHooks, StepClock):
         self._graph_args = None
         self._closed = True  # our hooks stay quiet while the tracer runs the model
         try:
-            result = trace_graph(self.model, args)
+            with self._guard.suspended():
+                result = trace_graph(self.model, args)
         finally:
             self._closed = False
         if isinstance(result, bytes):
@@ -270,12 +326,16 @@ class Watch(StepCheck, ModuleHooks, StepClock):
         """Record the loss (and any other scalars) of the step that last ran a forward pass.
 
         Args:
-            loss: A number or a 0-d tensor; a tensor is converted on the writer thread.
+            loss: A number or a 0-d tensor; a tensor is converted on the writer thread. A
+                non-finite loss at a step where the sentinel found nothing is reported as an
+                anomaly of its own (role ``loss``).
             scalars: More values by tag, recorded the same way.
         """
         if self._closed:
             return
         values = dict(scalars) if loss is None else {"loss": loss, **scalars}
+        if loss is not None and self._sentinel_on:
+            self._losses.seen(self._last_forward_step, loss)
         for tag, value in values.items():
             if isinstance(value, torch.Tensor):
                 value = value.detach()

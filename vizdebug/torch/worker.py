@@ -10,10 +10,10 @@ not the training thread. At the end of a step the training thread enqueues a
 worker to finish that step and hands the sinks the one small matrix as a
 :class:`~vizdebug.batch.StatsBlock`.
 
-In-place safety: a tensor whose version counter moved before the worker read it is not
-reported (a note says so). Modules that declare ``inplace=True`` (``nn.ReLU(inplace=True)``,
-...) call :meth:`StatsWorker.protect` from a forward pre-hook, which clones a still-queued input
-or waits for the one being read.
+In-place safety: before an in-place op writes a queued tensor, the watch's
+:class:`~vizdebug.torch.inplace.WriteGuard` hands the entry a copy (:meth:`StatsWorker.swap`),
+or waits for the read under way. A tensor whose version counter still moved before the worker
+read it (a write the guard cannot see) is not reported; a note says so.
 """
 
 from __future__ import annotations
@@ -84,10 +84,11 @@ class StatsBatch:
     done: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        held = sum(
-            e.tensor.numel() * e.tensor.element_size() for e in self.entries if e.tensor is not None
-        )
-        self.nbytes = held + sum(e.rows for e in self.entries) * (12 + self.bins) * 8
+        # What the writer holds is the step's statistics matrix, not the tensors: those are
+        # the worker's, which reads them as they become ready and lets the training thread
+        # run at most ``max_lag`` steps ahead (its bound on memory; a recorded ResNet-18 step
+        # held 140 MB of copies that, counted here, overflowed the queue and were dropped).
+        self.nbytes = sum(e.rows for e in self.entries) * (12 + self.bins) * 8
 
     def finish(self) -> None:
         """Gather the rows into one matrix (worker thread or training thread)."""
@@ -172,19 +173,17 @@ class StatsWorker:
         self._queue: queue.SimpleQueue[list[Entry] | StatsBatch | None] = queue.SimpleQueue()
         self._lock = threading.Condition()
         self._pending = 0
-        self._by_id: dict[int, Entry] = {}
         self._failed = 0
         self._failed_batches = 0
         self._thread = threading.Thread(target=self._loop, name="vizdebug-torch-stats", daemon=True)
         self._thread.start()
 
-    def submit(self, entry: Entry, key: int) -> None:
-        """Queue an entry (training thread); ``key`` is the ``id`` of the hooked tensor.
+    def submit(self, entry: Entry) -> None:
+        """Queue an entry (training thread).
 
         Entries are handed over ``chunk`` at a time (and at :meth:`flush`): every hand-over
         wakes the worker, which then competes with the training thread for the GIL.
         """
-        self._by_id[key] = entry
         self._held.append(entry)
         if len(self._held) >= self.chunk:
             self.flush()
@@ -195,22 +194,20 @@ class StatsWorker:
             self._queue.put(self._held)
             self._held = []
 
-    def protect(self, tensors: Iterable[torch.Tensor]) -> None:
-        """Before an in-place module runs: make sure queued reads of its inputs are safe."""
-        for t in tensors:
-            entry = self._by_id.get(id(t))
-            if entry is None or entry.tensor is None:
-                continue
-            with self._lock:
-                if entry.state == _QUEUED:
-                    entry.tensor = t.detach().clone()
-                    entry.version = entry.tensor._version
-                while entry.state == _BUSY:
-                    self._lock.wait()
+    def swap(self, entry: Entry, copy: torch.Tensor) -> None:
+        """Before an in-place op writes ``entry``'s tensor: read ``copy`` instead if the read
+        is still to come, wait for a read under way, nothing for one already done."""
+        if entry.tensor is None:
+            return
+        with self._lock:
+            if entry.state == _QUEUED:
+                entry.tensor = copy
+                entry.version = copy._version
+            while entry.state == _BUSY:
+                self._lock.wait()
 
     def end_step(self, batch: StatsBatch) -> None:
         """Close a step: the worker stacks its rows after the last entry (training thread)."""
-        self._by_id = {}
         self.flush()
         with self._lock:
             self._pending += 1
