@@ -46,10 +46,11 @@ Hugging Face models (built from small configs with ``transformers``; nothing is 
 
 - ``bert_tiny`` / ``bert_mini``: ``BertForSequenceClassification`` (ModelOutput dataclasses,
   attention masks, dropout everywhere).
-- ``gpt2_tiny``: ``GPT2LMHeadModel`` with ``use_cache`` on, so outputs carry cache objects that
-  are neither tensors nor plain containers; ``Conv1D`` leaf layers and tied embeddings.
+- ``gpt2_tiny``: ``GPT2LMHeadModel`` with ``use_cache`` on, so outputs carry a cache object
+  (``out["cache"]``, a ``DynamicCache`` in transformers 5) that is neither a tensor nor a plain
+  container; ``Conv1D`` leaf layers and tied embeddings.
 - ``t5_tiny``: ``T5ForConditionalGeneration`` (encoder-decoder, relative position bias shared
-  across blocks, labels shifted right into decoder inputs).
+  across blocks, labels shifted right into decoder inputs, an ``EncoderDecoderCache`` output).
 
 Generic use::
 
@@ -211,8 +212,8 @@ class BasicBlock(nn.Module):
         if self.downsample is not None:
             identity = self.downsample(x)
         out += identity  # overwrites bn2's output in place
-        out = self.relu(out)  # same ReLU module, second call
-        return out
+        result: torch.Tensor = self.relu(out)  # same ReLU module, second call
+        return result
 
 
 class ResNet(nn.Module):
@@ -917,7 +918,8 @@ class EncoderBlock(nn.Module):
         x = x + inp
         y = self.ln_2(x)
         y = self.mlp(y)
-        return x + y
+        out: torch.Tensor = x + y
+        return out
 
 
 class Encoder(nn.Module):
@@ -974,15 +976,16 @@ class VisionTransformer(nn.Module):
             seq_length, num_layers, num_heads, hidden_dim, mlp_dim, dropout, attention_dropout
         )
         self.seq_length = seq_length
-        self.heads = nn.Sequential(OrderedDict([("head", nn.Linear(hidden_dim, num_classes))]))
+        head = nn.Linear(hidden_dim, num_classes)
+        self.heads = nn.Sequential(OrderedDict([("head", head)]))
         fan_in = self.conv_proj.in_channels * patch_size * patch_size
         nn.init.trunc_normal_(self.conv_proj.weight, std=math.sqrt(1 / fan_in))
         assert self.conv_proj.bias is not None
         nn.init.zeros_(self.conv_proj.bias)
         # torchvision zero-initialises the head, which makes every gradient below it exactly
         # zero on the first step; a small random head keeps the backward pass informative.
-        nn.init.trunc_normal_(self.heads.head.weight, std=0.02)
-        nn.init.zeros_(self.heads.head.bias)
+        nn.init.trunc_normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
 
     def _process_input(self, x: torch.Tensor) -> torch.Tensor:
         n, _c, h, w = x.shape
@@ -1033,8 +1036,8 @@ def bert_tiny() -> nn.Module:
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=512,
-        num_labels=2,
     )
+    config.num_labels = 2
     return BertForSequenceClassification(config)
 
 
@@ -1048,8 +1051,8 @@ def bert_mini() -> nn.Module:
         num_hidden_layers=4,
         num_attention_heads=4,
         intermediate_size=1024,
-        num_labels=2,
     )
+    config.num_labels = 2
     return BertForSequenceClassification(config)
 
 

@@ -29,7 +29,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import torch
-from torch.compiler import is_compiling as compiling
 
 from ..adapters import DEFAULT_EVERY, DEFAULT_FIRST, WHAT, check_schedule, globs
 from ..live.breaks import parse_breaks
@@ -38,6 +37,7 @@ from ..sinks import Sink
 from ..stats import HIST_BINS
 from ..writer import Writer
 from .checking import StepCheck, replay_target
+from .compiled import compiled_original, eager, probe
 from .flat import FlatGroup, flat_groups
 from .graph import trace_graph
 from .hooks import claim, dist_rank, iter_tensors, release
@@ -118,6 +118,11 @@ class Watch(StepCheck, ModuleHooks, StepClock):
         if writer is not None and not isinstance(writer, Writer):
             raise TypeError(f"writer must be a vizdebug.Writer, got {type(writer).__name__}")
         inc, exc = globs(include, "include"), globs(exclude, "exclude")
+        original = compiled_original(model)
+        #: Whether the model runs under torch.compile (see .compiled: no module hooks then).
+        self._compiled = original is not None
+        if original is not None:
+            model = original
         claim(model, id(self))
         try:
             self.model, self.optimizer = model, optimizer
@@ -197,10 +202,15 @@ class Watch(StepCheck, ModuleHooks, StepClock):
         """The hooks that stay for the whole watch: root module and optimizer."""
         add = self._handles.append
         root = self._modules[0]
-        add(root.register_forward_pre_hook(self._root_pre, with_kwargs=True))
-        add(root.register_forward_hook(functools.partial(self._forward, self._slots[0])))
+        # under torch.compile: the probe is traced and says so, the others run outside the
+        # graph (see .compiled)
+        probed = functools.partial(probe, eager(self._saw_compiled))
+        add(root.register_forward_pre_hook(probed, with_kwargs=True))
+        add(root.register_forward_pre_hook(eager(self._root_pre), with_kwargs=True))
+        forward = eager(functools.partial(self._forward, self._slots[0]))
+        add(root.register_forward_hook(forward))
         # runs after the one above, also when the forward raised: the guard's mode is popped
-        add(root.register_forward_hook(self._root_post, always_call=True))
+        add(root.register_forward_hook(eager(self._root_post), always_call=True))
         if self.optimizer is not None:
             add(self.optimizer.register_step_pre_hook(self._opt_pre))
             add(self.optimizer.register_step_post_hook(self._opt_post))
@@ -211,6 +221,8 @@ class Watch(StepCheck, ModuleHooks, StepClock):
         A module with no hooks runs at PyTorch's full speed: a step that records nothing and
         has no debugger client costs only the root's and the optimizer's hooks.
         """
+        if on and self._compiled and not self._replaying:
+            on = False  # dynamo would recompile for every change of hooks (see .compiled)
         self._hooked = on
         if on and not self._module_handles:
             add = self._module_handles.append
@@ -232,7 +244,7 @@ class Watch(StepCheck, ModuleHooks, StepClock):
             self._evaluating += 1  # until _root_post: no module hook records this pass
             self._frames.append(_EVAL)
             return
-        if self._hooked and (self._recording or self._sentinel_on) and not compiling():
+        if self._hooked and (self._recording or self._sentinel_on) and not self._compiled:
             self._guard.enter()  # outputs read before in-place ops overwrite them
             self._frames.append(_GUARDED)
         else:
@@ -250,6 +262,18 @@ class Watch(StepCheck, ModuleHooks, StepClock):
         self._root_calls += 1
         if self._sentinel_on and not self._hooked:
             self._root_call = self._tape.begin(tuple(args), dict(kwargs))
+
+    def _saw_compiled(self) -> None:
+        """The probe saw dynamo trace the root's forward: the model is compiled after all."""
+        if not self._compiled:
+            self._compiled = True
+            self._hook_modules(False)
+            self.writer.note(
+                "vizdebug/torch",
+                "the model runs under torch.compile: module outputs and output gradients are "
+                "not recorded (hooks would make dynamo recompile); weights, gradients and "
+                "updates are, and a NaN is traced by an eager replay of its step",
+            )
 
     def _root_post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         frame = self._frames.pop() if self._frames else _PLAIN
