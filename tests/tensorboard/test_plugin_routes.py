@@ -239,3 +239,26 @@ def test_runs_say_when_each_was_last_written(tmp_path: Path) -> None:
             w.stats("m", "output", reference_stats([1.0]), step=0)
     runs = {r["name"]: r["last_wall_time"] for r in _get(_plugin(tmp_path), "/runs")["runs"]}
     assert set(runs) == {"old", "new"} and runs["new"] >= runs["old"] > 0
+
+
+def test_statistics_a_tfdbg_import_lacks_are_missing_not_zero(tmp_path: Path) -> None:
+    # vizdebug import-tfdbg writes FULL_HEALTH rows: counts, but NaN moments and no histogram.
+    from vizdebug_tensorboard.data import FLAGS
+
+    from vizdebug import Writer
+    from vizdebug.stats import HIST_BINS, Stats
+
+    nan = float("nan")
+    health = Stats(
+        numel=8, dtype="float32", shape=(-1,), nan=0, posinf=0, neginf=0, zeros=2,
+        min=nan, max=nan, mean=nan, std=nan, l2=nan, hist_lo=0.0, hist_hi=0.0,
+        hist_counts=(0,) * HIST_BINS,
+    )  # fmt: skip
+    with Writer(tmp_path / "tfdbg") as w:
+        w.stats("dense/MatMul:0", "output", health, step=0)
+    plugin = _plugin(tmp_path)
+    module = _get(plugin, "/module", run="tfdbg", name="dense/MatMul:0", role="output")
+    assert module["series"]["l2"] == [None] and module["series"]["mean"] == [None]
+    assert module["series"]["zero_fraction"] == [0.25]
+    heat = _get(plugin, "/heatmap", run="tfdbg", role="output", stat="std")
+    assert heat["values"] == [[None]] and heat["flags"] == [[FLAGS["recorded"]]]  # "no value"

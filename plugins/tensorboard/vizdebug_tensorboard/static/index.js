@@ -507,7 +507,7 @@ async function loadModule(name, role) {
   if (last >= 0 && Number.isNaN(num(values[last]))) {
     const bad = [[nanN, 'NaN'], [posN, '+Inf'], [negN, '-Inf']].filter(([n]) => n > 0)
       .map(([n, t]) => `${n} ${t}`);
-    latest += bad.length ? ` (no finite values: ${bad.join(', ')})` : ' (not recorded)';
+    latest += bad.length ? ` (no finite values: ${bad.join(', ')})` : ' (no value recorded)';
   }
   ui.panel.replaceChildren(
     el('h3', {text: m.name, title: displayName(m.name)[1]}),
