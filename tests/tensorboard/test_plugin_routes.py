@@ -147,6 +147,10 @@ def test_static_serves_the_module_and_refuses_traversal(plugin: VizdebugPlugin) 
     ok = client.get(PREFIX + "/static/index.js")
     assert ok.status_code == 200 and ok.mimetype == "text/javascript"
     assert b"export async function render()" in ok.get_data()
+    for module in ("dom.js", "heatmap.js", "charts.js"):  # what index.js imports
+        assert f"from './{module}'".encode() in ok.get_data()
+        part = client.get(PREFIX + f"/static/{module}")
+        assert part.status_code == 200 and part.mimetype == "text/javascript"
     for bad in (
         "/static/../plugin.py",
         "/static/%2e%2e/plugin.py",

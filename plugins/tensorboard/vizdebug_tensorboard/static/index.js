@@ -3,20 +3,12 @@
 // Every piece of data (run, module and layer names, messages) is user-controlled text: it only
 // ever reaches the page through textContent, SVG text nodes or canvas fillText, never innerHTML.
 
-const BASE = new URL('../', import.meta.url); // .../data/plugin/vizdebug/
-const SVG = 'http://www.w3.org/2000/svg';
-const CELL_H = 14;
-const LABEL_W = 260;
-const AXIS_H = 22;
-// Cells that are not a colour of the ramp: each has its own legend entry.
-const SPECIAL = {
-  nan: ['#ff00d4', 'NaN in the tensor'],
-  posinf: ['#dc2626', '+Inf in the tensor'],
-  neginf: ['#f97316', '-Inf in the tensor'],
-  zero: ['#ffffff', '0 (or below, on the log scale)'],
-  novalue: ['#9e9e9e', 'no value'],
-  missing: ['#e0e0e0', 'not recorded'],
-};
+import {histCaption, histChart, histTotal, lineChart, nonFiniteSteps} from './charts.js';
+import {AXIS_H, CELL_H, LABEL_W, SPECIAL, el, fmt, getJson, num, svg} from './dom.js';
+import {
+  cellColour, columnOf, displayName, drawAxis, drawLegend, markAnomalies, scaleOf,
+} from './heatmap.js';
+
 const PRESETS = [
   ['gradient norm', 'grad', 'l2'],
   ['update ratio', 'update', 'update_ratio'],
@@ -29,59 +21,6 @@ const state = {
   runs: [], run: null, rank: 0, role: 'grad', stat: 'l2', log: true,
   heatmap: null, anomalies: [], selected: null, mark: null, stats: {},
 };
-
-function el(tag, attrs, children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === 'text') node.textContent = v;
-    else if (k === 'class') node.className = v;
-    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const child of children || []) node.appendChild(child);
-  return node;
-}
-
-function svg(tag, attrs, text) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-async function getJson(route, params) {
-  const url = new URL(route, BASE);
-  for (const [k, v] of Object.entries(params || {})) url.searchParams.set(k, String(v));
-  const response = await fetch(url);
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || response.statusText);
-  return body;
-}
-
-function num(v) {
-  if (v === null || v === undefined) return NaN;
-  if (v === 'Infinity') return Infinity;
-  if (v === '-Infinity') return -Infinity;
-  return v;
-}
-
-function fmt(v) {
-  const x = num(v);
-  if (Number.isNaN(x)) return '-'; // missing or undefined (no finite values): a dash, never 0
-  if (!Number.isFinite(x)) return x > 0 ? '+Inf' : '-Inf';
-  if (x !== 0 && (Math.abs(x) >= 1e4 || Math.abs(x) < 1e-3)) return x.toExponential(3);
-  return String(Math.round(x * 1e4) / 1e4);
-}
-
-function color(t) {
-  // A viridis-like ramp from dark blue (low) to yellow (high).
-  const stops = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
-  const x = Math.min(Math.max(t, 0), 1) * (stops.length - 1);
-  const i = Math.min(Math.floor(x), stops.length - 2);
-  const f = x - i;
-  const c = stops[i].map((a, k) => Math.round(a + (stops[i + 1][k] - a) * f));
-  return `rgb(${c[0]},${c[1]},${c[2]})`;
-}
 
 const STYLE = `
   body { font: 13px/1.4 Roboto, sans-serif; margin: 12px; color: #212121; }
@@ -246,32 +185,6 @@ async function loadHeatmap() {
   drawHeatmap();
 }
 
-function scaleOf(values) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const row of values) for (const v of row) {
-    const x = num(v);
-    if (!Number.isFinite(x)) continue;
-    const y = state.log ? (x > 0 ? Math.log10(x) : NaN) : x;
-    if (Number.isNaN(y)) continue;
-    if (y < lo) lo = y;
-    if (y > hi) hi = y;
-  }
-  return [lo, hi];
-}
-
-function displayName(name) {
-  // A row is a module's (or parameter's) name, `name#k` for its (k+1)-th call within a step.
-  // The root module's name is empty.
-  const m = /^(.*)#(\d+)$/.exec(name);
-  const base = m ? m[1] : name;
-  const shown = base === '' ? '(root)' : base;
-  if (!m) return [shown, base === '' ? 'the root module (the model itself)' : name];
-  const k = Number(m[2]) + 1;
-  return [`${shown} · call ${k}`,
-    `${shown}, call ${k} within a step: the module ran more than once per step (${name})`];
-}
-
 function drawHeatmap() {
   const h = state.heatmap;
   const names = h ? h.names : [];
@@ -292,19 +205,20 @@ function drawHeatmap() {
   ctx.fillStyle = SPECIAL.missing[0];
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   ui.marks.replaceChildren();
-  drawAxis(h, cellW);
+  drawAxis(ui.axis, h, cellW);
   if (!h || !names.length) {
     ui.legend.textContent = h ? `No ${h.role} statistics in this run.` : ui.legend.textContent;
     return;
   }
-  const [lo, hi] = scaleOf(h.values);
+  const range = scaleOf(h.values, state.log);
   h.values.forEach((row, r) => row.forEach((v, c) => {
-    const fill = cellColour(num(v), h.flags ? h.flags[r][c] : 1, h.flag_bits || {}, lo, hi);
+    const fill = cellColour(num(v), h.flags ? h.flags[r][c] : 1, h.flag_bits || {}, range,
+      state.log);
     if (fill === null) return;
     ctx.fillStyle = fill;
     ctx.fillRect(c * cellW, r * CELL_H, cellW, CELL_H - 1);
   }));
-  markAnomalies(h, cellW);
+  markAnomalies(ui.marks, h, cellW, state.anomalies);
   if (state.mark) {
     const r = names.indexOf(state.mark.module);
     const c = columnOf(h, state.mark.step);
@@ -313,110 +227,7 @@ function drawHeatmap() {
     ctx.strokeRect(c * cellW - 1, 0, cellW + 2, canvas.height);
     if (r >= 0) ctx.strokeRect(0, r * CELL_H, canvas.width, CELL_H);
   }
-  drawLegend(h, lo, hi, cols);
-}
-
-function cellColour(x, flags, bits, lo, hi) {
-  // Non-finite values first: a cell whose tensor holds NaN is the NaN colour whatever the
-  // statistic, so a count of 1 NaN is never the colour of 0.
-  if (!flags) return null; // not recorded: the background
-  if (flags & bits.nan) return SPECIAL.nan[0];
-  if (x === Infinity || flags & bits.posinf) return SPECIAL.posinf[0];
-  if (x === -Infinity || flags & bits.neginf) return SPECIAL.neginf[0];
-  if (Number.isNaN(x)) return SPECIAL.novalue[0];
-  if (state.log && x <= 0) return SPECIAL.zero[0];
-  const y = state.log ? Math.log10(x) : x;
-  return color(hi > lo ? (y - lo) / (hi - lo) : 0.5);
-}
-
-function drawLegend(h, lo, hi, cols) {
-  const unit = state.log ? 'log10 ' : '';
-  const label = state.stats[h.stat] || h.stat;
-  const swatch = (kind, colour, text) => [
-    el('span', {class: 'swatch', 'data-kind': kind, style: `background:${colour}`}),
-    el('span', {class: 'legend-text', 'data-kind': kind, text}),
-  ];
-  const rampStops = [0, 0.25, 0.5, 0.75, 1].map((t) => color(t)).join(',');
-  const repeated = h.names.some((n) => /#\d+$/.test(n));
-  ui.legend.replaceChildren(
-    el('div', {text: `${label} of ${h.role}: ${h.names.length} names, steps ${h.steps[0]}–` +
-      `${h.last_step} (${cols} columns). Source: ${h.source}.`}),
-    el('div', {}, [
-      el('span', {text: `colour: ${unit}${fmt(lo)}`}),
-      el('span', {class: 'ramp', 'data-kind': 'ramp',
-        style: `background:linear-gradient(to right,${rampStops})`}),
-      el('span', {text: fmt(hi)}),
-      ...Object.entries(SPECIAL).flatMap(([kind, [colour, text]]) =>
-        (kind === 'zero' && !state.log) ? [] : swatch(kind, colour, text)),
-      el('span', {class: 'swatch', 'data-kind': 'anomaly',
-        style: 'background:#fff;border:2px solid #000'}),
-      el('span', {class: 'legend-text', 'data-kind': 'anomaly', text: 'anomaly (from the list below)'}),
-    ]),
-    ...(repeated ? [el('div', {text: '“· call N”: a module that runs more than once per step ' +
-      '(a shared layer, a loop) has one row per call; call 1 is the first.'})] : []),
-  );
-}
-
-function drawAxis(h, cellW) {
-  const cols = h ? h.steps.length : 0;
-  const width = Math.max(cols * cellW, 1);
-  ui.axis.setAttribute('width', String(width));
-  const ticks = [];
-  if (cols) {
-    // a tick about every 70 px, always the first and the last column
-    const every = Math.max(1, Math.ceil(70 / cellW));
-    for (let c = 0; c < cols; c += every) ticks.push(c);
-    if (ticks[ticks.length - 1] !== cols - 1) {
-      if ((cols - 1 - ticks[ticks.length - 1]) * cellW < 40 && ticks.length > 1) ticks.pop();
-      ticks.push(cols - 1);
-    }
-  }
-  ui.axis.replaceChildren(
-    svg('line', {x1: 0, y1: 1, x2: width, y2: 1, stroke: '#9e9e9e'}),
-    ...ticks.flatMap((c) => {
-      const x = c * cellW + cellW / 2;
-      const anchor = c === 0 ? 'start' : (c === cols - 1 ? 'end' : 'middle');
-      return [svg('line', {x1: x, y1: 1, x2: x, y2: 5, stroke: '#9e9e9e'}),
-        svg('text', {class: 'tick', x: c === 0 ? 0 : (c === cols - 1 ? width : x), y: 16,
-          'text-anchor': anchor, 'data-col': c}, String(h.steps[c]))];
-    }),
-  );
-}
-
-function columnOf(h, step) {
-  // the column whose steps hold `step` (columns start at h.steps[c])
-  let c = h.steps.findIndex((s) => s > step) - 1;
-  if (c < 0) c = h.steps.length && h.steps[h.steps.length - 1] <= step ? h.steps.length - 1 : 0;
-  return c;
-}
-
-function anomalyRows(h, a) {
-  // An anomaly names a module; its rows are the module's own and, in parameter roles, its
-  // parameters' (`fc1` -> `fc1.weight`), every call of either.
-  const rows = [];
-  h.names.forEach((name, r) => {
-    const base = name.replace(/#\d+$/, '');
-    if (base === a.module || (a.module && base.startsWith(`${a.module}.`) && !base.slice(a.module.length + 1).includes('.'))) {
-      rows.push(r);
-    }
-  });
-  return rows;
-}
-
-function markAnomalies(h, cellW) {
-  const marks = [];
-  for (const a of state.anomalies) {
-    if (a.step < h.steps[0] || a.step > h.last_step) continue;
-    const c = columnOf(h, a.step);
-    for (const r of anomalyRows(h, a)) {
-      marks.push(el('div', {class: 'anomaly-mark', 'data-row': String(r), 'data-col': String(c),
-        'data-step': String(a.step), 'data-name': h.names[r],
-        title: `step ${a.step}: ${a.kind} in ${a.module || '?'} (${a.phase}, ${a.role})`,
-        style: `left:${c * cellW - 2}px;top:${r * CELL_H - 2}px;` +
-          `width:${cellW + 4}px;height:${CELL_H + 3}px`}));
-    }
-  }
-  ui.marks.replaceChildren(...marks);
+  drawLegend(ui.legend, h, range, {log: state.log, label: state.stats[h.stat] || h.stat});
 }
 
 function cellAt(event) {
@@ -521,77 +332,3 @@ async function loadModule(name, role) {
   );
 }
 
-function nonFiniteSteps(m) {
-  // steps where the tensor held NaN or Inf: marked on the chart, whose line skips them
-  const at = new Set();
-  for (const k of ['nan', 'posinf', 'neginf']) {
-    (m.series[k] || []).forEach((n, i) => { if (num(n) > 0) at.add(m.steps[i]); });
-  }
-  return at;
-}
-
-function histTotal(hist) {
-  return hist.counts.map(num).filter(Number.isFinite).reduce((a, b) => a + b, 0);
-}
-
-function histCaption(hist) {
-  if (!hist) return 'no histogram';
-  if (histTotal(hist) === 0) return `histogram at step ${hist.step}: no finite values`;
-  return `histogram at step ${hist.step} (finite values)`;
-}
-
-function lineChart(xs, ys, nonFinite) {
-  // The finite values as a line; steps where the tensor held NaN or Inf as bars of the NaN
-  // colour (the line skips them: their statistics are undefined, never 0).
-  const W = 420; const H = 160; const P = 36;
-  const root = svg('svg', {width: W, height: H, id: 'module-series'});
-  const pts = xs.map((x, i) => [x, num(ys[i])]).filter(([, y]) => Number.isFinite(y));
-  const bad = xs.filter((x) => nonFinite && nonFinite.has(x));
-  if (bad.length) {
-    root.appendChild(svg('text', {x: W - 150, y: 10, 'font-size': 10, fill: SPECIAL.nan[0]},
-      `▮ NaN/Inf at ${bad.length} step${bad.length > 1 ? 's' : ''}`));
-  }
-  if (!pts.length && !bad.length) {
-    root.appendChild(svg('text', {x: P, y: H / 2}, 'no finite values'));
-    return root;
-  }
-  const all = [...pts.map((p) => p[0]), ...bad];
-  const x0 = Math.min(...all); const x1 = Math.max(...all);
-  const sx = (x) => P + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (W - P - 8);
-  for (const x of bad) {
-    root.appendChild(svg('rect', {class: 'nonfinite-step', x: sx(x) - 1.5, y: 14, width: 3,
-      height: H - 34, fill: SPECIAL.nan[0], opacity: 0.6}));
-  }
-  root.appendChild(svg('line', {x1: P, y1: H - 20, x2: W - 8, y2: H - 20, stroke: '#999'}));
-  root.appendChild(svg('text', {x: P, y: H - 6, 'font-size': 10}, `step ${x0}`));
-  root.appendChild(svg('text', {x: W - 80, y: H - 6, 'font-size': 10}, `step ${x1}`));
-  if (!pts.length) {
-    root.appendChild(svg('text', {x: P + 4, y: H / 2}, 'no finite values'));
-    return root;
-  }
-  let y0 = Math.min(...pts.map((p) => p[1])); let y1 = Math.max(...pts.map((p) => p[1]));
-  if (y0 === y1) { y0 -= 0.5; y1 += 0.5; }
-  const sy = (y) => H - 20 - (y - y0) / (y1 - y0) * (H - 30);
-  root.appendChild(svg('polyline', {fill: 'none', stroke: '#2563eb', 'stroke-width': 1.5,
-    points: pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}));
-  root.appendChild(svg('text', {x: 2, y: 12, 'font-size': 10}, fmt(y1)));
-  root.appendChild(svg('text', {x: 2, y: H - 22, 'font-size': 10}, fmt(y0)));
-  return root;
-}
-
-function histChart(hist) {
-  const W = 420; const H = 140;
-  const root = svg('svg', {width: W, height: H, id: 'module-histogram'});
-  const counts = hist.counts.map(num);
-  const top = Math.max(1, ...counts);
-  const bw = (W - 8) / Math.max(counts.length, 1);
-  counts.forEach((c, i) => {
-    const h = (c / top) * (H - 24);
-    root.appendChild(svg('rect', {x: 4 + i * bw, y: H - 16 - h, width: Math.max(bw - 1, 1), height: h,
-      fill: '#f59e0b'}));
-  });
-  const edges = hist.edges;
-  root.appendChild(svg('text', {x: 4, y: H - 3, 'font-size': 10}, fmt(edges[0])));
-  root.appendChild(svg('text', {x: W - 70, y: H - 3, 'font-size': 10}, fmt(edges[edges.length - 1])));
-  return root;
-}
