@@ -122,6 +122,8 @@ def _write_runs(logdir: Path) -> None:
                 w.write(TensorStats(step=step, name=name, role="output", stats=stats, call=call))
             nan_row = np.full(16, math.nan) if step == 3 else rng.normal(size=16)
             w.stats("0.weight", "grad", reference_stats(nan_row), step=step)
+        w.anomaly("nan", step=3, module="", module_type="Sequential", phase="forward",
+                  role="output", nan=16)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +174,10 @@ def test_opens_on_the_most_recent_run_and_labels_root_and_calls(two_runs: str) -
             title = frame.locator("#heatmap-labels div").nth(2).get_attribute("title") or ""
             assert "more than once per step" in title
             assert "call 1 is the first" in frame.locator("#legend").inner_text()
+            # The root's anomaly: "(root)" in the list, both of the root's rows marked at step 3.
+            assert frame.locator("#anomalies tr.anomaly td").nth(2).inner_text() == "(root)"
+            marks = frame.locator('.anomaly-mark[data-step="3"]')
+            assert sorted(marks.evaluate_all("ms => ms.map(m => m.dataset.name)")) == ["", "#1"]
             _screenshot(page, "vizdebug-heatmap-calls.png")
         finally:
             browser.close()

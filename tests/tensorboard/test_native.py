@@ -274,9 +274,12 @@ def test_anomalies_of_one_step_in_two_batches_share_one_text_origin_first(tmp_pa
                   message="0 has NaN weights after the update")  # fmt: skip
         w.flush()
         w.anomaly("inf", step=300, module="1", phase="forward", role="output", posinf=1)
+        w.anomaly("nan", step=310, module="", module_type="Sequential", phase="forward", nan=1)
+        w.anomaly("nan", step=320, phase="other", nan=1)  # nothing known about where
     texts = _accumulator(tmp_path / "r").Tensors("anomalies")
     last = {t.step: t.tensor_proto.string_val[0].decode() for t in texts}  # TensorBoard's pick
-    assert sorted(last) == [290, 300]
+    assert sorted(last) == [290, 300, 310, 320]
+    assert "| (root) | forward |" in last[310] and "| ? | other |" in last[320]
     table = last[290].splitlines()
     assert len(table) == 4, table  # header, rule, the origin, then the optimizer finding
     assert "| 6 |" in table[2] and "first NaN" in table[2]

@@ -355,7 +355,9 @@ class NativeEncoder:
             if len(self._anomalies) >= _ANOMALY_STEPS:
                 del self._anomalies[min(self._anomalies)]
             known = self._anomalies[e.step] = []
-        row = (e.step, e.rank, e.kind, e.module or "?", e.phase, e.role, counts, e.message)
+        # an empty name with a module type is the root module (the model); without one, unknown
+        module = e.module or ("(root)" if e.module_type else "?")
+        row = (e.step, e.rank, e.kind, module, e.phase, e.role, counts, e.message)
         known.append(row)
         # the step's whole table, earlier batches' anomalies (the origin) first
         step.anomalies = known

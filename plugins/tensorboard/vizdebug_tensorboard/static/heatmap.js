@@ -99,6 +99,11 @@ export function drawAxis(node, h, cellW) {
   );
 }
 
+export function moduleOf(a) {
+  // An anomaly's module: an empty name with a module type is the root module (the model).
+  return a.module || (a.module_type ? '(root)' : '?');
+}
+
 export function columnOf(h, step) {
   // the column whose steps hold `step` (columns start at h.steps[c])
   let c = h.steps.findIndex((s) => s > step) - 1;
@@ -110,6 +115,7 @@ function anomalyRows(h, a) {
   // An anomaly names a module; its rows are the module's own and, in parameter roles, its
   // parameters' (`fc1` -> `fc1.weight`), every call of either.
   const rows = [];
+  if (!a.module && !a.module_type) return rows; // where it happened is unknown
   h.names.forEach((name, r) => {
     const base = name.replace(/#\d+$/, '');
     const param = a.module && base.startsWith(`${a.module}.`) &&
@@ -127,7 +133,7 @@ export function markAnomalies(node, h, cellW, anomalies) {
     for (const r of anomalyRows(h, a)) {
       marks.push(el('div', {class: 'anomaly-mark', 'data-row': String(r), 'data-col': String(c),
         'data-step': String(a.step), 'data-name': h.names[r],
-        title: `step ${a.step}: ${a.kind} in ${a.module || '?'} (${a.phase}, ${a.role})`,
+        title: `step ${a.step}: ${a.kind} in ${moduleOf(a)} (${a.phase}, ${a.role})`,
         style: `left:${c * cellW - 2}px;top:${r * CELL_H - 2}px;` +
           `width:${cellW + 4}px;height:${CELL_H + 3}px`}));
     }

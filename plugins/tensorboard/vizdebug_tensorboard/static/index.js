@@ -6,7 +6,7 @@
 import {histCaption, histChart, histTotal, lineChart, nonFiniteSteps} from './charts.js';
 import {AXIS_H, CELL_H, LABEL_W, SPECIAL, el, fmt, getJson, num, svg} from './dom.js';
 import {
-  cellColour, columnOf, displayName, drawAxis, drawLegend, markAnomalies, scaleOf,
+  cellColour, columnOf, displayName, drawAxis, drawLegend, markAnomalies, moduleOf, scaleOf,
 } from './heatmap.js';
 
 const PRESETS = [
@@ -280,7 +280,7 @@ async function loadAnomalies() {
     return;
   }
   ui.anomalies.replaceChildren(...body.anomalies.map((a) => el('tr', {class: 'anomaly',
-    onclick: () => focusAnomaly(a)}, [a.step, a.rank, a.module || '?', a.phase, a.role, a.kind,
+    onclick: () => focusAnomaly(a)}, [a.step, a.rank, moduleOf(a), a.phase, a.role, a.kind,
     a.message].map((v) => el('td', {text: String(v)})))));
 }
 
