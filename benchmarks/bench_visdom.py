@@ -75,7 +75,7 @@ def _free_port() -> int:
 def start_server(env_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     cmd = [sys.executable, "-c", "from visdom.server.run_server import main; main()",
-           "-port", str(port), "--hostname", "127.0.0.1", "-env_path", str(env_path),
+           "-port", str(port), "-bind_local", "-env_path", str(env_path),
            "-logging_level", "WARNING"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _SERVER_PID[0] = proc.pid

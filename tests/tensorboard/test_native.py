@@ -239,3 +239,49 @@ def test_layouts_that_change_between_steps_are_encoded_by_their_own_plans(
     assert [h.step for h in got.Histograms("activations/a1")] == [0, 2]
     assert [h.step for h in got.Histograms("gradients/b1")] == [1]
     assert got.Histograms("weights/a2")[1].histogram_value.num == 3
+
+
+def test_all_nan_gradient_norm_reads_nan_never_zero(tmp_path: Path) -> None:
+    # The packed row of a tensor with no finite values holds l2 0; TensorBoard must draw NaN.
+    nan_grad = reference_stats(np.full(64, math.nan))
+    inf_grad = reference_stats(np.array([math.inf, -math.inf]))
+    with Writer(tmp_path / "r") as w:
+        for step in range(3):
+            w.stats("fc.weight", "grad", reference_stats(np.full(8, 2.0)), step=step)
+            w.stats("fc.weight", "weight", reference_stats(np.full(8, 1.0)), step=step)
+            update = nan_grad if step == 2 else reference_stats(np.full(8, 0.1))
+            w.stats("fc.weight", "update", update, step=step)
+            w.stats("bad.weight", "grad", nan_grad if step else inf_grad, step=step)
+            w.stats("empty.weight", "grad", reference_stats(np.zeros(0)), step=step)
+    acc = _accumulator(tmp_path / "r")
+    bad = acc.Scalars("grad_norm/bad.weight")
+    assert [e.step for e in bad] == [0, 1, 2]
+    assert all(math.isnan(e.value) for e in bad), [e.value for e in bad]
+    assert [e.value for e in acc.Scalars("grad_norm/fc.weight")] == [pytest.approx(4 * 2**0.5)] * 3
+    ratios = [e.value for e in acc.Scalars("update_ratio/fc.weight")]
+    assert ratios[:2] == [pytest.approx(0.1)] * 2 and math.isnan(ratios[2])
+    # an empty tensor has no values at all: its norm 0 is true, not missing
+    assert [e.value for e in acc.Scalars("grad_norm/empty.weight")] == [0.0, 0.0, 0.0]
+
+
+def test_anomalies_of_one_step_in_two_batches_share_one_text_origin_first(tmp_path: Path) -> None:
+    with Writer(tmp_path / "r") as w:
+        w.stats("m", "output", reference_stats(np.ones(4)), step=289)
+        w.anomaly("nan", step=290, module="6", phase="forward", role="output", nan=3,
+                  message="6 produced the first NaN")  # fmt: skip
+        w.flush()  # the optimizer's finding comes in a later batch of the same step
+        w.anomaly("nan", step=290, module="0", phase="optimizer", role="weight", nan=9,
+                  message="0 has NaN weights after the update")  # fmt: skip
+        w.flush()
+        w.anomaly("inf", step=300, module="1", phase="forward", role="output", posinf=1)
+        w.anomaly("nan", step=310, module="", module_type="Sequential", phase="forward", nan=1)
+        w.anomaly("nan", step=320, phase="other", nan=1)  # nothing known about where
+    texts = _accumulator(tmp_path / "r").Tensors("anomalies")
+    last = {t.step: t.tensor_proto.string_val[0].decode() for t in texts}  # TensorBoard's pick
+    assert sorted(last) == [290, 300, 310, 320]
+    assert "| (root) | forward |" in last[310] and "| ? | other |" in last[320]
+    table = last[290].splitlines()
+    assert len(table) == 4, table  # header, rule, the origin, then the optimizer finding
+    assert "| 6 |" in table[2] and "first NaN" in table[2]
+    assert "| 0 |" in table[3] and "| optimizer |" in table[3]
+    assert "| 6 |" not in last[300] and "| 1 |" in last[300]

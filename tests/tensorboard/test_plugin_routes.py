@@ -147,6 +147,10 @@ def test_static_serves_the_module_and_refuses_traversal(plugin: VizdebugPlugin) 
     ok = client.get(PREFIX + "/static/index.js")
     assert ok.status_code == 200 and ok.mimetype == "text/javascript"
     assert b"export async function render()" in ok.get_data()
+    for module in ("dom.js", "heatmap.js", "charts.js"):  # what index.js imports
+        assert f"from './{module}'".encode() in ok.get_data()
+        part = client.get(PREFIX + f"/static/{module}")
+        assert part.status_code == 200 and part.mimetype == "text/javascript"
     for bad in (
         "/static/../plugin.py",
         "/static/%2e%2e/plugin.py",
@@ -194,3 +198,71 @@ def test_new_steps_appear_on_refresh(tmp_path: Path) -> None:
     assert _get(plugin, "/heatmap", run="live")["steps"] == [0]  # cached for a second
     now[0] = 5.0
     assert _get(plugin, "/heatmap", run="live")["steps"] == [0, 1]
+
+
+def test_no_finite_values_are_nan_never_zero_and_cells_carry_flags(tmp_path: Path) -> None:
+    from vizdebug_tensorboard.data import FLAGS
+
+    from vizdebug import Writer
+    from vizdebug.stats import reference_stats
+
+    nan = float("nan")
+    with Writer(tmp_path / "nan") as w:
+        for step in range(3):
+            grad = [nan] * 8 if step == 2 else [1.0] * 4  # l2 of the row is 0 at step 2
+            w.stats("w", "grad", reference_stats(grad), step=step)
+            w.stats("w", "weight", reference_stats([2.0] * 4), step=step)
+            w.stats("w", "update", reference_stats([nan, nan] if step == 2 else [0.2] * 4), step)
+            if step != 1:  # "v" is not recorded at step 1
+                one_nan = [1.0, nan] if step == 2 else [1.0, 0.0]
+                w.stats("v", "grad", reference_stats(one_nan), step=step)
+        w.stats("u", "grad", reference_stats([float("-inf"), 1.0]), step=0)
+    plugin = _plugin(tmp_path)
+    module = _get(plugin, "/module", run="nan", name="w", role="grad")
+    assert module["series"]["l2"] == [2.0, 2.0, None]  # the module panel shows "-", never 0
+    assert module["series"]["max"][2] is None and module["series"]["nan"][2] == 8
+    heat = _get(plugin, "/heatmap", run="nan", role="grad", stat="l2")
+    assert heat["names"] == ["w", "v", "u"] and heat["flag_bits"] == FLAGS
+    assert heat["values"][0] == [2.0, 2.0, None]
+    rec, nan_bit, no_finite = FLAGS["recorded"], FLAGS["nan"], FLAGS["no_finite"]
+    assert heat["flags"][0] == [rec, rec, rec | nan_bit | no_finite]
+    assert heat["flags"][1] == [rec, 0, rec | nan_bit]  # one NaN among finite values
+    assert heat["flags"][2][0] == rec | FLAGS["neginf"]
+    counts = _get(plugin, "/heatmap", run="nan", role="grad", stat="nonfinite")
+    assert counts["values"][1] == [0.0, None, 1.0]
+    ratio = _get(plugin, "/heatmap", run="nan", stat="update_ratio")
+    assert ratio["values"][0][:2] == [pytest.approx(0.1)] * 2 and ratio["values"][0][2] is None
+
+
+def test_runs_say_when_each_was_last_written(tmp_path: Path) -> None:
+    from vizdebug import Writer
+    from vizdebug.stats import reference_stats
+
+    for name in ("old", "new"):  # written one after the other: "new" is the most recent
+        with Writer(tmp_path / name) as w:
+            w.stats("m", "output", reference_stats([1.0]), step=0)
+    runs = {r["name"]: r["last_wall_time"] for r in _get(_plugin(tmp_path), "/runs")["runs"]}
+    assert set(runs) == {"old", "new"} and runs["new"] >= runs["old"] > 0
+
+
+def test_statistics_a_tfdbg_import_lacks_are_missing_not_zero(tmp_path: Path) -> None:
+    # vizdebug import-tfdbg writes FULL_HEALTH rows: counts, but NaN moments and no histogram.
+    from vizdebug_tensorboard.data import FLAGS
+
+    from vizdebug import Writer
+    from vizdebug.stats import HIST_BINS, Stats
+
+    nan = float("nan")
+    health = Stats(
+        numel=8, dtype="float32", shape=(-1,), nan=0, posinf=0, neginf=0, zeros=2,
+        min=nan, max=nan, mean=nan, std=nan, l2=nan, hist_lo=0.0, hist_hi=0.0,
+        hist_counts=(0,) * HIST_BINS,
+    )  # fmt: skip
+    with Writer(tmp_path / "tfdbg") as w:
+        w.stats("dense/MatMul:0", "output", health, step=0)
+    plugin = _plugin(tmp_path)
+    module = _get(plugin, "/module", run="tfdbg", name="dense/MatMul:0", role="output")
+    assert module["series"]["l2"] == [None] and module["series"]["mean"] == [None]
+    assert module["series"]["zero_fraction"] == [0.25]
+    heat = _get(plugin, "/heatmap", run="tfdbg", role="output", stat="std")
+    assert heat["values"] == [[None]] and heat["flags"] == [[FLAGS["recorded"]]]  # "no value"

@@ -7,21 +7,22 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
-from tbrun import MODULES, NAN_STEP, STEPS, Server
+from tbrun import MODULES, NAN_STEP, STEPS, Server, start_tensorboard, wait_for
 
 
-def _json(server: Server, path: str, **params: Any) -> Any:
-    url = f"{server.url}{path}"
+def _json(server: Server | str, path: str, **params: Any) -> Any:
+    url = f"{server if isinstance(server, str) else server.url}{path}"
     if params:
         url += "?" + urllib.parse.urlencode(params)
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.loads(response.read())
 
 
-def _eventually(server: Server, path: str, ready: Any, **params: Any) -> Any:
+def _eventually(server: Server | str, path: str, ready: Any, **params: Any) -> Any:
     # TensorBoard loads event files in the background after it starts answering.
     deadline = time.monotonic() + 60
     while True:
@@ -112,3 +113,32 @@ def test_vizdebug_routes_through_the_server(tensorboard_server: Server) -> None:
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{tensorboard_server.url}/data/plugin/vizdebug{bad}")
         assert err.value.code in (400, 404)
+
+
+def test_text_dashboard_shows_one_anomaly_text_per_step_origin_first(tmp_path: Path) -> None:
+    # TensorBoard keeps one text per tag and step: anomalies of one step written in two batches
+    # (the origin in the forward pass, the optimizer's finding later) must both be in it.
+    import numpy as np
+
+    from vizdebug import Writer
+    from vizdebug.stats import reference_stats
+
+    with Writer(tmp_path / "logs" / "run") as w:
+        w.stats("m", "output", reference_stats(np.ones(4)), step=289)
+        w.anomaly("nan", step=290, module="6", phase="forward", role="output", nan=3,
+                  message="origin in module 6")  # fmt: skip
+        w.flush()
+        w.anomaly("nan", step=290, module="0", phase="optimizer", role="weight", nan=9,
+                  message="module 0 after the update")  # fmt: skip
+    proc, url = start_tensorboard(tmp_path / "logs", tmp_path / "tb.log")
+    try:
+        wait_for(f"{url}/data/plugins_listing", proc, tmp_path / "tb.log")
+        texts = _eventually(
+            url, "/data/plugin/text/text", lambda b: len(b) >= 1, run="run", tag="anomalies"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert [t["step"] for t in texts] == [290]
+    html = texts[0]["text"]
+    assert html.index("origin in module 6") < html.index("module 0 after the update")

@@ -12,9 +12,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-# `python -m visdom.server` downloads scripts from CDNs first and fails offline; the server's
-# own main() does not.
-_START = "from visdom.server.run_server import main; main()"
+# `python -m visdom.server` downloads scripts from CDNs first and fails offline. vizdebug's
+# launcher runs visdom's own main() with -bind_local (loopback only), the page's files from
+# scripts/setup-visdom-static.sh, and tornado 6.6's refusal of `../user/style.css` handled.
+_START = "vizdebug_visdom.server"
 
 
 def free_port() -> int:
@@ -36,9 +37,9 @@ class VisdomServer:
     def start(self, timeout: float = 60.0) -> None:
         self.env_path.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-c", _START,
+            sys.executable, "-m", _START,
             "-port", str(self.port),
-            "--hostname", "127.0.0.1",
+            "-bind_local",
             "-env_path", str(self.env_path),
             "-logging_level", "WARNING",
         ]  # fmt: skip

@@ -15,6 +15,8 @@ tag                       what                                         dashboard
 ``weights/<name>``        histogram of a parameter (``weight``)
 ``run_info``              one markdown table per process                Text
 ``anomalies``             one markdown table per step with anomalies   Text
+                          (all of the step's, in the order found:
+                          the origin first)
 ``notes``                 notes (skipped layers, sink failures, ...)   Text
 (graph)                   a serialized ``GraphDef`` (:class:`Graph`)    Graphs
 ========================  ===========================================  ==================
@@ -28,6 +30,16 @@ caps, ``VIZDEBUG_TB_INCLUDE="conv*,fc*"`` restricts the names to ``fnmatch`` pat
 vizdebug dashboard plugin always shows every module and every rank, whatever the caps; the
 native copies come from rank 0 only (TensorBoard merges a run directory's files into one run,
 so every rank writing the same tags would clash).
+
+A statistic of a tensor with no finite values is NaN in the native scalars (TensorBoard draws
+it as NaN), never the 0 the packed row holds, and such a tensor gets no histogram.
+
+TensorBoard's Text dashboard shows one text per tag and step (the last written), while the
+anomalies of a step can arrive in several batches (the origin in the forward pass, findings of
+the backward pass or the optimizer later). The encoder keeps the anomalies of the latest steps
+and writes, for every batch that adds some, the step's whole table again: the text TensorBoard
+shows holds every anomaly of its step, origin first, and a crash after the first batch still
+leaves the origin on disk.
 
 Every native record is an ``Event`` proto whose ``source_metadata.writer`` is
 :data:`NATIVE_WRITER`; :class:`vizdebug.runs.codec.Decoder` skips those records, so readers never
@@ -70,6 +82,8 @@ HISTOGRAM_TAGS: Mapping[str, str] = {
 
 _MAX_SCALAR_NAMES = 256
 _MAX_HISTOGRAM_NAMES = 16
+#: Steps whose anomalies the encoder keeps, to rewrite their table when more arrive.
+_ANOMALY_STEPS = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,6 +176,16 @@ class _Quota:
 
 
 _L2 = COLUMNS.index("l2")
+_COUNTS = [COLUMNS.index(c) for c in ("numel", "nan", "posinf", "neginf")]
+
+
+def _l2_or_nan(matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The L2 column, NaN where a tensor has no finite values (its row holds 0 there)."""
+    numel, nan, posinf, neginf = (matrix[:, c] for c in _COUNTS)
+    finite = numel - nan - posinf - neginf
+    l2 = matrix[:, _L2]
+    # numel 0 (an empty tensor) has no values at all: its norm 0 is true
+    return np.where((finite <= 0) & (numel > 0), np.nan, l2)
 
 
 class NativeEncoder:
@@ -185,6 +209,7 @@ class NativeEncoder:
         self._plans: dict[tuple[str, str, int], tuple[str, bytes | None, bytes | None]] = {}
         self._layouts: dict[tuple[int, int], Layout] = {}
         self._batch: Sequence[object] | None = None
+        self._anomalies: dict[int, list[tuple[object, ...]]] = {}
         self._handlers: dict[type, Callable[[Any, NativeStep], None]] = {
             TensorStats: self._stats,
             Anomaly: self._anomaly,
@@ -248,12 +273,13 @@ class NativeEncoder:
             return
         width = len(COLUMNS)
         plan = self._layout(rows, matrix.shape[1] - width)
-        if plan.scalars:
+        l2_col = _l2_or_nan(matrix) if plan.scalars or plan.norms else None
+        if plan.scalars and l2_col is not None:
             with np.errstate(over="ignore"):  # simple_value is a float32: beyond its range, inf
-                l2_bytes = matrix[:, _L2].astype("<f4").tobytes()
+                l2_bytes = l2_col.astype("<f4").tobytes()
             step.raw += [head + l2_bytes[4 * i : 4 * i + 4] for i, head in plan.scalars]
-        if plan.norms:
-            l2 = matrix[:, _L2].tolist()
+        if plan.norms and l2_col is not None:
+            l2 = l2_col.tolist()
             step.norms.update({key: l2[i] for i, key in plan.norms})
         if plan.histos:
             histos = block_histos(matrix[:, :width], matrix[:, width:])
@@ -324,9 +350,17 @@ class NativeEncoder:
 
     def _anomaly(self, e: Anomaly, step: NativeStep) -> None:
         counts = f"{e.nan} NaN, {e.posinf} +Inf, {e.neginf} -Inf"
-        step.anomalies.append(
-            (e.step, e.rank, e.kind, e.module or "?", e.phase, e.role, counts, e.message)
-        )
+        known = self._anomalies.get(e.step)
+        if known is None:
+            if len(self._anomalies) >= _ANOMALY_STEPS:
+                del self._anomalies[min(self._anomalies)]
+            known = self._anomalies[e.step] = []
+        # an empty name with a module type is the root module (the model); without one, unknown
+        module = e.module or ("(root)" if e.module_type else "?")
+        row = (e.step, e.rank, e.kind, module, e.phase, e.role, counts, e.message)
+        known.append(row)
+        # the step's whole table, earlier batches' anomalies (the origin) first
+        step.anomalies = known
 
     def _note(self, e: Note, step: NativeStep) -> None:
         step.notes.append((e.tag, e.text))

@@ -5,6 +5,10 @@
 tensor, and the anomalies. Queries are vectorized over all steps at once, and their answers
 hold only JSON-safe values (:func:`jsonable`: NaN becomes ``None``, infinities become the
 strings ``"Infinity"`` and ``"-Infinity"``).
+
+A statistic over a tensor with no finite values (its packed row holds 0 there) is NaN: the
+dashboard shows a dash, never 0. Heatmap cells carry :data:`FLAGS` besides their value, so the
+frontend colours NaN and infinities as what they are whatever statistic is shown.
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ from vizdebug.stats import COLUMNS
 
 from .metadata import STAT_COLUMNS
 
-__all__ = ["RankData", "jsonable", "label_of"]
+__all__ = ["FLAGS", "RankData", "jsonable", "label_of"]
 
 _COL = {name: i for i, name in enumerate(COLUMNS)}
 _NFIX = len(COLUMNS)
 _F32 = npt.NDArray[np.float32]
+
+#: Bits of a heatmap cell's flag (OR-ed over the steps a column holds).
+FLAGS: dict[str, int] = {"recorded": 1, "nan": 2, "posinf": 4, "neginf": 8, "no_finite": 16}
+#: Statistics of the finite values: undefined (NaN) for a tensor with none.
+_OF_FINITE = ("l2", "mean", "std", "min", "max", "absmax")
 
 
 def label_of(name: str, call: int) -> str:
@@ -49,7 +58,32 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def _no_finite(fixed: _F32) -> npt.NDArray[np.bool_]:
+    """Rows of a tensor with values, none of them finite (unknown counts, NaN, never match)."""
+    c = _COL
+    numel = fixed[:, c["numel"]]
+    finite = numel - fixed[:, c["nan"]] - fixed[:, c["posinf"]] - fixed[:, c["neginf"]]
+    return np.asarray((numel > 0) & (finite <= 0))
+
+
+def _flags(fixed: _F32) -> npt.NDArray[np.int64]:
+    """Each row's :data:`FLAGS`."""
+    c = _COL
+    out = np.full(len(fixed), FLAGS["recorded"], dtype=np.int64)
+    for name in ("nan", "posinf", "neginf"):
+        out |= np.where(fixed[:, c[name]] > 0, FLAGS[name], 0)
+    out |= np.where(_no_finite(fixed), FLAGS["no_finite"], 0)
+    return out
+
+
 def _column(fixed: _F32, stat: str) -> _F32:
+    column = _raw_column(fixed, stat)
+    if stat in _OF_FINITE:
+        return np.where(_no_finite(fixed), np.float32(np.nan), column)
+    return column
+
+
+def _raw_column(fixed: _F32, stat: str) -> _F32:
     c = _COL
     if stat in c:
         return fixed[:, c[stat]]
@@ -70,6 +104,8 @@ class RankData:
     keys: dict[tuple[str, str], int] = field(default_factory=dict)
     anomalies: list[Anomaly] = field(default_factory=list)
     last_step: int = -1
+    #: Latest wall time seen (seconds), to tell the most recent run.
+    last_wall_time: float = 0.0
     blocks: int = 0
     _chunks: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], _F32]] = field(
         default_factory=list
@@ -88,6 +124,7 @@ class RankData:
         elif isinstance(item, Anomaly):
             self.anomalies.append(item)
             self.last_step = max(self.last_step, item.step)
+            self.last_wall_time = max(self.last_wall_time, item.wall_time)
 
     def _add_block(self, block: StatsBlock) -> None:
         cache = self._rows_cache
@@ -111,6 +148,7 @@ class RankData:
             self._hist[k] = (block.step, float(lo[i]), float(hi[i]), counts[i])
         self.blocks += 1
         self.last_step = max(self.last_step, block.step)
+        self.last_wall_time = max(self.last_wall_time, block.wall_time)
 
     def _arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], _F32]:
         if self._chunks:
@@ -129,8 +167,10 @@ class RankData:
         """Roles with statistics, in first-recorded order."""
         return list(dict.fromkeys(role for _label, role in self.keys))
 
-    def _values(self, role: str, stat: str) -> tuple[list[str], npt.NDArray[Any], Any, Any]:
-        """Row labels, and per recorded value: its row, its step and the statistic."""
+    def _values(
+        self, role: str, stat: str
+    ) -> tuple[list[str], npt.NDArray[Any], Any, Any, npt.NDArray[np.int64]]:
+        """Row labels, and per recorded value: its row, its step, the statistic, its flags."""
         idx, steps, fixed = self._arrays()
         nkeys = len(self.keys)
         key_row = np.full(nkeys, -1, dtype=np.int64)
@@ -146,14 +186,14 @@ class RankData:
             values = _column(fixed, stat)
         rows = key_row[idx] if nkeys else np.zeros(0, np.int64)
         keep = rows >= 0
-        return labels, rows[keep], steps[keep], values[keep]
+        return labels, rows[keep], steps[keep], values[keep], _flags(fixed)[keep]
 
     def _ratios(self, idx: Any, steps: Any, fixed: _F32, key_row: Any) -> _F32:
         partner = np.full(len(self.keys), -1, dtype=np.int64)
         for (label, r), k in self.keys.items():
             if r == "update":
                 partner[k] = self.keys.get((label, "weight"), -1)
-        l2 = fixed[:, _COL["l2"]]
+        l2 = _column(fixed, "l2")
         out = np.full(len(idx), np.nan, dtype=np.float32)
         # Weight and update of one name are recorded at the same step: match on (key, step).
         wkey = idx.astype(np.int64) * (1 << 32) + steps
@@ -172,17 +212,20 @@ class RankData:
     def heatmap(self, role: str, stat: str, max_cols: int) -> dict[str, Any]:
         """Names x steps, one statistic; steps beyond ``max_cols`` share a column.
 
-        A shared column shows the largest value of its steps (the smallest for ``min``).
+        A shared column shows the largest value of its steps (the smallest for ``min``);
+        ``flags`` holds each cell's :data:`FLAGS`, OR-ed over its steps (0: nothing recorded).
         """
         cache_key = (role, stat, max_cols, self.blocks)
         if self._heat_cache is not None and self._heat_cache[0] == cache_key:
             return self._heat_cache[1]
-        labels, rows, steps, values = self._values(role, stat)
+        labels, rows, steps, values, flags = self._values(role, stat)
         uniq = np.unique(steps)
         ncols = min(len(uniq), max_cols)
         grid = np.full((len(labels), ncols), np.nan, dtype=np.float64)
+        cell_flags = np.zeros((len(labels), ncols), dtype=np.int64)
         if len(uniq):
             col = np.searchsorted(uniq, steps) * ncols // len(uniq)
+            np.bitwise_or.at(cell_flags, (rows, col), flags)
             finite_or_inf = ~np.isnan(values)
             r, c, v = rows[finite_or_inf], col[finite_or_inf], values[finite_or_inf]
             order = np.argsort(-v if stat == "min" else v, kind="stable")
@@ -195,6 +238,8 @@ class RankData:
             "steps": starts,
             "last_step": int(uniq[-1]) if len(uniq) else -1,
             "values": jsonable(grid.tolist()),
+            "flags": cell_flags.tolist(),
+            "flag_bits": FLAGS,
         }
         self._heat_cache = (cache_key, answer)  # answers are never mutated
         return answer

@@ -5,9 +5,11 @@ takes. Routes (under ``/data/plugin/vizdebug``) answer JSON without NaN literals
 parameter gets a 400 with ``{"error": "..."}``:
 
 ``/runs``
-    runs with vizdebug data: ranks, roles, last step, anomaly count, source, completeness.
+    runs with vizdebug data: ranks, roles, last step, latest wall time, anomaly count, source,
+    completeness.
 ``/heatmap?run=&rank=&role=&stat=&max_cols=``
-    names x steps of one statistic (see :data:`~vizdebug_tensorboard.metadata.STATS`).
+    names x steps of one statistic (see :data:`~vizdebug_tensorboard.metadata.STATS`), with
+    each cell's flags (NaN, +Inf, -Inf, no finite value; see :data:`~.data.FLAGS`).
 ``/anomalies?run=&rank=&limit=``
     anomalies in step order.
 ``/module?run=&rank=&name=&role=&max_points=``
@@ -32,7 +34,7 @@ from werkzeug import wrappers
 from vizdebug.events import ROLES
 
 from . import metadata
-from .data import RankData
+from .data import RankData, jsonable
 from .sources import RunState, Store
 
 __all__ = ["VizdebugLoader", "VizdebugPlugin"]
@@ -153,6 +155,9 @@ class VizdebugPlugin(base_plugin.TBPlugin):  # type: ignore[misc]
                     "roles": first.roles(),
                     "last_step": max((d.last_step for d in state.ranks.values()), default=-1),
                     "anomalies": sum(len(d.anomalies) for d in state.ranks.values()),
+                    "last_wall_time": jsonable(
+                        max((d.last_wall_time for d in state.ranks.values()), default=0.0)
+                    ),
                 }
             )
         return _json(

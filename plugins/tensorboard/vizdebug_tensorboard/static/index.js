@@ -3,10 +3,12 @@
 // Every piece of data (run, module and layer names, messages) is user-controlled text: it only
 // ever reaches the page through textContent, SVG text nodes or canvas fillText, never innerHTML.
 
-const BASE = new URL('../', import.meta.url); // .../data/plugin/vizdebug/
-const SVG = 'http://www.w3.org/2000/svg';
-const CELL_H = 14;
-const LABEL_W = 260;
+import {histCaption, histChart, histTotal, lineChart, nonFiniteSteps} from './charts.js';
+import {AXIS_H, CELL_H, LABEL_W, SPECIAL, el, fmt, getJson, num, svg} from './dom.js';
+import {
+  cellColour, columnOf, displayName, drawAxis, drawLegend, markAnomalies, moduleOf, scaleOf,
+} from './heatmap.js';
+
 const PRESETS = [
   ['gradient norm', 'grad', 'l2'],
   ['update ratio', 'update', 'update_ratio'],
@@ -20,59 +22,6 @@ const state = {
   heatmap: null, anomalies: [], selected: null, mark: null, stats: {},
 };
 
-function el(tag, attrs, children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === 'text') node.textContent = v;
-    else if (k === 'class') node.className = v;
-    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const child of children || []) node.appendChild(child);
-  return node;
-}
-
-function svg(tag, attrs, text) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-async function getJson(route, params) {
-  const url = new URL(route, BASE);
-  for (const [k, v] of Object.entries(params || {})) url.searchParams.set(k, String(v));
-  const response = await fetch(url);
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || response.statusText);
-  return body;
-}
-
-function num(v) {
-  if (v === null || v === undefined) return NaN;
-  if (v === 'Infinity') return Infinity;
-  if (v === '-Infinity') return -Infinity;
-  return v;
-}
-
-function fmt(v) {
-  const x = num(v);
-  if (Number.isNaN(x)) return '–';
-  if (!Number.isFinite(x)) return x > 0 ? '+Inf' : '-Inf';
-  if (x !== 0 && (Math.abs(x) >= 1e4 || Math.abs(x) < 1e-3)) return x.toExponential(3);
-  return String(Math.round(x * 1e4) / 1e4);
-}
-
-function color(t) {
-  // A viridis-like ramp from dark blue (low) to yellow (high).
-  const stops = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
-  const x = Math.min(Math.max(t, 0), 1) * (stops.length - 1);
-  const i = Math.min(Math.floor(x), stops.length - 2);
-  const f = x - i;
-  const c = stops[i].map((a, k) => Math.round(a + (stops[i + 1][k] - a) * f));
-  return `rgb(${c[0]},${c[1]},${c[2]})`;
-}
-
 const STYLE = `
   body { font: 13px/1.4 Roboto, sans-serif; margin: 12px; color: #212121; }
   .bar { display: flex; gap: 12px; align-items: center; flex-wrap: wrap; margin-bottom: 8px; }
@@ -83,6 +32,16 @@ const STYLE = `
     overflow: hidden; white-space: nowrap; text-overflow: ellipsis; cursor: pointer; padding-right: 4px;
     text-align: right; }
   .labels div.sel { background: #fde68a; }
+  .axis-title { height: ${AXIS_H}px; line-height: ${AXIS_H}px; width: ${LABEL_W}px; font-size: 11px;
+    color: #757575; text-align: right; padding-right: 4px; }
+  .plot { position: relative; }
+  .anomaly-mark { position: absolute; box-sizing: border-box; border: 2px solid #000;
+    outline: 1px solid #fff; pointer-events: none; }
+  #legend .swatch { display: inline-block; width: 12px; height: 12px; border: 1px solid #999;
+    vertical-align: middle; margin: 0 3px 0 10px; }
+  #legend .ramp { display: inline-block; width: 80px; height: 12px; border: 1px solid #999;
+    vertical-align: middle; margin: 0 3px; }
+  #step-axis text { font-size: 10px; fill: #424242; }
   canvas { cursor: crosshair; image-rendering: pixelated; }
   table { border-collapse: collapse; width: 100%; }
   td, th { padding: 2px 6px; border-bottom: 1px solid #eee; text-align: left; font-size: 12px; }
@@ -108,6 +67,9 @@ export async function render() {
   ui.status = el('div', {class: 'note', id: 'status'});
   ui.labels = el('div', {class: 'labels', id: 'heatmap-labels'});
   ui.canvas = el('canvas', {id: 'heatmap'});
+  ui.marks = el('div', {id: 'anomaly-marks'});
+  ui.axis = svg('svg', {id: 'step-axis', height: AXIS_H, width: 1});
+  ui.plot = el('div', {class: 'plot'}, [ui.canvas, ui.marks]);
   ui.canvas.addEventListener('click', onCanvasClick);
   ui.canvas.addEventListener('mousemove', onCanvasMove);
   ui.hover = el('div', {class: 'muted', id: 'hover', text: ' '});
@@ -127,7 +89,11 @@ export async function render() {
     el('div', {class: 'grid'}, [
       el('div', {}, [
         el('h3', {text: 'Health heatmap (modules × steps)'}),
-        el('div', {class: 'heat'}, [ui.labels, ui.canvas]), ui.hover, ui.legend,
+        el('div', {class: 'heat'}, [
+          el('div', {}, [ui.labels, el('div', {class: 'axis-title', text: 'step →'})]),
+          el('div', {}, [ui.plot, ui.axis]),
+        ]),
+        ui.hover, ui.legend,
         el('h3', {}, [document.createTextNode('Anomalies '), ui.anomalyCount]),
         el('table', {}, [
           el('thead', {}, [el('tr', {}, ['step', 'rank', 'module', 'phase', 'role', 'kind', 'message']
@@ -159,7 +125,17 @@ async function loadRuns() {
     return;
   }
   const keep = state.runs.find((r) => r.name === state.run);
-  await selectRun(keep ? keep.name : state.runs[0].name);
+  await selectRun(keep ? keep.name : mostRecent(state.runs).name);
+}
+
+function mostRecent(runs) {
+  // The tab opens on the run written last (the one just trained, or still training); among
+  // runs written at the same time, the one with anomalies.
+  const key = (r) => [r.last_wall_time || 0, r.anomalies > 0 ? 1 : 0];
+  return runs.reduce((best, r) => {
+    const [a, b] = [key(r), key(best)];
+    return a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]) ? r : best;
+  });
 }
 
 async function selectRun(name) {
@@ -209,25 +185,12 @@ async function loadHeatmap() {
   drawHeatmap();
 }
 
-function scaleOf(values) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const row of values) for (const v of row) {
-    const x = num(v);
-    if (!Number.isFinite(x)) continue;
-    const y = state.log ? (x > 0 ? Math.log10(x) : NaN) : x;
-    if (Number.isNaN(y)) continue;
-    if (y < lo) lo = y;
-    if (y > hi) hi = y;
-  }
-  return [lo, hi];
-}
-
 function drawHeatmap() {
   const h = state.heatmap;
   const names = h ? h.names : [];
   ui.labels.replaceChildren(...names.map((name, i) => {
-    const div = el('div', {title: name, text: name, 'data-row': String(i),
+    const [shown, title] = displayName(name);
+    const div = el('div', {title, text: shown, 'data-row': String(i), 'data-name': name,
       onclick: () => loadModule(name, h.stat === 'update_ratio' ? 'update' : h.role)});
     if (state.selected && state.selected.name === name) div.classList.add('sel');
     return div;
@@ -239,37 +202,32 @@ function drawHeatmap() {
   canvas.height = Math.max(names.length * CELL_H, 1);
   canvas.dataset.cellW = String(cellW);
   const ctx = canvas.getContext('2d');
-  ctx.fillStyle = '#f5f5f5';
+  ctx.fillStyle = SPECIAL.missing[0];
   ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ui.marks.replaceChildren();
+  drawAxis(ui.axis, h, cellW);
   if (!h || !names.length) {
     ui.legend.textContent = h ? `No ${h.role} statistics in this run.` : ui.legend.textContent;
     return;
   }
-  const [lo, hi] = scaleOf(h.values);
+  const range = scaleOf(h.values, state.log);
   h.values.forEach((row, r) => row.forEach((v, c) => {
-    const x = num(v);
-    if (Number.isNaN(x)) return;
-    if (!Number.isFinite(x)) ctx.fillStyle = '#dc2626';
-    else {
-      const y = state.log ? (x > 0 ? Math.log10(x) : lo) : x;
-      ctx.fillStyle = color(hi > lo ? (y - lo) / (hi - lo) : 0.5);
-    }
+    const fill = cellColour(num(v), h.flags ? h.flags[r][c] : 1, h.flag_bits || {}, range,
+      state.log);
+    if (fill === null) return;
+    ctx.fillStyle = fill;
     ctx.fillRect(c * cellW, r * CELL_H, cellW, CELL_H - 1);
   }));
+  markAnomalies(ui.marks, h, cellW, state.anomalies);
   if (state.mark) {
     const r = names.indexOf(state.mark.module);
-    let c = h.steps.findIndex((s) => s > state.mark.step) - 1;
-    if (c < 0) c = h.steps[h.steps.length - 1] <= state.mark.step ? h.steps.length - 1 : 0;
+    const c = columnOf(h, state.mark.step);
     ctx.strokeStyle = '#dc2626';
     ctx.lineWidth = 2;
     ctx.strokeRect(c * cellW - 1, 0, cellW + 2, canvas.height);
     if (r >= 0) ctx.strokeRect(0, r * CELL_H, canvas.width, CELL_H);
   }
-  const unit = state.log ? 'log10 ' : '';
-  const label = state.stats[h.stat] || h.stat;
-  ui.legend.textContent = `${label} of ${h.role}: ${names.length} names, steps ${h.steps[0]}–` +
-    `${h.last_step} (${cols} columns); colour ${unit}range ${fmt(lo)} … ${fmt(hi)}; ` +
-    `red: ±Inf; grey: not recorded. Source: ${h.source}.`;
+  drawLegend(ui.legend, h, range, {log: state.log, label: state.stats[h.stat] || h.stat});
 }
 
 function cellAt(event) {
@@ -280,12 +238,22 @@ function cellAt(event) {
   const c = Math.floor((event.clientX - rect.left) / cellW);
   const r = Math.floor((event.clientY - rect.top) / CELL_H);
   if (r < 0 || r >= h.names.length || c < 0 || c >= h.steps.length) return null;
-  return {r, c, name: h.names[r], step: h.steps[c], value: h.values[r][c]};
+  return {r, c, name: h.names[r], step: h.steps[c], value: h.values[r][c],
+    flags: h.flags ? h.flags[r][c] : 1};
 }
 
 function onCanvasMove(event) {
   const cell = cellAt(event);
-  ui.hover.textContent = cell ? `${cell.name} · step ${cell.step} · ${fmt(cell.value)}` : ' ';
+  if (!cell) {
+    ui.hover.textContent = ' ';
+    return;
+  }
+  const bits = state.heatmap.flag_bits || {};
+  const notes = [['nan', 'NaN'], ['posinf', '+Inf'], ['neginf', '-Inf'],
+    ['no_finite', 'no finite value']].filter(([k]) => cell.flags & bits[k]).map(([, t]) => t);
+  const what = cell.flags ? fmt(cell.value) : 'not recorded';
+  ui.hover.textContent = `${displayName(cell.name)[0]} · step ${cell.step} · ${what}` +
+    (notes.length ? ` (${notes.join(', ')})` : '');
 }
 
 function onCanvasClick(event) {
@@ -304,6 +272,7 @@ async function loadAnomalies() {
     return;
   }
   state.anomalies = body.anomalies;
+  if (state.heatmap) drawHeatmap(); // the marks
   ui.anomalyCount.textContent = body.total > body.anomalies.length ?
     `(${body.total}, first ${body.anomalies.length} shown)` : `(${body.total})`;
   if (!body.anomalies.length) {
@@ -311,7 +280,7 @@ async function loadAnomalies() {
     return;
   }
   ui.anomalies.replaceChildren(...body.anomalies.map((a) => el('tr', {class: 'anomaly',
-    onclick: () => focusAnomaly(a)}, [a.step, a.rank, a.module || '?', a.phase, a.role, a.kind,
+    onclick: () => focusAnomaly(a)}, [a.step, a.rank, moduleOf(a), a.phase, a.role, a.kind,
     a.message].map((v) => el('td', {text: String(v)})))));
 }
 
@@ -332,7 +301,7 @@ async function focusAnomaly(a) {
 
 async function loadModule(name, role) {
   state.selected = {name, role};
-  for (const div of ui.labels.children) div.classList.toggle('sel', div.textContent === name);
+  for (const div of ui.labels.children) div.classList.toggle('sel', div.dataset.name === name);
   let m;
   try {
     m = await getJson('module', {run: state.run, rank: state.rank, name, role});
@@ -342,54 +311,24 @@ async function loadModule(name, role) {
   }
   const stat = state.stat in m.series ? state.stat : 'l2';
   const values = m.series[stat] || [];
+  const last = values.length - 1;
+  const counts = ['nan', 'posinf', 'neginf'].map((k) => num((m.series[k] || [])[last]));
+  const [nanN, posN, negN] = counts.map((n) => (Number.isFinite(n) ? n : 0));
+  let latest = fmt(values[last]);
+  if (last >= 0 && Number.isNaN(num(values[last]))) {
+    const bad = [[nanN, 'NaN'], [posN, '+Inf'], [negN, '-Inf']].filter(([n]) => n > 0)
+      .map(([n, t]) => `${n} ${t}`);
+    latest += bad.length ? ` (no finite values: ${bad.join(', ')})` : ' (no value recorded)';
+  }
   ui.panel.replaceChildren(
-    el('h3', {text: m.name}),
+    el('h3', {text: m.name, title: displayName(m.name)[1]}),
     el('div', {}, m.roles.map((r) => el('button', {class: r === role ? 'role on' : 'role', text: r,
       onclick: () => loadModule(name, r)}))),
     el('p', {class: 'muted', text: `${m.role} · ${state.stats[stat] || stat} over ${m.steps.length} recorded steps; ` +
-      `latest ${fmt(values[values.length - 1])}`}),
-    lineChart(m.steps, values),
-    el('p', {class: 'muted', text: m.histogram ? `histogram at step ${m.histogram.step} (finite values)` : 'no histogram'}),
-    m.histogram ? histChart(m.histogram) : el('span'),
+      `latest ${latest}`, id: 'module-latest'}),
+    lineChart(m.steps, values, nonFiniteSteps(m)),
+    el('p', {class: 'muted', text: histCaption(m.histogram)}),
+    m.histogram && histTotal(m.histogram) > 0 ? histChart(m.histogram) : el('span'),
   );
 }
 
-function lineChart(xs, ys) {
-  const W = 420; const H = 160; const P = 36;
-  const root = svg('svg', {width: W, height: H, id: 'module-series'});
-  const pts = xs.map((x, i) => [x, num(ys[i])]).filter(([, y]) => Number.isFinite(y));
-  if (!pts.length) {
-    root.appendChild(svg('text', {x: P, y: H / 2}, 'no finite values'));
-    return root;
-  }
-  const x0 = pts[0][0]; const x1 = pts[pts.length - 1][0];
-  let y0 = Math.min(...pts.map((p) => p[1])); let y1 = Math.max(...pts.map((p) => p[1]));
-  if (y0 === y1) { y0 -= 0.5; y1 += 0.5; }
-  const sx = (x) => P + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (W - P - 8);
-  const sy = (y) => H - 20 - (y - y0) / (y1 - y0) * (H - 30);
-  root.appendChild(svg('polyline', {fill: 'none', stroke: '#2563eb', 'stroke-width': 1.5,
-    points: pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}));
-  root.appendChild(svg('line', {x1: P, y1: H - 20, x2: W - 8, y2: H - 20, stroke: '#999'}));
-  root.appendChild(svg('text', {x: 2, y: 12, 'font-size': 10}, fmt(y1)));
-  root.appendChild(svg('text', {x: 2, y: H - 22, 'font-size': 10}, fmt(y0)));
-  root.appendChild(svg('text', {x: P, y: H - 6, 'font-size': 10}, `step ${x0}`));
-  root.appendChild(svg('text', {x: W - 80, y: H - 6, 'font-size': 10}, `step ${x1}`));
-  return root;
-}
-
-function histChart(hist) {
-  const W = 420; const H = 140;
-  const root = svg('svg', {width: W, height: H, id: 'module-histogram'});
-  const counts = hist.counts.map(num);
-  const top = Math.max(1, ...counts);
-  const bw = (W - 8) / Math.max(counts.length, 1);
-  counts.forEach((c, i) => {
-    const h = (c / top) * (H - 24);
-    root.appendChild(svg('rect', {x: 4 + i * bw, y: H - 16 - h, width: Math.max(bw - 1, 1), height: h,
-      fill: '#f59e0b'}));
-  });
-  const edges = hist.edges;
-  root.appendChild(svg('text', {x: 4, y: H - 3, 'font-size': 10}, fmt(edges[0])));
-  root.appendChild(svg('text', {x: W - 70, y: H - 3, 'font-size': 10}, fmt(edges[edges.length - 1])));
-  return root;
-}
