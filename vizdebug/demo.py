@@ -103,7 +103,7 @@ def run_demo(
         The run directory.
 
     Raises:
-        ValueError: ``epochs`` is not positive.
+        ValueError: ``epochs`` is not positive, or ``nan_at`` is not a step of the training.
     """
     from .runs.layout import new_run_dir
 
@@ -112,8 +112,7 @@ def run_demo(
         tui = sys.stdin.isatty() and sys.stdout.isatty()
     if epochs is None:
         epochs = 30 if tui else 3
-    if epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {epochs}")
+    _check_args(epochs, nan_at)
     run_dir = Path(logdir) if logdir else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     if not tui:
@@ -154,6 +153,23 @@ def run_demo(
     return run_dir
 
 
+#: What :func:`train` iterates over: 1797 digits in batches of 64, so 29 steps an epoch.
+_DIGITS, _BATCH = 1797, 64
+
+
+def _check_args(epochs: object, nan_at: object) -> None:
+    """Reject arguments the demo would silently ignore (a NaN step it never reaches)."""
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"--epochs must be a whole number of at least 1, got {epochs!r}")
+    if nan_at is None:
+        return
+    last = epochs * -(-_DIGITS // _BATCH) - 1
+    if not isinstance(nan_at, int) or isinstance(nan_at, bool) or not 0 <= nan_at <= last:
+        raise ValueError(
+            f"--nan-at must be a training step from 0 to {last} ({epochs} epochs), got {nan_at!r}"
+        )
+
+
 def _poison(module: object, at_step: int) -> None:
     """Make ``module`` output a NaN on its ``at_step``-th training call."""
     calls = {"n": 0}
@@ -177,6 +193,10 @@ def _child_main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--nan-at", type=int, default=None)
     args = parser.parse_args()
+    try:
+        _check_args(args.epochs, args.nan_at)
+    except ValueError as exc:
+        parser.error(str(exc))
     train(args.run_dir, epochs=args.epochs, nan_at=args.nan_at)
 
 
