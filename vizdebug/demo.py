@@ -15,6 +15,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .ui.safe import safe_markup
+
 __all__ = ["run_demo", "train"]
 
 
@@ -121,8 +123,9 @@ def run_demo(
 
         console.print()
         print_run(str(run_dir), console)
-        console.print(f"\nThe run is in [bold]{run_dir}[/]. Look at it with:")
-        console.print(f"  vizdebug tui {run_dir}\n  tensorboard --logdir {run_dir.parent}")
+        console.print(f"\nThe run is in [bold]{safe_markup(run_dir)}[/]. Look at it with:")
+        console.print(safe_markup(f"  vizdebug tui {run_dir}"))
+        console.print(safe_markup(f"  tensorboard --logdir {run_dir.parent}"))
         return run_dir
 
     argv = [sys.executable, "-m", "vizdebug.demo", str(run_dir), "--epochs", str(epochs)]
@@ -148,7 +151,8 @@ def run_demo(
                 child.terminate()
                 child.wait(30)
     console.print(
-        f"The run is in [bold]{run_dir}[/]; training log: {run_dir / 'demo-training.log'}"
+        f"The run is in [bold]{safe_markup(run_dir)}[/]; training log: "
+        + safe_markup(run_dir / "demo-training.log")
     )
     return run_dir
 
