@@ -150,10 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return func(args)
-    except (VizdebugError, ValueError, TypeError, OSError) as exc:
+    except (VizdebugError, ValueError, TypeError, OSError, RecursionError) as exc:
+        # RecursionError: a file nested too deeply (JSON) for a reader; still one line, exit 2.
         from .ui.safe import safe
 
-        print(f"vizdebug {args.command}: error: {safe(exc)}", file=sys.stderr)
+        why = "a file is nested too deeply to read: " if isinstance(exc, RecursionError) else ""
+        print(f"vizdebug {args.command}: error: {why}{safe(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"vizdebug {args.command}: interrupted", file=sys.stderr)

@@ -304,3 +304,19 @@ def test_terminal_output_folds_long_names_instead_of_cutting_them(odd_logdir: Pa
     assert LONG_MODULE in first  # folded onto several lines, every character kept
     assert "THE-END" in last
     assert "\x1b]" not in out.getvalue() and "\u202e" not in out.getvalue()
+
+
+def test_one_unreadable_run_does_not_hide_the_others(logdir: Path, cli_env: dict[str, str]) -> None:
+    bad = logdir / "bad"
+    with Writer(bad, framework="torch") as w:
+        w.scalar("loss", 1.0, 0)
+    (info_path,) = bad.glob("run*.json")
+    info_path.write_text("[" * 200_000)  # deep JSON: RecursionError in a naive reader
+    for args in (["runs", str(logdir)], ["runs", "--json", str(logdir)]):
+        out = vizdebug_cli(args, cli_env)
+        assert out.returncode == 0, out.stderr
+        assert "Traceback" not in out.stderr
+        assert "mine" in out.stdout and "theirs" in out.stdout and "bad" in out.stdout
+    out = vizdebug_cli(["show", str(bad)], cli_env)
+    assert "Traceback" not in out.stderr
+    assert out.returncode in (0, 2) and len(out.stderr.strip().splitlines()) <= 1, out.stderr

@@ -255,8 +255,29 @@ def summarize(run_dir: Path) -> RunSummary:
     """Summarize a run: counts from its event files, status and drops from its run-info files.
 
     The counts come from reading the event files (statistics left packed), as ``vizdebug show``
-    does, so both say the same; a killed run's run.json may be behind its files.
+    does, so both say the same; a killed run's run.json may be behind its files. A run that
+    cannot be read at all gives a summary whose ``problems`` say why, so one bad run never hides
+    the others in a listing.
     """
+    try:
+        return _summarize(run_dir)
+    except (OSError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+        size, newest = _disk(run_dir)
+        return RunSummary(
+            path=run_dir,
+            framework="-",
+            steps=0,
+            events=0,
+            anomalies=0,
+            dropped=0,
+            size=size,
+            last_update=newest,
+            live=False,
+            problems=(f"{run_dir}: could not be read: {type(exc).__name__}: {exc}",),
+        )
+
+
+def _summarize(run_dir: Path) -> RunSummary:
     size, newest = _disk(run_dir)
     infos = read_info(run_dir)
     reader = RunReader(run_dir, expand_stats=False)
