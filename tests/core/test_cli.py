@@ -320,3 +320,14 @@ def test_one_unreadable_run_does_not_hide_the_others(logdir: Path, cli_env: dict
     out = vizdebug_cli(["show", str(bad)], cli_env)
     assert "Traceback" not in out.stderr
     assert out.returncode in (0, 2) and len(out.stderr.strip().splitlines()) <= 1, out.stderr
+
+
+@pytest.mark.slow
+def test_demo_run_counts_the_steps_it_trained(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    run = tmp_path / "logs" / "demo"
+    out = vizdebug_cli(["demo", "--no-tui", "--epochs", "1", "--logdir", str(run)], cli_env)
+    assert out.returncode == 0, out.stderr
+    assert "trained 29 steps" in out.stdout
+    assert _row(out.stdout, "│ steps ")[0].split() == ["steps", "29"]
+    doc = json.loads(vizdebug_cli(["runs", "--json", str(run.parent)], cli_env).stdout)
+    assert doc["runs"][0]["steps"] == 29 and doc["runs"][0]["warnings"] == []
