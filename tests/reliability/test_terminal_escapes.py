@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -123,8 +123,11 @@ class Pane:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
 
 
+MakePane = Callable[[list[str]], Pane]
+
+
 @pytest.fixture
-def pane_factory(tmp_path: Path) -> Iterator[object]:
+def pane_factory(tmp_path: Path) -> Iterator[MakePane]:
     panes: list[Pane] = []
 
     def make(argv: list[str]) -> Pane:
@@ -174,9 +177,9 @@ def _only_tmux_sgr(escaped: str) -> list[str]:
     return re.findall(r"\x1b.{0,12}", without_sgr)
 
 
-def test_harness_sees_a_raw_injection(pane_factory: object) -> None:
+def test_harness_sees_a_raw_injection(pane_factory: MakePane) -> None:
     """Control: the same bytes printed raw do retitle and clear the pane (so the tests can fail)."""
-    pane = pane_factory(  # type: ignore[operator]
+    pane = pane_factory(
         [sys.executable, "-c", f"print('before'); print({TITLE + 'x' + CLEAR!r}); print('after')"]
     )
     pane.wait_for("__EXIT__0")
@@ -193,9 +196,9 @@ def test_training_warnings_and_logs_are_safe(hostile_run: tuple[Path, str]) -> N
 
 
 @pytest.mark.slow
-def test_show_in_a_terminal(hostile_run: tuple[Path, str], pane_factory: object) -> None:
+def test_show_in_a_terminal(hostile_run: tuple[Path, str], pane_factory: MakePane) -> None:
     run, _ = hostile_run
-    pane = pane_factory([sys.executable, "-m", "vizdebug.cli", "show", str(run)])  # type: ignore[operator]
+    pane = pane_factory([sys.executable, "-m", "vizdebug.cli", "show", str(run)])
     text = pane.wait_for("__EXIT__")
     assert "__EXIT__0" in text, text
     assert pane.title() == pane.initial_title and "TITLE" not in pane.title()
@@ -207,9 +210,9 @@ def test_show_in_a_terminal(hostile_run: tuple[Path, str], pane_factory: object)
 
 
 @pytest.mark.slow
-def test_runs_in_a_terminal(hostile_run: tuple[Path, str], pane_factory: object) -> None:
+def test_runs_in_a_terminal(hostile_run: tuple[Path, str], pane_factory: MakePane) -> None:
     run, _ = hostile_run
-    pane = pane_factory([sys.executable, "-m", "vizdebug.cli", "runs", str(run.parent)])  # type: ignore[operator]
+    pane = pane_factory([sys.executable, "-m", "vizdebug.cli", "runs", str(run.parent)])
     text = pane.wait_for("__EXIT__")
     assert "__EXIT__0" in text, text
     assert pane.title() == pane.initial_title
@@ -220,9 +223,9 @@ def test_runs_in_a_terminal(hostile_run: tuple[Path, str], pane_factory: object)
 
 
 @pytest.mark.slow
-def test_tui_in_a_terminal(hostile_run: tuple[Path, str], pane_factory: object) -> None:
+def test_tui_in_a_terminal(hostile_run: tuple[Path, str], pane_factory: MakePane) -> None:
     run, _ = hostile_run
-    pane = pane_factory([sys.executable, "-m", "vizdebug.cli", "tui", str(run)])  # type: ignore[operator]
+    pane = pane_factory([sys.executable, "-m", "vizdebug.cli", "tui", str(run)])
     try:
         # The module tree and the health table list the modules once the run is loaded.
         text = pane.wait_for("gnp_exe", timeout=120)
