@@ -74,7 +74,7 @@ with vizdebug.watch(model, opt, logdir=sys.argv[1], every=1, live=False) as watc
 
 
 class Pane:
-    """One tmux server (private socket) with one pane of a fixed size."""
+    """One tmux server (its own socket file) with one pane of a fixed size."""
 
     def __init__(self, socket: str, command: str) -> None:
         self.socket = socket
@@ -89,7 +89,7 @@ class Pane:
 
     def _tmux(self, *args: str) -> str:
         out = subprocess.run(
-            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=30
+            ["tmux", "-S", self.socket, *args], capture_output=True, text=True, timeout=30
         )
         if out.returncode != 0:
             raise RuntimeError(f"tmux {args[0]}: {out.stderr.strip()}")
@@ -120,7 +120,7 @@ class Pane:
         raise AssertionError(f"{needle!r} never appeared; the pane shows:\n{self.text()}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=30)
 
 
 MakePane = Callable[[list[str]], Pane]
@@ -145,7 +145,8 @@ def pane_factory(tmp_path: Path) -> Iterator[MakePane]:
         lines.append("read _go")
         lines.append(" ".join(shlex.quote(a) for a in argv) + "; echo __EXIT__$?")
         script.write_text("\n".join(lines) + "\n")
-        pane = Pane(f"vizdebug-test-{os.getpid()}-{len(panes)}", f"sh {shlex.quote(str(script))}")
+        # The server's socket lives in the test's directory: nothing is left behind.
+        pane = Pane(str(tmp_path / f"tmux{len(panes)}"), f"sh {shlex.quote(str(script))}")
         panes.append(pane)
         return pane
 
