@@ -20,6 +20,10 @@ from .errors import (
     VizdebugError,
     WriterClosedError,
 )
+from .ui.safe import install_log_filter as _install_log_filter
+
+# Names in vizdebug's log messages come from user code: never let them drive a terminal.
+_install_log_filter()
 
 if TYPE_CHECKING:
     from . import events, runs, stats

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from .batch import PackedScalar, StatsBlock
 from .errors import VizdebugError
 from .stats import COLUMNS
+from .ui.safe import safe
 
 __all__ = [
     "DEFAULT_EVERY",
@@ -46,12 +47,18 @@ class NonFiniteError(VizdebugError, FloatingPointError):
     """
 
     def __init__(self, finding: Any) -> None:
-        super().__init__(finding.message)
+        super().__init__(safe(finding.message))
         self.finding = finding
 
 
 class NonFiniteWarning(RuntimeWarning):
-    """Issued with ``on_anomaly="warn"`` when a NaN or Inf appeared."""
+    """Issued with ``on_anomaly="warn"`` when a NaN or Inf appeared.
+
+    Its text names modules from user code, so it is made terminal-safe (see ``vizdebug.ui.safe``).
+    """
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(safe(message))
 
 
 def globs(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:

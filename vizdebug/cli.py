@@ -20,25 +20,53 @@ EXIT_USAGE = 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        from .ui.safe import safe
+
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {safe(message)} (see --help)\n")
 
 
 class UsageError(VizdebugError):
     """A mistake in how a command was called."""
 
 
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"int >= {low}"
+    return parse
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from .runs import default_root
-    from .ui.console import print_runs
 
-    print_runs(args.logdir if args.logdir is not None else str(default_root()))
+    logdir = args.logdir if args.logdir is not None else str(default_root())
+    if args.json:
+        from .ui.jsonout import runs_json
+
+        print(runs_json(logdir))
+    else:
+        from .ui.console import print_runs
+
+        print_runs(logdir)
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .ui.console import print_run
+    if args.json:
+        from .ui.jsonout import run_json
 
-    print_run(args.run)
+        print(run_json(args.run))
+    else:
+        from .ui.console import print_run
+
+        print_run(args.run)
     return 0
 
 
@@ -68,10 +96,16 @@ def _build_parser() -> argparse.ArgumentParser:
     runs.add_argument(
         "logdir", nargs="?", help="log directory (default: $VIZDEBUG_LOGDIR or ./runs)"
     )
+    runs.add_argument(
+        "--json", action="store_true", help="print a JSON summary (schema: docs/cli.md)"
+    )
     runs.set_defaults(func=_cmd_runs)
 
     show = sub.add_parser("show", help="summarize one run")
     show.add_argument("run", help="a run directory (or one of its event files)")
+    show.add_argument(
+        "--json", action="store_true", help="print a JSON summary (schema: docs/cli.md)"
+    )
     show.set_defaults(func=_cmd_show)
 
     demo = sub.add_parser(
@@ -79,7 +113,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--logdir", help="run directory (default: a new one under ./runs)")
     demo.add_argument(
-        "--epochs", type=int, default=None, help="epochs to train (default: 30 in the TUI, else 3)"
+        "--epochs",
+        type=_int_at_least(1),
+        default=None,
+        help="epochs to train (default: 30 in the TUI, else 3)",
     )
     demo.add_argument(
         "--tui",
@@ -89,7 +126,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--nan-at",
-        type=int,
+        type=_int_at_least(0),
         default=None,
         metavar="STEP",
         help="inject a NaN into one layer at this step, to see it traced",
@@ -113,8 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return func(args)
-    except (VizdebugError, ValueError, TypeError, OSError) as exc:
-        print(f"vizdebug {args.command}: error: {exc}", file=sys.stderr)
+    except (VizdebugError, ValueError, TypeError, OSError, RecursionError) as exc:
+        # RecursionError: a file nested too deeply (JSON) for a reader; still one line, exit 2.
+        from .ui.safe import safe
+
+        why = "a file is nested too deeply to read: " if isinstance(exc, RecursionError) else ""
+        print(f"vizdebug {args.command}: error: {why}{safe(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"vizdebug {args.command}: interrupted", file=sys.stderr)

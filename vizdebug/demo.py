@@ -15,6 +15,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .ui.safe import safe_markup
+
 __all__ = ["run_demo", "train"]
 
 
@@ -78,7 +80,9 @@ def train(
                 step += 1
             with torch.no_grad():
                 acc = (model(x).argmax(1) == y).float().mean().item()
-            watch.writer.scalar("accuracy", acc, step)
+            # At the epoch's last training step (step counts the steps done): at ``step`` it
+            # would name a step that never ran, and a 870-step run would count 871.
+            watch.writer.scalar("accuracy", acc, step - 1)
             console.print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}  accuracy {acc:.1%}")
     console.print(f"trained {step} steps in {time.perf_counter() - start:.1f} s")
     return run_dir
@@ -105,7 +109,7 @@ def run_demo(
         The run directory.
 
     Raises:
-        ValueError: ``epochs`` is not positive.
+        ValueError: ``epochs`` is not positive, or ``nan_at`` is not a step of the training.
     """
     from .runs.layout import new_run_dir
 
@@ -114,8 +118,7 @@ def run_demo(
         tui = sys.stdin.isatty() and sys.stdout.isatty()
     if epochs is None:
         epochs = 30 if tui else 3
-    if epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {epochs}")
+    _check_args(epochs, nan_at)
     run_dir = Path(logdir) if logdir else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     if not tui:
@@ -124,8 +127,9 @@ def run_demo(
 
         console.print()
         print_run(str(run_dir), console)
-        console.print(f"\nThe run is in [bold]{run_dir}[/]. Look at it with:")
-        console.print(f"  vizdebug tui {run_dir}\n  tensorboard --logdir {run_dir.parent}")
+        console.print(f"\nThe run is in [bold]{safe_markup(run_dir)}[/]. Look at it with:")
+        console.print(safe_markup(f"  vizdebug tui {run_dir}"))
+        console.print(safe_markup(f"  tensorboard --logdir {run_dir.parent}"))
         return run_dir
 
     argv = [sys.executable, "-m", "vizdebug.demo", str(run_dir), "--epochs", str(epochs)]
@@ -151,9 +155,27 @@ def run_demo(
                 child.terminate()
                 child.wait(30)
     console.print(
-        f"The run is in [bold]{run_dir}[/]; training log: {run_dir / 'demo-training.log'}"
+        f"The run is in [bold]{safe_markup(run_dir)}[/]; training log: "
+        + safe_markup(run_dir / "demo-training.log")
     )
     return run_dir
+
+
+#: What :func:`train` iterates over: 1797 digits in batches of 64, so 29 steps an epoch.
+_DIGITS, _BATCH = 1797, 64
+
+
+def _check_args(epochs: object, nan_at: object) -> None:
+    """Reject arguments the demo would silently ignore (a NaN step it never reaches)."""
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"--epochs must be a whole number of at least 1, got {epochs!r}")
+    if nan_at is None:
+        return
+    last = epochs * -(-_DIGITS // _BATCH) - 1
+    if not isinstance(nan_at, int) or isinstance(nan_at, bool) or not 0 <= nan_at <= last:
+        raise ValueError(
+            f"--nan-at must be a training step from 0 to {last} ({epochs} epochs), got {nan_at!r}"
+        )
 
 
 def _poison(module: object, at_step: int, at: dict[str, int]) -> None:
@@ -179,6 +201,10 @@ def _child_main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--nan-at", type=int, default=None)
     args = parser.parse_args()
+    try:
+        _check_args(args.epochs, args.nan_at)
+    except ValueError as exc:
+        parser.error(str(exc))
     train(args.run_dir, epochs=args.epochs, nan_at=args.nan_at)
 
 

@@ -72,6 +72,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from .runs import load_run
+    from .ui.safe import safe, safe_markup
 
     try:
         from vizdebug_visdom.client import (
@@ -120,8 +121,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             # Events are buffered and each window sent with all its points at once (up to
             # PUSH_POINTS): Visdom's server re-diffs a whole window on every append, so few big
             # requests beat many small ones.
-            reading = progress.add_task(f"reading {run.name}", total=len(events))
-            sending = progress.add_task(f"sending to {server}", total=0)
+            reading = progress.add_task(safe_markup(f"reading {run.name}"), total=len(events))
+            sending = progress.add_task(safe_markup(f"sending to {server}"), total=0)
 
             windows = [0]
 
@@ -152,7 +153,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 sink.client.close()
     envs = ", ".join(s.env or "" for s in sinks.values())
     points = sum(s.status.points_sent for s in sinks.values())
-    print(f"replayed {len(events)} events ({points} points) of {run.name} to {server}, env {envs}")
+    print(
+        safe(
+            f"replayed {len(events)} events ({points} points) of {run.name} to {server}, env {envs}"
+        )
+    )
     return 0
 
 

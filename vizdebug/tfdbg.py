@@ -46,7 +46,9 @@ def register(subparsers: Any) -> None:
 
 def _cmd(args: argparse.Namespace) -> int:
     run_dir = import_dump(args.dump_dir, logdir=args.logdir)
-    print(run_dir)
+    from .ui.safe import safe
+
+    print(safe(run_dir))
     return 0
 
 

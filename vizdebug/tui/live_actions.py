@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..live import LiveError, LiveRun, find_live_runs, read_live_file
 from ..runs.layout import default_root
+from ..ui.safe import safe
 from .widgets.runs_list import RunsList
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def attach_selected(app: VizdebugApp) -> None:
         hint = f" Live runs: {', '.join(others)}." if others else " No run here is live."
         name = path.name if path is not None else "This run"
         app.notify(
-            f"{name} has no live training process to attach to.{hint}",
+            safe(f"{name} has no live training process to attach to.{hint}"),
             severity="warning",
             markup=False,
         )

@@ -17,6 +17,7 @@ from textual.message import Message
 
 from ...live import LiveClient, LiveError, LiveRun
 from ...live.breaks import parse_breaks
+from ...ui.safe import safe
 from ..live_worker import fetch_tensor, pump_events
 from ..widgets.breakpoint_list import BreakpointList
 from ..widgets.live_status import LiveStatus
@@ -100,7 +101,7 @@ class LiveScreen(StepScreen):
 
     def on_mount(self) -> None:
         """Connect in a worker."""
-        self.sub_title = f"live · {self.live.run or self.live.run_dir.name}"
+        self.sub_title = safe(f"live · {self.live.run or self.live.run_dir.name}")
         self._render_status()
         self.clear_tensors("connecting to the training process…")
         self.run_worker(self._connect, thread=True, group="live-connect")
@@ -260,11 +261,11 @@ class LiveScreen(StepScreen):
         title = f"step {pos.get('step')} · {pos.get('phase')} · {pos.get('module') or '(model)'}"
         self.show_tensor(name, array, title=title)
         if note:
-            self.notify(note, severity="warning", markup=False)
+            self.notify(safe(note), severity="warning", markup=False)
 
     def _fetch_failed(self, name: str, error: str, generation: int) -> None:
         if generation == self.generation and not self.gone:
-            self.notify(f"Cannot fetch {name}: {error}", severity="error", markup=False)
+            self.notify(safe(f"Cannot fetch {name}: {error}"), severity="error", markup=False)
 
     # -- commands ------------------------------------------------------------------------
 
@@ -301,7 +302,7 @@ class LiveScreen(StepScreen):
         self.run_worker(work, thread=True, group="live-command")
 
     def _error(self, text: str) -> None:
-        self.notify(text, severity="error", markup=False)
+        self.notify(safe(text), severity="error", markup=False)
 
     def action_command(self, op: str) -> None:
         """Pause, continue, step or next-step."""
@@ -337,7 +338,7 @@ class LiveScreen(StepScreen):
             try:
                 breaks = parse_breaks(text.strip())
             except (ValueError, TypeError) as exc:
-                self.notify(str(exc), severity="error", markup=False)
+                self.notify(safe(exc), severity="error", markup=False)
                 return
             for kind, value, glob in breaks:
                 self.send("break", self._breaks_changed, kind=kind, value=value, module=glob)

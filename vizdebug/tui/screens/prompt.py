@@ -14,6 +14,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ...live import LiveRun
+from ...ui.safe import safe
 
 __all__ = ["LivePicker", "PromptScreen"]
 
@@ -82,7 +83,7 @@ class LivePicker(ModalScreen[LiveRun | None]):
             yield Static(Text("Several live runs: attach to which?", style="bold"))
             options = OptionList(id="live-runs", markup=False)
             for i, run in enumerate(self.runs):
-                prompt = Text(run.run or run.run_dir.name, style="bold")
+                prompt = Text(safe(run.run or run.run_dir.name), style="bold")
                 prompt.append(f"  pid {run.pid}  {run.run_dir}", style="dim")
                 options.add_option(Option(prompt, id=str(i)))
             yield options

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 
+from ...ui.safe import safe
 from ..data import Delta, RunStore, is_run_dir
 from ..loader import Loader
 from ..widgets import (
@@ -135,7 +136,7 @@ class RunScreen(Screen[None]):
         self.store = RunStore(path)
         self.step_index, self.follow, self.module, self.role = 0, True, "", ""
         self.loaded = False
-        self.sub_title = path.name
+        self.sub_title = safe(path.name)
         self.query_one(MessageBar).clear_message()
         self.query_one(AnomalyTable).reset()
         self.views.reset()

@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 
 from ...events import SnapshotRef
 from ...runs.snapshots import load_snapshot
+from ...ui.safe import safe
 from ..snapshot_steps import ROOT, SnapPoint, snapshot_points
 from ..widgets.live_status import LiveStatus, chain_of
 from .step_view import StepScreen
@@ -75,7 +76,7 @@ class SnapshotScreen(StepScreen):
 
     def on_mount(self) -> None:
         """Read the snapshot files in a worker."""
-        self.sub_title = f"snapshots · {self.run_dir.name}"
+        self.sub_title = safe(f"snapshots · {self.run_dir.name}")
         self.query_one(LiveStatus).show(state="offline", position=None, reason="loading…")
         self.clear_tensors("loading the snapshot…")
         self.run_worker(self._load, thread=True, group="snapshot-load")

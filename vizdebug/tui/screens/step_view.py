@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ...ui.safe import safe
 from ..widgets import MessageBar, TensorInspector
 from ..widgets.breakpoint_list import BreakpointList
 from ..widgets.live_status import LiveStatus
@@ -119,7 +120,7 @@ class StepScreen(Screen[None]):
         options = self.query_one("#step-tensors", OptionList)
         options.clear_options()
         for name in names:
-            options.add_option(Option(Text(name), id=name))
+            options.add_option(Option(Text(safe(name)), id=name))
         if not names:
             return
         pick = next((p for p in prefer if p in names), names[0])

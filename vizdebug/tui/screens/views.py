@@ -15,6 +15,7 @@ import numpy.typing as npt
 from textual.timer import Timer
 
 from ...runs.snapshots import load_snapshot
+from ...ui.safe import safe
 from ..data import Delta, RunStore
 from ..widgets import (
     AnomalyTable,
@@ -296,6 +297,6 @@ class ViewUpdater:
         if tensors:
             inspector.set_tensors(tensors, title=f"Snapshot of step {step}")
             if err:
-                self.screen.notify(err, severity="error")
+                self.screen.notify(safe(err), severity="error", markup=False)
         else:
             inspector.set_message(err or f"The snapshot of step {step} holds no tensors.")

@@ -9,6 +9,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from ...events import Anomaly
+from ...ui.safe import safe
 
 __all__ = ["AnomalyTable"]
 
@@ -45,13 +46,13 @@ class AnomalyTable(DataTable[Text]):
             self._anomalies.append(a)
             self.add_row(
                 Text(str(a.step), style="bold"),
-                Text(a.kind, style="bold red"),
-                Text(a.module or "?"),
-                Text(a.phase),
-                Text(a.role),
+                Text(safe(a.kind), style="bold red"),
+                Text(safe(a.module) or "?"),
+                Text(safe(a.phase)),
+                Text(safe(a.role)),
                 Text(str(a.nan)),
                 Text(str(a.posinf + a.neginf)),
-                Text(a.message),
+                Text(safe(a.message)),
             )
 
     def reset(self) -> None:

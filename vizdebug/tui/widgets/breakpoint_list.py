@@ -11,6 +11,8 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from ...ui.safe import safe
+
 __all__ = ["BreakpointList", "describe_breakpoint"]
 
 _OPS = {"abs_gt": "|x| >", "grad_norm_gt": "grad norm >", "zero_frac_gt": "zero fraction >"}
@@ -69,7 +71,7 @@ class BreakpointList(OptionList):
         self.clear_options()
         for bp in breakpoints:
             prompt = Text(f"#{bp.get('id')} ", style="dim")
-            prompt.append(describe_breakpoint(bp))
+            prompt.append(safe(describe_breakpoint(bp)))
             self.add_option(Option(prompt, id=str(bp.get("id"))))
         if ids:
             self.highlighted = min(old or 0, len(ids) - 1)

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
+from ...ui.safe import safe
 from ..data import Latest, RunStore
 from ..health import fmt, problems, styled
 
@@ -38,7 +39,7 @@ def health_rows(store: RunStore, names: Sequence[str], step: int | None) -> list
 
 def _cells(row: HealthRow) -> list[Text]:
     name, out, grad, grole, weight = row
-    cells = [Text(name) if name else Text("(root)", style="dim")]
+    cells = [Text(safe(name)) if name else Text("(root)", style="dim")]
     if out is not None:
         biggest = max(abs(out.get("min")), abs(out.get("max")))
         numel = out.get("numel")

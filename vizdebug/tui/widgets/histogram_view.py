@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual.widget import Widget
 
+from ...ui.safe import safe
 from ..health import fmt
 
 __all__ = ["HistogramView"]
@@ -37,7 +38,7 @@ class HistogramView(Widget):
         self._counts = np.asarray(counts, dtype=np.float64)
         self._edges = (lo, hi)
         self._message = ""
-        self.border_title = Text(title)
+        self.border_title = Text(safe(title))
         self.refresh()
 
     def set_message(self, message: str) -> None:
@@ -49,7 +50,7 @@ class HistogramView(Widget):
     def render(self) -> RenderResult:
         """Draw the bars, scaled to the widget's size."""
         if not len(self._counts):
-            return Text(self._message, style="dim")
+            return Text(safe(self._message), style="dim")
         if not self._counts.sum():
             return Text("no finite values", style="dim")
         width = max(1, self.content_size.width)

@@ -8,6 +8,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from ...ui.safe import safe
+
 __all__ = ["STATES", "LiveStatus", "chain_of"]
 
 #: What the status line can say about the training process.
@@ -82,7 +84,7 @@ class LiveStatus(Static):
             text.append(control, style="bold" if control == "controlling" else "bold magenta")
         if run:
             text.append("  ·  run ", style="dim")
-            text.append(run)
+            text.append(safe(run))
         text.append("\n")
         pos = self.position
         if pos is None:
@@ -93,22 +95,22 @@ class LiveStatus(Static):
             text.append("step ", style="dim")
             text.append(str(pos.get("step", "?")), style="bold")
             text.append("  ·  ", style="dim")
-            text.append(str(pos.get("phase", "")), style="bold")
+            text.append(safe(pos.get("phase", "")), style="bold")
             text.append("  ·  module ", style="dim")
-            text.append(module or "(model)", style="bold cyan")
+            text.append(safe(module) or "(model)", style="bold cyan")
             mtype = str(pos.get("module_type", ""))
             if mtype:
-                text.append(f" ({mtype})")
+                text.append(f" ({safe(mtype)})")
             if pos.get("call"):
                 text.append(f"  call {pos['call']}", style="dim")
             text.append("\n")
             chain = pos.get("chain")
             chain = list(chain) if isinstance(chain, list | tuple) else list(chain_of(module))
             text.append("in ", style="dim")
-            text.append(" / ".join(str(c) or "(model)" for c in chain) if chain else "-")
+            text.append(" / ".join(safe(c) or "(model)" for c in chain) if chain else "-")
             text.append("\n")
         if reason:
             text.append("reason ", style="dim")
-            text.append(reason, style="bold red" if "NaN" in reason else "")
+            text.append(safe(reason), style="bold red" if "NaN" in reason else "")
         self.update(text)
         self.renders += 1

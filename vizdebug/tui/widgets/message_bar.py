@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from ...ui.safe import safe
+
 __all__ = ["MessageBar"]
 
 
@@ -19,7 +21,7 @@ class MessageBar(Static):
 
     def show_message(self, text: str, *, severity: str = "warning") -> None:
         """Show ``text``; ``severity`` is "warning" or "error"."""
-        self.update(Text(text))
+        self.update(Text(safe(text)))
         self.set_class(severity == "error", "-error")
         self.set_class(severity != "error", "-warning")
         self.display = True

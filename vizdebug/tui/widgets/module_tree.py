@@ -10,6 +10,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from ...events import ModuleInfo
+from ...ui.safe import safe
 
 __all__ = ["ModuleTree", "tree_order"]
 
@@ -61,9 +62,9 @@ class ModuleTree(Tree[str]):
         for name in order:
             parent_name = name.rpartition(".")[0]
             parent = self._by_name.get(parent_name, self.root)
-            label = Text(name.rpartition(".")[2] or name)
+            label = Text(safe(name.rpartition(".")[2] or name))
             if types.get(name):
-                label.append(f"  {types[name]}", style="dim")
+                label.append(f"  {safe(types[name])}", style="dim")
             self._by_name[name] = parent.add(label, data=name, expand=True, allow_expand=True)
         for node in self._by_name.values():
             node.allow_expand = bool(node.children)

@@ -11,6 +11,8 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from ...ui.safe import safe
+
 __all__ = ["RunEntry", "RunsList"]
 
 
@@ -64,7 +66,7 @@ class RunsList(OptionList):
         for entry in entries:
             prompt = Text()
             prompt.append("● " if entry.live else "  ", style="green")
-            prompt.append(entry.label)
+            prompt.append(safe(entry.label))
             extra = f"  {entry.steps} steps" if entry.steps else ""
             if entry.anomalies:
                 prompt.append(extra)

@@ -13,6 +13,7 @@ from textual.widgets import OptionList, Sparkline, Static
 from textual.widgets.option_list import Option
 
 from ...events import Histogram
+from ...ui.safe import safe
 from ..health import fmt
 from .histogram_view import HistogramView
 
@@ -67,7 +68,7 @@ class ScalarView(Horizontal):
         current = self._tags[options.highlighted] if options.highlighted is not None else None
         self._tags = tags
         options.clear_options()
-        options.add_options([Option(Text(t), id=t) for t in tags])
+        options.add_options([Option(Text(safe(t)), id=t) for t in tags])
         if tags:
             options.highlighted = tags.index(current) if current in tags else 0
 
@@ -89,7 +90,7 @@ class ScalarView(Horizontal):
             arr, nan=fill, posinf=fill, neginf=fill
         ).tolist()
         i = int(np.searchsorted(np.asarray(steps), step, side="right")) - 1
-        title = Text(tag, style="bold")
+        title = Text(safe(tag), style="bold")
         if i >= 0:
             title.append(f"  step {steps[i]}: ", style="dim")
             title.append(fmt(float(arr[i]), 12), style="bold")
@@ -104,7 +105,7 @@ class ScalarView(Horizontal):
         means = [h.sum / h.num if h.num else 0.0 for h in hists]
         self.query_one("#scalar-spark", Sparkline).data = means
         chosen = [h for h in hists if h.step <= step] or list(hists[:1])
-        title = Text(tag, style="bold")
+        title = Text(safe(tag), style="bold")
         view = self.query_one("#scalar-hist", HistogramView)
         view.display = True
         if chosen:

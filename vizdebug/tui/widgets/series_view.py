@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Sparkline, Static
 
+from ...ui.safe import safe
 from ..health import fmt
 
 __all__ = ["SERIES_COLUMNS", "SeriesView"]
@@ -61,7 +62,7 @@ class SeriesView(VerticalScroll):
             series: Values over steps by statistic name (see :data:`SERIES_COLUMNS`).
             at_cursor: The value of each statistic at the cursor step.
         """
-        self.query_one("#series-title", Static).update(Text(title))
+        self.query_one("#series-title", Static).update(Text(safe(title)))
         for col in SERIES_COLUMNS:
             key = col.rstrip("%")
             values = series.get(col, np.zeros(0))

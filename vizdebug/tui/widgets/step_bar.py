@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from ...ui.safe import safe
+
 __all__ = ["StepBar"]
 
 
@@ -32,9 +34,9 @@ class StepBar(Static):
             text.append(str(step), style="bold")
             text.append(f" ({index + 1}/{total})", style="dim")
         text.append("  ·  module ", style="dim")
-        text.append(module or "-", style="bold")
+        text.append(safe(module) or "-", style="bold")
         if role:
-            text.append(f" ({role})", style="dim")
+            text.append(f" ({safe(role)})", style="dim")
         if live:
             text.append("  ·  ● live", style="green")
         self.update(text)

@@ -18,6 +18,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ...stats import reference_stats
+from ...ui.safe import safe
 from ..health import fmt
 from .histogram_view import HistogramView
 from .value_grid import ValueGrid
@@ -123,10 +124,10 @@ class TensorInspector(Horizontal):
         """Offer tensors for inspection (names shown literally) and show the first."""
         self._tensors = {k: np.asarray(v) for k, v in tensors.items()}
         options = self.query_one("#tensor-list", OptionList)
-        options.border_title = Text(title)
+        options.border_title = Text(safe(title))
         options.clear_options()
         for name, arr in self._tensors.items():
-            prompt = Text(name)
+            prompt = Text(safe(name))
             prompt.append(f"\n  {list(arr.shape)} {arr.dtype}", style="dim")
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 prompt.append(" nonfinite", style="bold red")
@@ -142,7 +143,7 @@ class TensorInspector(Horizontal):
         self._tensors = {}
         self._selected = ""
         self.query_one("#tensor-list", OptionList).clear_options()
-        self.query_one("#tensor-stats", Static).update(Text(message))
+        self.query_one("#tensor-stats", Static).update(Text(safe(message)))
         self.query_one("#tensor-hist", HistogramView).set_message("")
         self.query_one("#index-info", Static).update("")
         self.query_one("#tensor-grid", ValueGrid).clear(columns=True)
@@ -153,7 +154,7 @@ class TensorInspector(Horizontal):
         if arr is None:
             return
         self._selected = name
-        text = Text(name, style="bold")
+        text = Text(safe(name), style="bold")
         text.append(f"  shape {list(arr.shape)}  dtype {arr.dtype}\n")
         hist = self.query_one("#tensor-hist", HistogramView)
         if arr.dtype.kind in "fiub":
@@ -193,7 +194,7 @@ class TensorInspector(Horizontal):
         try:
             index, free = parse_index(text, arr.shape)
         except ValueError as exc:
-            info.update(Text(f"bad index: {exc}", style="bold red"))
+            info.update(Text(safe(f"bad index: {exc}"), style="bold red"))
             return False
         part = arr[index] if index else arr
         offsets = [cast(slice, index[d]).indices(arr.shape[d]) for d in free]
