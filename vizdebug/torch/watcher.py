@@ -303,6 +303,7 @@ class Watch(StepCheck, ModuleHooks, StepClock):
                 "vizdebug/torch",
                 "forward passes outside training (no_grad, inference_mode or eval() mode) "
                 "are not recorded: they are not part of a training step",
+                step=self._last_forward_step,
             )
         return evaluation
 
