@@ -33,8 +33,13 @@ Peak memory is measured separately, one subprocess per tool (``VmHWM`` after 60 
 tracemalloc does not see torch's allocator and torch has no allocator statistics on CPU. It
 includes the ~0.3 GB that importing torch costs: compare the columns.
 
-Models: the digits CNN of examples/torch_digits.py (batch 64, 8x8 images) and a small
-``nn.TransformerEncoder`` (2 layers, d_model 64, 4 heads, sequence 32, batch 16).
+Models (``--models``): the digits CNN of examples/torch_digits.py (batch 64, 8x8 images), a
+small ``nn.TransformerEncoder`` (2 layers, d_model 64, 4 heads, sequence 32, batch 16), and two
+models people train, from the test zoo (tests/torch/zoo.py): ``resnet18`` (the full ResNet-18
+layout, batch 8, 64x64) and ``bert`` (Hugging Face's BERT-mini from a config, sequence 64,
+batch 8). A ``-compiled`` suffix (``cnn-compiled``) runs every copy, the bare one included,
+under ``torch.compile`` (watched first, then compiled). The real models take minutes a round:
+``--models resnet18,bert --blocks 3`` keeps a run under half an hour.
 """
 
 from __future__ import annotations
@@ -73,11 +78,38 @@ TOOLS = {
 }
 
 
+#: What each ``--models`` name trains (a ``-compiled`` suffix: the same under torch.compile).
+TITLES = {
+    "cnn": "digits CNN, batch 64",
+    "tf": "TransformerEncoder, 2 layers, d_model 64",
+    "resnet18": "ResNet-18 (11.2M parameters), batch 8, 64x64",
+    "bert": "BERT-mini (4 layers, hidden 256, 4 heads), sequence 64, batch 8",
+}
+
+
 def _model(kind: str) -> tuple[Any, Any, Any]:
     import torch
     from torch import nn
 
     torch.manual_seed(0)
+    kind = kind.removesuffix("-compiled")
+    if kind in ("resnet18", "bert"):
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "torch"))
+        import zoo
+
+        if kind == "resnet18":
+            return zoo.resnet18(10), torch.randn(8, 3, 64, 64), torch.randint(0, 10, (8,))
+
+        class Logits(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.bert = zoo.bert_mini()
+
+            def forward(self, ids: Any) -> Any:
+                return self.bert(input_ids=ids).logits
+
+        batch = zoo.hf_batch("bert_mini", batch=8, seq=64)
+        return Logits(), batch["input_ids"], batch["labels"]
     if kind == "cnn":
         model = nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1),
@@ -95,7 +127,9 @@ def _model(kind: str) -> tuple[Any, Any, Any]:
 class Runner:
     """One tool on its own copy of the model: ``run(n)`` trains ``n`` steps and flushes."""
 
-    def __init__(self, tool: str, model: Any, x: Any, y: Any, logdir: str) -> None:
+    def __init__(
+        self, tool: str, model: Any, x: Any, y: Any, logdir: str, compiled: bool = False
+    ) -> None:
         import torch
 
         self.model, self.x, self.y = model, x, y
@@ -123,6 +157,8 @@ class Runner:
             from tensorboardX import SummaryWriter as XWriter
 
             self.hist = XWriter(logdir)
+        if compiled:  # watched first, then compiled, as a user adds one line to a script
+            self.model = torch.compile(model)
         self.anomaly: Callable[[], Any] = (
             torch.autograd.detect_anomaly if tool == "detect_anomaly" else contextlib.nullcontext
         )
@@ -189,8 +225,11 @@ def interleaved(
 
     torch.set_num_threads(1)
     model, x, y = _model(kind)
+    compiled = kind.endswith("-compiled")
     runners = {
-        tool: Runner(tool, copy.deepcopy(model), x, y, os.path.join(logdir, f"{kind}-{i}"))
+        tool: Runner(
+            tool, copy.deepcopy(model), x, y, os.path.join(logdir, f"{kind}-{i}"), compiled
+        )
         for i, tool in enumerate(tools)
     }
     for r in runners.values():
@@ -241,7 +280,7 @@ def _rss_child(kind: str, tool: str, steps: int) -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as logdir:
         model, x, y = _model(kind)
-        runner = Runner(tool, model, x, y, logdir)
+        runner = Runner(tool, model, x, y, logdir, kind.endswith("-compiled"))
         runner.run(steps)
         runner.close()
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report the
@@ -321,8 +360,10 @@ def main() -> None:
           f"thread; {args.blocks} rounds of {args.block} steps per tool in {SLICE}-step slices, "
           f"{where}, each slice next to a bare slice (its ratio's pair), "
           f"{time.strftime('%Y-%m-%d')}.\n")  # fmt: skip
-    titles = {"cnn": "digits CNN, batch 64", "tf": "TransformerEncoder, 2 layers, d_model 64"}
     for kind in args.models.split(","):
+        title = TITLES[kind.removesuffix("-compiled")]
+        if kind.endswith("-compiled"):
+            title += ", torch.compile (the bare copy compiled too)"
         steal = Steal()
         times, neighbours, background = measure(
             kind, args.blocks, args.block, tools, args.one_process
@@ -331,7 +372,7 @@ def main() -> None:
         if args.json:
             print(json.dumps(times))
         rss = {} if args.no_rss else {t: peak_rss(kind, t, 60) for t in tools}
-        print(f"### {titles[kind]}\n")
+        print(f"### {title}\n")
         print("| tool | median ms/step | x bare (paired) | 95% CI | own threads' CPU ms/step "
               "| peak RSS MB |")  # fmt: skip
         print("|---|---:|---:|---:|---:|---:|")

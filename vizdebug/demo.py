@@ -100,7 +100,8 @@ def run_demo(
 
     Args:
         logdir: Run directory (default: a new one under ``$VIZDEBUG_LOGDIR`` or ``./runs``).
-        epochs: Epochs to train (default: 30 with the TUI, 3 without).
+        epochs: Epochs to train (default: 30 with the TUI, 3 without, or more to reach
+            ``nan_at``).
         nan_at: Step at which to poison one layer's output with a NaN, to show the tracing.
         tui: Open the TUI (default: when standard input and output are a terminal).
         console: Where to print.
@@ -118,6 +119,8 @@ def run_demo(
         tui = sys.stdin.isatty() and sys.stdout.isatty()
     if epochs is None:
         epochs = 30 if tui else 3
+        if isinstance(nan_at, int) and nan_at >= 0:  # long enough to reach the NaN and beyond
+            epochs = max(epochs, nan_at // -(-_DIGITS // _BATCH) + 2)
     _check_args(epochs, nan_at)
     run_dir = Path(logdir) if logdir else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -259,3 +260,20 @@ def test_nothing_is_dropped_and_run_json_says_so(tmp_path: Path) -> None:
             assert {(name, r, step) for r in ("weight", "grad", "update")} <= roles
         for name in ("0", "1", "2"):
             assert {(name, r, step) for r in ("output", "grad_output")} <= roles
+
+
+@pytest.mark.parametrize("nan_at", [37, 40])  # off and on the demo's recording schedule
+def test_the_demo_names_the_injected_module_at_its_step(tmp_path: Path, nan_at: int) -> None:
+    from rich.console import Console
+
+    from vizdebug.demo import train
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonFiniteWarning)
+        train(tmp_path, epochs=2, nan_at=nan_at, console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    run = load_run(tmp_path)
+    first = run.anomalies[0]
+    assert (first.step, first.module, first.module_type, first.phase) == (
+        nan_at, "6", "Linear", "forward",
+    )  # fmt: skip
+    assert nan_at in {s.step for s in run.snapshots}

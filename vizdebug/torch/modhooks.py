@@ -16,7 +16,7 @@ import torch
 
 from ..writer import Writer
 from .devstats import dtype_name, skip_reason, stats_row
-from .flat import Parts
+from .flat import FlatGroup
 from .hooks import Slot, hang, iter_tensors
 from .inplace import WriteGuard
 from .live import TorchLive
@@ -26,6 +26,8 @@ from .sentinel import Sentinel
 from .worker import Entry, StatsWorker
 
 __all__ = ["GradHook", "ModuleHooks"]
+
+_no_torch_function = torch._C.DisableTorchFunction
 
 #: An output a gradient hook serves: slot, call, output index, path, whether it is recorded.
 GradHook = tuple[Slot, int, int, str, bool]
@@ -65,6 +67,15 @@ class ModuleHooks:
     def _forward(self, slot: Slot, module: torch.nn.Module, args: Any, output: Any) -> None:
         if self._closed or self._evaluating:
             return
+        if self._guard.active:
+            # vizdebug's own reads of tensor attributes skip the guard's mode (each would go
+            # through Python's torch-function dispatch: ~800 calls a ResNet-18 step)
+            with _no_torch_function():
+                self._forward_in(slot, args, output)
+        else:
+            self._forward_in(slot, args, output)
+
+    def _forward_in(self, slot: Slot, args: Any, output: Any) -> None:
         call = self._calls[slot.index]
         self._calls[slot.index] = call + 1
         if self._replaying:
@@ -196,16 +207,22 @@ class ModuleHooks:
         self._entries.append(entry)
         return None
 
-    def _stat_flat(self, parts: Parts, role: str, flat: torch.Tensor) -> None:
-        """Statistics of a flat copy of parameters (:mod:`.flat`): one entry, a row per part."""
+    def _stat_flat(self, group: FlatGroup, role: str, flat: torch.Tensor) -> None:
+        """Statistics of a flat copy of parameters (:mod:`.flat`): one entry, a row per part;
+        the group takes the copy back once it is read."""
+        parts = group.parts
         if self.offload and flat.is_cpu:
-            entry = Entry("parameters", role, 0, "", (), flat, flat._version, parts=parts)
+            entry = Entry(
+                "parameters", role, 0, "", (), flat, flat._version, parts=parts,
+                recycle=group.recycle,
+            )  # fmt: skip
             self._worker.submit(entry)
             self._entries.append(entry)
             return
         views = torch.split(flat, parts.sizes)
         for name, shape, part in zip(parts.names, parts.shapes, views, strict=True):
             self._stat(name, role, 0, part.view(shape))
+        group.recycle(flat)  # the device reads in stream order, before any later copy into it
 
     def _skip(self, name: str, role: str, reason: str) -> None:
         if (name, reason) not in self._skipped:

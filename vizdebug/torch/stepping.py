@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..writer import Writer
-from .flat import FlatGroup, Parts, flat_groups
+from .flat import FlatGroup, flat_groups
 from .inplace import WriteGuard
 from .live import TorchLive
 from .recorder import FlightRecorder
@@ -67,7 +67,7 @@ class StepClock:
     def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> Entry | None:
         raise NotImplementedError
 
-    def _stat_flat(self, parts: Parts, role: str, flat: torch.Tensor) -> None:
+    def _stat_flat(self, group: FlatGroup, role: str, flat: torch.Tensor) -> None:
         raise NotImplementedError
 
     def _hook_modules(self, on: bool) -> None:
@@ -101,10 +101,12 @@ class StepClock:
             return
         updates = "updates" in self.what
         for group, before in self._before:
-            self._stat_flat(group.parts, "weight", before)
+            # the update first: once handed over, ``before`` may be read and recycled into
+            # the very copy the update is made in
             update = group.update(before) if updates else None
+            self._stat_flat(group, "weight", before)
             if update is not None:  # None: p.data was reassigned in the step
-                self._stat_flat(group.parts, "update", update)
+                self._stat_flat(group, "update", update)
         for name, p, value in self._before_single:
             self._stat(name, "weight", 0, value)
             if updates:
@@ -130,7 +132,7 @@ class StepClock:
         for group in self._flat:
             flat = group.grads()
             if flat is not None:
-                self._stat_flat(group.parts, "grad", flat)
+                self._stat_flat(group, "grad", flat)
                 continue
             for name, p in zip(group.parts.names, group.params, strict=True):
                 if p.grad is not None:
@@ -146,7 +148,7 @@ class StepClock:
         if self._recording:
             if "weights" in self.what:
                 for group, flat in self._copy_weights():
-                    self._stat_flat(group.parts, "weight", flat)
+                    self._stat_flat(group, "weight", flat)
                 for name, p in self._single:
                     self._stat(name, "weight", 0, p.detach().clone())
             if "gradients" in self.what:
@@ -172,5 +174,8 @@ class StepClock:
         self._step += 1
         self.writer.step = self._step
         self._recording = self._scheduled(self._step)
+        if not self._recording:
+            for group in self._flat:
+                group.drop_spares()  # kept only while consecutive steps are recorded
         exact = self._exact and self._sentinel_on
         self._hook_modules(self._recording or self._need_structure or exact)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -64,6 +64,8 @@ class Entry:
     state: int = _QUEUED
     problem: str = ""
     parts: Parts | None = None
+    #: Called with the tensor once the worker has read it (a flat copy's group takes it back).
+    recycle: Callable[[torch.Tensor], None] | None = None
 
     @property
     def rows(self) -> int:
@@ -173,6 +175,10 @@ class StatsWorker:
         self._queue: queue.SimpleQueue[list[Entry] | StatsBatch | None] = queue.SimpleQueue()
         self._lock = threading.Condition()
         self._pending = 0
+        #: Entries handed to the thread (training thread's count) and read (the worker's):
+        #: one writer each, no lock on the training thread's hand-over.
+        self._handed = 0
+        self._read = 0
         self._failed = 0
         self._failed_batches = 0
         self._thread = threading.Thread(target=self._loop, name="vizdebug-torch-stats", daemon=True)
@@ -191,6 +197,7 @@ class StatsWorker:
     def flush(self) -> None:
         """Hand the entries submitted so far to the worker (training thread)."""
         if self._held:
+            self._handed += len(self._held)
             self._queue.put(self._held)
             self._held = []
 
@@ -205,6 +212,13 @@ class StatsWorker:
                 entry.version = copy._version
             while entry.state == _BUSY:
                 self._lock.wait()
+
+    def wait_idle(self) -> None:
+        """Wait until every entry handed over so far is read (before tensors change in place)."""
+        self.flush()
+        with self._lock:
+            while self._read < self._handed and self._thread.is_alive():
+                self._lock.wait(1.0)
 
     def end_step(self, batch: StatsBatch) -> None:
         """Close a step: the worker stacks its rows after the last entry (training thread)."""
@@ -290,6 +304,9 @@ class StatsWorker:
                     e.row = self._row(t, e.name)
                     e.index = -1
                 e.tensor = None
+                if e.recycle is not None:
+                    e.recycle(t)
+            self._read += len(entries)
             self._lock.notify_all()
 
     def _part_rows(self, t: torch.Tensor, parts: Parts) -> torch.Tensor | None:
