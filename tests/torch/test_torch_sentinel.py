@@ -193,7 +193,7 @@ def test_replay_traces_a_forward_nan_on_an_unhooked_step(tmp_path: Path) -> None
         for step in range(5):
             x = torch.rand(3, 4) * (1e7 if step == 3 else 1.0)
             _train(model, opt, 1, x)
-        assert not w._exact  # the replay reproduced it: no switch to exact tracing
+        assert not w._state.exact  # the replay reproduced it: no switch to exact tracing
     run = load_run(tmp_path)
     first = run.anomalies[0]
     assert (first.step, first.module, first.module_type) == (3, "2", "Overflow")
@@ -239,7 +239,7 @@ def test_unreproduced_nan_is_named_where_seen_then_traced_exactly(tmp_path: Path
             opt.zero_grad()
             model(torch.rand(3, 4)).nan_to_num().square().mean().backward()  # finite gradients
             opt.step()
-        assert w._exact
+        assert w._state.exact
     first, second = load_run(tmp_path).anomalies[:2]
     assert (first.step, first.module, first.phase, first.role) == (3, "", "forward", "output")
     assert "did not reproduce it" in first.message

@@ -10,54 +10,69 @@ saw it, says so, and switches the watch to exact tracing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from .hooks import Slot
+from .index import ModelIndex
 from .losscheck import LossCheck
 from .recorder import FlightRecorder
 from .replay import Tape, replay
 from .report import Reporter
 from .sentinel import Finding, Sentinel, Site, count_nonfinite
+from .state import StepState
 
 __all__ = ["StepCheck", "replay_target", "unreproduced"]
 
 
 class StepCheck:
-    """The check and replay half of :class:`~vizdebug.torch.watcher.Watch` (a mixin)."""
+    """The NaN/Inf check of a step, and the replay a flagged step without module hooks needs.
 
-    _sentinel_on: bool
-    _hooked: bool
-    _sentinel: Sentinel
-    _step: int
-    _reporter: Reporter
-    _tape: Tape
-    _recorder: FlightRecorder
-    _calls: list[int]
-    _slots: list[Slot]
-    _replaying: bool
-    _target: torch.nn.Module
-    _grad_sites: list[tuple[Site, torch.nn.Parameter]]
-    _weight_sites: list[tuple[Site, torch.nn.Parameter]]
-    _exact: bool
-    _updates: int
-    _losses: LossCheck
+    Args:
+        state: The step's state (read: flags, step, updates; the replay swaps ``calls`` and
+            sets ``replaying``; a replay that does not reproduce sets ``exact``).
+        index: The model's modules and parameters with their sentinel sites.
+        sentinel: The detection check and the search for the first site.
+        recorder: The flight recorder (reset for a replay).
+        reporter: What a finding becomes.
+        tape: The step's root calls, for a replay.
+        losses: Non-finite losses passed to ``watch.step`` (read at each check).
+        target: What a replay calls.
+        hook_modules: Adds or removes every module's hooks (the watch's).
+    """
 
-    def _hook_modules(self, on: bool) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        state: StepState,
+        index: ModelIndex,
+        sentinel: Sentinel,
+        recorder: FlightRecorder,
+        reporter: Reporter,
+        tape: Tape,
+        losses: LossCheck,
+        target: torch.nn.Module,
+        hook_modules: Callable[[bool], None],
+    ) -> None:
+        self.state, self.sentinel, self.recorder = state, sentinel, recorder
+        self.reporter, self.tape, self.losses, self.target = reporter, tape, losses, target
+        self.hook_modules = hook_modules
+        self._slots = len(index.slots)
+        self._grad_sites = index.grad_sites
+        self._weight_sites = index.weight_sites
 
-    def _check(self) -> Finding | None:
-        if not self._sentinel_on:
+    def check(self) -> Finding | None:
+        """Check the step (before the optimizer update); report and return a finding."""
+        state = self.state
+        if not state.sentinel_on:
             return None
-        if self._hooked:
-            finding = self._sentinel.check(self._step, self._weights_used, self._param_grads)
+        if state.hooked:
+            finding = self.sentinel.check(state.step, self._weights_used, self.param_grads)
         else:
-            grads = [g for _, g in self._param_grads() if g is not None and not g.is_sparse]
-            finding = self._replay() if self._sentinel.flagged(grads) else None
+            grads = [g for _, g in self.param_grads() if g is not None and not g.is_sparse]
+            finding = self._replay() if self.sentinel.flagged(grads) else None
         if finding is not None:
-            self._reporter.report(finding, self._step)
-        self._losses.settle()
+            self.reporter.report(finding, state.step)
+        self.losses.settle()
         return finding
 
     def _replay(self) -> Finding | None:
@@ -66,23 +81,24 @@ class StepCheck:
         The step is always replayed, also when a weight is to blame: the flight recorder's
         snapshot then holds every module's inputs and outputs of the step.
         """
-        s, step = self._sentinel, self._step
+        s, state = self.sentinel, self.state
+        step = state.step
         roots = s.roots
         root_grads = [
-            (k, g) for call in self._tape.calls for k, g in enumerate(call.grads) if g is not None
+            (k, g) for call in self.tape.calls for k, g in enumerate(call.grads) if g is not None
         ]
-        original = self._param_grads()
+        original = self.param_grads()
         s.reset()
-        self._recorder.reset()
-        calls, self._calls = self._calls, [0] * len(self._slots)
-        self._replaying = True
-        self._hook_modules(True)
+        self.recorder.reset()
+        calls, state.calls = state.calls, [0] * self._slots
+        state.replaying = True
+        self.hook_modules(True)
         try:
-            result = replay(self._target, self._tape.calls, [p for _, p in self._grad_sites])
+            result = replay(self.target, self.tape.calls, [p for _, p in self._grad_sites])
         finally:
-            self._replaying = False
-            self._hook_modules(False)
-            self._calls = calls
+            state.replaying = False
+            self.hook_modules(False)
+            state.calls = calls
         if not isinstance(result, str):
             sites = [site for site, _ in self._grad_sites]
             grads = lambda: list(zip(sites, result, strict=True))  # noqa: E731
@@ -107,20 +123,21 @@ class StepCheck:
         for where, t in seen:
             nan, pos, neg = count_nonfinite(t)
             if nan or pos or neg:
-                self._exact = True
+                state.exact = True
                 return unreproduced(step, where, why, nan, pos, neg)
         return None  # a norm of huge finite values overflowed: nothing is non-finite
 
     def _weights_used(self) -> Sequence[tuple[Site, torch.Tensor]]:
-        if not self._updates:
+        if not self.state.updates:
             return self._weight_sites
         # the weights this step used came from the last optimizer step
         return [
-            (dataclasses.replace(site, phase="optimizer", step=self._step - 1), p)
+            (dataclasses.replace(site, phase="optimizer", step=self.state.step - 1), p)
             for site, p in self._weight_sites
         ]
 
-    def _param_grads(self) -> list[tuple[Site, torch.Tensor | None]]:
+    def param_grads(self) -> list[tuple[Site, torch.Tensor | None]]:
+        """Each parameter's gradient now, with its sentinel site."""
         return [(site, p.grad) for site, p in self._grad_sites]
 
 

@@ -1,4 +1,4 @@
-"""The step clock of :class:`~vizdebug.torch.watcher.Watch`: the optimizer hooks and the step end.
+"""The step clock of a watch: the optimizer hooks and the step end.
 
 A step ends at the optimizer's step post-hook (or, without an optimizer, at the next root
 call, or when a root call's outputs need no gradient). Before the update the step is checked
@@ -11,6 +11,7 @@ step's schedule decides which module hooks it needs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,101 +21,98 @@ from .flat import FlatGroup, flat_groups
 from .inplace import WriteGuard
 from .live import TorchLive
 from .recorder import FlightRecorder
-from .replay import RootCall, Tape
+from .replay import Tape
 from .sentinel import Finding, NonFiniteError, Sentinel
-from .worker import Entry, StatsBatch, StatsWorker
+from .state import Options, StepState
+from .statqueue import StatQueue
+from .worker import StatsBatch, StatsWorker
 
 __all__ = ["StepClock"]
 
 
 class StepClock:
-    """The optimizer-hook and step-end half of :class:`~vizdebug.torch.watcher.Watch` (a mixin)."""
+    """The optimizer's hooks, the weight/gradient/update entries and the end of a step.
 
-    writer: Writer
-    what: frozenset[str]
-    every: int
-    first: int
-    bins: int
-    on_anomaly: str | None
-    _closed: bool
-    _live: TorchLive | None
-    _step: int
-    _recording: bool
-    _params: list[tuple[str, torch.nn.Parameter, bool]]
-    _flat: list[FlatGroup]
-    _single: list[tuple[str, torch.nn.Parameter]]
-    _before: list[tuple[FlatGroup, torch.Tensor]]
-    _before_single: list[tuple[str, torch.nn.Parameter, torch.Tensor]]
-    _updates: int
-    _worker: StatsWorker
-    _entries: list[Entry]
-    _sentinel: Sentinel
-    _sentinel_on: bool
-    _exact: bool
-    _recorder: FlightRecorder
-    _guard: WriteGuard
-    _tape: Tape
-    _root_call: RootCall | None
-    _hung: list[Any]
-    _calls: list[int]
-    _slots: list[Any]
-    _root_calls: int
-    _need_structure: bool
+    Args:
+        options: The watch's options (``what``, the schedule, ``on_anomaly``, ``bins``).
+        state: The step's state (the clock advances it).
+        params: ``(name, parameter, selected)`` of the model, in order.
+        stats: Where weights, gradients and updates go.
+        check: The step's NaN/Inf check (:meth:`.checking.StepCheck.check`).
+        hook_modules: Adds or removes every module's hooks (the watch's).
+        worker: The statistics worker (the step's batch goes to it).
+        writer: The writer (the step's batch, the step counter).
+        sentinel, recorder, guard, tape: Reset at each step's end.
+        live: The live debugger's hook points, if served.
+    """
 
-    def _check(self) -> Finding | None:
-        raise NotImplementedError
-
-    def _stat(self, name: str, role: str, call: int, t: torch.Tensor) -> Entry | None:
-        raise NotImplementedError
-
-    def _stat_flat(self, group: FlatGroup, role: str, flat: torch.Tensor) -> None:
-        raise NotImplementedError
-
-    def _hook_modules(self, on: bool) -> None:
-        raise NotImplementedError
-
-    def _scheduled(self, step: int) -> bool:
-        return bool(self.what) and (step < self.first or step % self.every == 0)
+    def __init__(
+        self,
+        options: Options,
+        state: StepState,
+        params: list[tuple[str, torch.nn.Parameter, bool]],
+        stats: StatQueue,
+        check: Callable[[], Finding | None],
+        hook_modules: Callable[[bool], None],
+        worker: StatsWorker,
+        writer: Writer,
+        sentinel: Sentinel,
+        recorder: FlightRecorder,
+        guard: WriteGuard,
+        tape: Tape,
+        live: TorchLive | None,
+    ) -> None:
+        self.options, self.state, self.stats, self.check = options, state, stats, check
+        self.hook_modules, self.worker, self.writer = hook_modules, worker, writer
+        self.sentinel, self.recorder, self.guard, self.tape = sentinel, recorder, guard, tape
+        self.live = live
+        self._params = params
+        self._flat, self._single = flat_groups(params)
+        self._before: list[tuple[FlatGroup, torch.Tensor]] = []
+        self._before_single: list[tuple[str, torch.nn.Parameter, torch.Tensor]] = []
 
     # -- optimizer ------------------------------------------------------------------------
 
-    def _opt_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
-        if self._closed:
+    def opt_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
+        """The optimizer's step pre-hook: check the step, copy the weights, hand over grads."""
+        state, what = self.state, self.options.what
+        if state.closed:
             return
-        finding = self._check()
-        if finding is not None and self.on_anomaly == "raise":
-            self._end_step()
+        finding = self.check()
+        if finding is not None and self.options.on_anomaly == "raise":
+            self.end_step()
             raise NonFiniteError(finding)
-        live = self._live
+        live = self.live
         if live is not None and live.debugger.armed:
-            live.optimizer_step(self._step)
-        if self._recording and self.what & {"weights", "updates"}:
+            live.optimizer_step(state.step)
+        if state.recording and what & {"weights", "updates"}:
             self._before = self._copy_weights()
             with torch.no_grad():
                 self._before_single = [(name, p, p.clone()) for name, p in self._single]
-        if self._recording and "gradients" in self.what:
+        if state.recording and "gradients" in what:
             self._record_param_grads()
-        self._worker.flush()  # the backward pass's gradients
+        self.worker.flush()  # the backward pass's gradients
 
-    def _opt_post(self, opt: Any, args: Any, kwargs: Any) -> None:
-        if self._closed:
+    def opt_post(self, opt: Any, args: Any, kwargs: Any) -> None:
+        """The optimizer's step post-hook: weights and updates, then the step's end."""
+        if self.state.closed:
             return
-        updates = "updates" in self.what
+        updates = "updates" in self.options.what
         for group, before in self._before:
             # the update first: once handed over, ``before`` may be read and recycled into
             # the very copy the update is made in
             update = group.update(before) if updates else None
-            self._stat_flat(group, "weight", before)
+            self.stats.flat(group, "weight", before)
             if update is not None:  # None: p.data was reassigned in the step
-                self._stat_flat(group, "update", update)
+                self.stats.flat(group, "update", update)
         for name, p, value in self._before_single:
-            self._stat(name, "weight", 0, value)
+            self.stats.tensor(name, "weight", 0, value)
             if updates:
                 with torch.no_grad():
-                    self._stat(name, "update", 0, p - value)
+                    self.stats.tensor(name, "update", 0, p - value)
         self._before, self._before_single = [], []
-        self._end_step()
-        self._updates += 1
+        self.end_step()
+        self.state.updates += 1
 
     def _copy_weights(self) -> list[tuple[FlatGroup, torch.Tensor]]:
         """Flat copies of the selected parameters' values, one per group (see :mod:`.flat`)."""
@@ -125,57 +123,57 @@ class StepClock:
         return [(group, flat) for group, flat in copies if flat is not None]
 
     def _record_param_grads(self) -> None:
-        # One flat copy per group (see .flat); else by reference: zero_grad() replaces .grad by
-        # default, and an in-place change (zero_grad(set_to_none=False)) before the worker's
-        # read moves the version counter, which drops the row with a note rather than report
-        # mixed values.
+        # One flat copy per group up to FLAT_GRAD_BYTES (see .flat); else by reference:
+        # zero_grad() replaces .grad by default, and optimizer.zero_grad(set_to_none=False)
+        # waits for the worker's read (the watch's _ZeroGradGuard); any other in-place change
+        # before the read moves the version counter, which replaces the row by a note.
+        stats = self.stats
         for group in self._flat:
             flat = group.grads()
             if flat is not None:
-                self._stat_flat(group, "grad", flat)
+                stats.flat(group, "grad", flat)
                 continue
             for name, p in zip(group.parts.names, group.params, strict=True):
                 if p.grad is not None:
-                    self._stat(name, "grad", 0, p.grad)
+                    stats.tensor(name, "grad", 0, p.grad)
         for name, p in self._single:
             if p.grad is not None:
-                self._stat(name, "grad", 0, p.grad)
+                stats.tensor(name, "grad", 0, p.grad)
 
     # -- step end (the one host sync of a step) --------------------------------------------
 
-    def _finish_step(self) -> None:
-        finding = self._check()
-        if self._recording:
-            if "weights" in self.what:
+    def finish_step(self) -> None:
+        """End a step without an optimizer: check it, record weights and gradients."""
+        state, what = self.state, self.options.what
+        finding = self.check()
+        if state.recording:
+            if "weights" in what:
                 for group, flat in self._copy_weights():
-                    self._stat_flat(group, "weight", flat)
+                    self.stats.flat(group, "weight", flat)
                 for name, p in self._single:
-                    self._stat(name, "weight", 0, p.detach().clone())
-            if "gradients" in self.what:
+                    self.stats.tensor(name, "weight", 0, p.detach().clone())
+            if "gradients" in what:
                 self._record_param_grads()
-        self._end_step()
-        if finding is not None and self.on_anomaly == "raise":
+        self.end_step()
+        if finding is not None and self.options.on_anomaly == "raise":
             raise NonFiniteError(finding)
 
-    def _end_step(self) -> None:
-        if self._entries:
-            batch = StatsBatch(self._step, time.time(), self._entries, self.bins)
-            self._entries = []
-            self._worker.end_step(batch)
+    def end_step(self) -> None:
+        """Hand the step's entries over, reset what the step held, start the next step."""
+        state = self.state
+        if state.entries:
+            batch = StatsBatch(state.step, time.time(), state.entries, self.options.bins)
+            state.entries = []
+            self.worker.end_step(batch)
             self.writer.defer(batch)
-        self._sentinel.reset()
-        self._recorder.reset()
-        self._guard.reset()
-        self._tape.reset()
-        self._root_call = None
-        self._hung = []
-        self._calls = [0] * len(self._slots)
-        self._root_calls = 0
-        self._step += 1
-        self.writer.step = self._step
-        self._recording = self._scheduled(self._step)
-        if not self._recording:
+        self.sentinel.reset()
+        self.recorder.reset()
+        self.guard.reset()
+        self.tape.reset()
+        state.next_step(self.options.scheduled(state.step + 1))
+        self.writer.step = state.step
+        if not state.recording:
             for group in self._flat:
                 group.drop_spares()  # kept only while consecutive steps are recorded
-        exact = self._exact and self._sentinel_on
-        self._hook_modules(self._recording or self._need_structure or exact)
+        exact = state.exact and state.sentinel_on
+        self.hook_modules(state.recording or state.need_structure or exact)

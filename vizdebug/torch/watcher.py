@@ -38,7 +38,6 @@ from ..stats import HIST_BINS
 from ..writer import Writer
 from .checking import StepCheck, replay_target
 from .compiled import compiled_original, eager, probe
-from .flat import FlatGroup, flat_groups
 from .graph import trace_graph
 from .hooks import claim, dist_rank, iter_tensors, release
 from .index import ModelIndex
@@ -47,12 +46,14 @@ from .live import TorchLive
 from .losscheck import LossCheck
 from .modhooks import ModuleHooks
 from .recorder import FlightRecorder
-from .replay import RootCall, Tape
+from .replay import Tape
 from .report import Reporter
 from .sentinel import Sentinel
+from .state import Options, StepState
+from .statqueue import StatQueue
 from .stepping import StepClock
 from .structure import module_infos
-from .worker import Entry, StatsWorker
+from .worker import StatsWorker
 
 __all__ = ["DEFAULT_EVERY", "DEFAULT_FIRST", "WHAT", "Watch", "watch"]
 
@@ -63,7 +64,7 @@ _PLAIN, _EVAL, _GUARDED = 0, 1, 2
 OnAnomaly = Literal["warn", "raise", "pause", "log"] | None
 
 
-class Watch(StepCheck, ModuleHooks, StepClock):
+class Watch:
     """Hooks on one model (and optimizer) feeding a :class:`~vizdebug.Writer`.
 
     Create it with :func:`watch`; the arguments are documented there. Use it as a context
@@ -119,8 +120,7 @@ class Watch(StepCheck, ModuleHooks, StepClock):
             raise TypeError(f"writer must be a vizdebug.Writer, got {type(writer).__name__}")
         inc, exc = globs(include, "include"), globs(exclude, "exclude")
         original = compiled_original(model)
-        #: Whether the model runs under torch.compile (see .compiled: no module hooks then).
-        self._compiled = original is not None
+        compiled = original is not None  # torch.compile's wrapper: no module hooks (.compiled)
         if original is not None:
             model = original
         claim(model, id(self))
@@ -145,42 +145,41 @@ class Watch(StepCheck, ModuleHooks, StepClock):
                 if live
                 else None
             )
-            self._closed = False
-            self._step = 0
-            self._last_forward_step = 0
-            self._root_calls = 0
-            self._sentinel_on = on_anomaly is not None
-            self._recorder = FlightRecorder(writer.snapshot_max_bytes, flight_recorder)
-            self._evaluating = 0
-            #: What each root call under way began (for its _root_post): _PLAIN, _EVAL, _GUARDED
-            self._frames: list[int] = []
             self._trained = False
             self._eval_noted = False
-            self._sentinel = Sentinel(self._recorder)
-            self._exact = sentinel == "exact"
+            #: What each root call under way began (for its _root_post): _PLAIN, _EVAL, _GUARDED
+            self._frames: list[int] = []
+            index = ModelIndex(model, inc, exc)
+            self._modules, self._slots = index.modules, index.slots
+            # the collaborators (see .state): each gets the options, the step's state and
+            # the others it calls, by name
+            opts = Options(self.what, every, first, bins, offload, on_anomaly)
+            self._state = state = StepState(
+                calls=[0] * len(self._slots), compiled=compiled, exact=sentinel == "exact",
+                sentinel_on=on_anomaly is not None, recording=opts.scheduled(0),
+            )  # fmt: skip
+            self._options = opts
+            recorder = FlightRecorder(writer.snapshot_max_bytes, flight_recorder)
+            self._sentinel = Sentinel(recorder)
             self._tape = Tape(cuda=any(p.is_cuda for p in model.parameters()))
-            self._root_call: RootCall | None = None
-            self._replaying = False
-            self._target = replay_target(model)
             self._worker = StatsWorker(bins=bins)
             self._guard = WriteGuard(self._worker.swap)
-            self._entries: list[Entry] = []
-            self._hung: list[Any] = []
-            self._skipped: set[tuple[str, str]] = set()
-            self._shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
-            self._need_structure = True
-            self._before: list[tuple[FlatGroup, torch.Tensor]] = []
-            self._before_single: list[tuple[str, torch.nn.Parameter, torch.Tensor]] = []
-            self._reporter = Reporter(writer, self._recorder, self._live, on_anomaly, max_snapshots)
-            self._losses = LossCheck(writer, self._reporter.flagged_steps, on_anomaly)
-            index = ModelIndex(model, inc, exc)
-            self._modules, self._slots, self._params = index.modules, index.slots, index.params
-            self._grad_sites, self._weight_sites = index.grad_sites, index.weight_sites
-            self._flat, self._single = flat_groups(self._params)
-            self._calls = [0] * len(self._slots)
-            self._updates = 0
-            self._recording = self._scheduled(0)
-            self._hooked = False
+            reporter = Reporter(writer, recorder, self._live, on_anomaly, max_snapshots)
+            self._losses = LossCheck(writer, reporter.flagged_steps, on_anomaly)
+            stats = StatQueue(opts, state, self._worker, writer)
+            self._check = StepCheck(
+                state, index, self._sentinel, recorder, reporter, self._tape, self._losses,
+                replay_target(model), self._hook_modules,
+            )  # fmt: skip
+            self._hooks = ModuleHooks(
+                opts, state, stats, self._sentinel, recorder, self._guard, self._live,
+                self._root_done,
+            )  # fmt: skip
+            self._clock = StepClock(
+                opts, state, index.params, stats, self._check.check, self._hook_modules,
+                self._worker, writer, self._sentinel, recorder, self._guard, self._tape,
+                self._live,
+            )  # fmt: skip
             self._handles: list[Any] = []
             self._module_handles: list[Any] = []
             self._install()
@@ -207,13 +206,13 @@ class Watch(StepCheck, ModuleHooks, StepClock):
         probed = functools.partial(probe, eager(self._saw_compiled))
         add(root.register_forward_pre_hook(probed, with_kwargs=True))
         add(root.register_forward_pre_hook(eager(self._root_pre), with_kwargs=True))
-        forward = eager(functools.partial(self._forward, self._slots[0]))
+        forward = eager(functools.partial(self._hooks.forward, self._slots[0]))
         add(root.register_forward_hook(forward))
         # runs after the one above, also when the forward raised: the guard's mode is popped
         add(root.register_forward_hook(eager(self._root_post), always_call=True))
         if self.optimizer is not None:
-            add(self.optimizer.register_step_pre_hook(self._opt_pre))
-            add(self.optimizer.register_step_post_hook(self._opt_post))
+            add(self.optimizer.register_step_pre_hook(self._clock.opt_pre))
+            add(self.optimizer.register_step_post_hook(self._clock.opt_post))
             add(_ZeroGradGuard(self.optimizer, self._worker.wait_idle))
 
     def _hook_modules(self, on: bool) -> None:
@@ -222,14 +221,15 @@ class Watch(StepCheck, ModuleHooks, StepClock):
         A module with no hooks runs at PyTorch's full speed: a step that records nothing and
         has no debugger client costs only the root's and the optimizer's hooks.
         """
-        if on and self._compiled and not self._replaying:
+        state = self._state
+        if on and state.compiled and not state.replaying:
             on = False  # dynamo would recompile for every change of hooks (see .compiled)
-        self._hooked = on
+        state.hooked = on
         if on and not self._module_handles:
             add = self._module_handles.append
             for slot, module in zip(self._slots, self._modules, strict=True):
                 if slot.index:
-                    add(module.register_forward_hook(functools.partial(self._forward, slot)))
+                    add(module.register_forward_hook(functools.partial(self._hooks.forward, slot)))
         elif not on:
             for handle in self._module_handles:
                 handle.remove()
@@ -238,36 +238,37 @@ class Watch(StepCheck, ModuleHooks, StepClock):
     # -- root module hooks (the module hooks are in .modhooks; no host sync) ----------------
 
     def _root_pre(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
-        if self._closed:
+        state = self._state
+        if state.closed:
             self._frames.append(_PLAIN)
             return
-        if self._evaluating or self._is_evaluation():
-            self._evaluating += 1  # until _root_post: no module hook records this pass
+        if state.evaluating or self._is_evaluation():
+            state.evaluating += 1  # until _root_post: no module hook records this pass
             self._frames.append(_EVAL)
             return
-        if self._hooked and (self._recording or self._sentinel_on) and not self._compiled:
+        if state.hooked and (state.recording or state.sentinel_on) and not state.compiled:
             self._guard.enter()  # outputs read before in-place ops overwrite them
             self._frames.append(_GUARDED)
         else:
             self._frames.append(_PLAIN)
-        if self._replaying:
+        if state.replaying:
             return
-        if self._need_structure and self.graph and self._graph_args is None:
+        if state.need_structure and self.graph and self._graph_args is None:
             self._graph_args = tuple(args)
-        if self.optimizer is None and self._root_calls:
-            self._finish_step()
-        if not self._root_calls:
+        if self.optimizer is None and state.root_calls:
+            self._clock.finish_step()
+        if not state.root_calls:
             live = self._live
-            if live is not None and live.debugger.armed and not self._hooked:
+            if live is not None and live.debugger.armed and not state.hooked:
                 self._hook_modules(True)  # the debugger's hook points: every module
-        self._root_calls += 1
-        if self._sentinel_on and not self._hooked:
-            self._root_call = self._tape.begin(tuple(args), dict(kwargs))
+        state.root_calls += 1
+        if state.sentinel_on and not state.hooked:
+            state.root_call = self._tape.begin(tuple(args), dict(kwargs))
 
     def _saw_compiled(self) -> None:
         """The probe saw dynamo trace the root's forward: the model is compiled after all."""
-        if not self._compiled:
-            self._compiled = True
+        if not self._state.compiled:
+            self._state.compiled = True
             self._hook_modules(False)
             self.writer.note(
                 "vizdebug/torch",
@@ -279,7 +280,7 @@ class Watch(StepCheck, ModuleHooks, StepClock):
     def _root_post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         frame = self._frames.pop() if self._frames else _PLAIN
         if frame == _EVAL:
-            self._evaluating -= 1
+            self._state.evaluating -= 1
         elif frame == _GUARDED:
             self._guard.leave()
 
@@ -304,49 +305,52 @@ class Watch(StepCheck, ModuleHooks, StepClock):
                 "vizdebug/torch",
                 "forward passes outside training (no_grad, inference_mode or eval() mode) "
                 "are not recorded: they are not part of a training step",
-                step=self._last_forward_step,
+                step=self._state.last_forward_step,
             )
         return evaluation
 
     def _root_done(self, output: Any) -> None:
-        self._last_forward_step = self._step
+        """The root module's forward returned (called by the root's module hook)."""
+        state = self._state
+        state.last_forward_step = state.step
         self._worker.flush()  # the forward pass's outputs
-        if self._need_structure:
-            self._need_structure = False
-            infos = module_infos(self.model, self._shapes)
-            self.writer.structure("torch", infos, step=self._step)
-            self._shapes = {}
+        if state.need_structure:
+            state.need_structure = False
+            infos = module_infos(self.model, state.shapes)
+            self.writer.structure("torch", infos, step=state.step)
+            state.shapes = {}
             if self._graph_args is not None:
                 self._record_graph(self._graph_args)
         if self.optimizer is None and not any(
             isinstance(t, torch.Tensor) and t.requires_grad for _, t in iter_tensors(output)
         ):
-            self._finish_step()  # no backward can follow: end the step now, free the refs
+            self._clock.finish_step()  # no backward can follow: end the step now
 
     def _record_graph(self, args: tuple[Any, ...]) -> None:
         self._graph_args = None
-        self._closed = True  # our hooks stay quiet while the tracer runs the model
+        state = self._state
+        state.closed = True  # our hooks stay quiet while the tracer runs the model
         try:
             with self._guard.suspended():
                 result = trace_graph(self.model, args)
         finally:
-            self._closed = False
+            state.closed = False
         if isinstance(result, bytes):
-            self.writer.write(Graph(step=self._step, graph_def=result))
+            self.writer.write(Graph(step=state.step, graph_def=result))
         else:
-            self.writer.note("vizdebug/torch", f"model graph not traced: {result}", self._step)
+            self.writer.note("vizdebug/torch", f"model graph not traced: {result}", state.step)
 
     # -- public API -----------------------------------------------------------------------
 
     @property
     def step_index(self) -> int:
         """The current step (counted from optimizer steps, else root-module calls)."""
-        return self._step
+        return self._state.step
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
-        return self._closed
+        return self._state.closed
 
     def step(self, loss: Any = None, **scalars: Any) -> None:
         """Record the loss (and any other scalars) of the step that last ran a forward pass.
@@ -357,30 +361,32 @@ class Watch(StepCheck, ModuleHooks, StepClock):
                 anomaly of its own (role ``loss``).
             scalars: More values by tag, recorded the same way.
         """
-        if self._closed:
+        state = self._state
+        if state.closed:
             return
         values = dict(scalars) if loss is None else {"loss": loss, **scalars}
-        if loss is not None and self._sentinel_on:
-            self._losses.seen(self._last_forward_step, loss)
+        if loss is not None and state.sentinel_on:
+            self._losses.seen(state.last_forward_step, loss)
         for tag, value in values.items():
             if isinstance(value, torch.Tensor):
                 value = value.detach()
-            self.writer.scalar(tag, value, step=self._last_forward_step)
+            self.writer.scalar(tag, value, step=state.last_forward_step)
 
     def close(self) -> None:
         """Finish the current step, remove every hook, stop the worker. Idempotent.
 
         Closes the writer if the watch created it (else flushes it).
         """
-        if self._closed:
+        state = self._state
+        if state.closed:
             return
         try:
-            if any(self._calls) or self._entries:
-                finding = self._check()
+            if any(state.calls) or state.entries:
+                finding = self._check.check()
                 del finding  # at close, report only: never raise from close()
-                self._end_step()
+                self._clock.end_step()
         finally:
-            self._closed = True
+            state.closed = True
             for handle in self._handles:
                 handle.remove()
             self._handles = []
