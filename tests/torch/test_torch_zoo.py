@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from torch_models import NanBackward
 from zoo import HF_NAMES, ZOO, deep_leaf
 
 import vizdebug
@@ -109,18 +110,6 @@ def test_every_scheduled_step_is_recorded_in_full_and_training_is_unchanged(
     assert ratios and all(math.isfinite(v) for v in ratios)
 
 
-class NanGrad(torch.autograd.Function):
-    """Identity forward; a NaN gradient backward (a fault only the backward pass has)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad * math.nan
-
-
 def _inject(model: nn.Module, leaf: str, kind: str, at: dict[str, int]) -> None:
     """Make ``leaf``'s output carry a fault when ``at["step"] == at["bad"]``."""
     state = {"fired": 0}
@@ -133,7 +122,7 @@ def _inject(model: nn.Module, leaf: str, kind: str, at: dict[str, int]) -> None:
             if state["fired"] > 1:
                 return None
         if kind == "backward":
-            return NanGrad.apply(out)  # type: ignore[no-any-return]
+            return NanBackward.apply(out)  # type: ignore[no-any-return]
         out = out.clone()
         out.view(-1)[1] = math.nan
         return out

@@ -1026,34 +1026,29 @@ def vit_tiny(image_size: int = 32, patch_size: int = 4, num_classes: int = 10) -
 HF_VOCAB = 1000
 
 
-def bert_tiny() -> nn.Module:
-    """``BertForSequenceClassification``: 2 layers, hidden 128, 2 heads, 2 labels."""
+def _bert(layers: int, hidden: int, heads: int) -> nn.Module:
+    """``BertForSequenceClassification`` (2 labels, intermediate 4x hidden)."""
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(
         vocab_size=HF_VOCAB,
-        hidden_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=512,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
     )
     config.num_labels = 2
     return BertForSequenceClassification(config)
+
+
+def bert_tiny() -> nn.Module:
+    """``BertForSequenceClassification``: 2 layers, hidden 128, 2 heads, 2 labels."""
+    return _bert(2, 128, 2)
 
 
 def bert_mini() -> nn.Module:
     """``BertForSequenceClassification``: 4 layers, hidden 256, 4 heads, 2 labels."""
-    from transformers import BertConfig, BertForSequenceClassification
-
-    config = BertConfig(
-        vocab_size=HF_VOCAB,
-        hidden_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=1024,
-    )
-    config.num_labels = 2
-    return BertForSequenceClassification(config)
+    return _bert(4, 256, 4)
 
 
 def gpt2_tiny() -> nn.Module:
