@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import VizdebugError
 from .layout import read_info
 from .reader import is_event_file, load_run
 
@@ -93,7 +94,22 @@ def summarize(run_dir: Path) -> RunSummary:
             last_update=newest,
             live=live,
         )
-    run = load_run(run_dir) if any(is_event_file(p) for p in run_dir.iterdir()) else None
+    try:
+        run = load_run(run_dir) if any(is_event_file(p) for p in run_dir.iterdir()) else None
+    except OSError as exc:  # unreadable or removed: listed with the reason, never hidden
+        reason = exc.strerror or str(exc) if not isinstance(exc, VizdebugError) else str(exc)
+        return RunSummary(
+            path=run_dir,
+            framework="?",
+            steps=0,
+            events=0,
+            anomalies=0,
+            dropped=0,
+            size=size,
+            last_update=newest,
+            live=False,
+            problems=(f"{run_dir}: {reason}",),
+        )
     return RunSummary(
         path=run_dir,
         framework=run.framework if run else "other",

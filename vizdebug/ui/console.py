@@ -87,6 +87,10 @@ def render_run(run: Run) -> Group:
         facts.add_row("ranks", str(len(run.info)))
         facts.add_row("status", escape(str(info.get("status", "?"))))
         dropped = {k: v for i in run.info for k, v in dict(i.get("dropped", {})).items()}
+        for i in run.info:  # what a sink lost (the run directory's during a full disk)
+            for name, sink in dict(i.get("sinks", {})).items():
+                if sink.get("dropped"):
+                    dropped[f"{name} sink"] = dropped.get(f"{name} sink", 0) + sink["dropped"]
         facts.add_row("dropped", escape(str(dropped or 0)))
     facts.add_row("steps", str(run.last_step + 1))
     facts.add_row("events", str(run.events))
@@ -135,7 +139,7 @@ def render_run(run: Run) -> Group:
             bad = st.nonfinite
             t.add_row(
                 escape(name or "(root)"),
-                role,
+                escape(role),
                 str(e.step),
                 escape(str(list(st.shape))),
                 _num(st.mean),
@@ -152,7 +156,9 @@ def render_run(run: Run) -> Group:
         for col in ("step", "phase", "module", "role", "message"):
             t.add_column(col)
         for a in run.anomalies[:20]:
-            t.add_row(str(a.step), a.phase, escape(a.module), escape(a.role), escape(a.message))
+            t.add_row(
+                str(a.step), escape(a.phase), escape(a.module), escape(a.role), escape(a.message)
+            )
         parts.append(t)
     if run.snapshots:
         t = Table(title="snapshots", title_justify="left")
