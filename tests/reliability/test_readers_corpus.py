@@ -198,14 +198,29 @@ def _link(target: str) -> Callable[[Path], None]:
 
 #: Cases: name -> (mutation of a fresh copy of the base run, events before the damage remain).
 CASES: dict[str, Callable[[Path], None]] = {}
+
+
+def _damage(fn: Callable[[bytearray], None]) -> Callable[[Path], None]:
+    return lambda d: _mutate_bytes(event_file(d), fn)
+
+
+def _inserted(record: bytes) -> Callable[[Path], None]:
+    return lambda d: _insert_middle(event_file(d), record)
+
+
+def _fifo_snapshots(d: Path) -> None:
+    for p in (d / "snapshots").iterdir():
+        _replace_with(p, _fifo)
+
+
 for _frac in (0.55, 0.7, 0.93, 0.999):
-    CASES[f"truncated-{_frac}"] = lambda d, f=_frac: _mutate_bytes(event_file(d), _truncate(f))
+    CASES[f"truncated-{_frac}"] = _damage(_truncate(_frac))
 for _seed in range(6):
-    CASES[f"bit-flips-{_seed}"] = lambda d, s=_seed: _mutate_bytes(event_file(d), _flip(s))
+    CASES[f"bit-flips-{_seed}"] = _damage(_flip(_seed))
 CASES["zero-filled-middle"] = lambda d: _mutate_bytes(event_file(d), _zero(0.5, 0.6))
 CASES["zero-filled-tail"] = lambda d: _mutate_bytes(event_file(d), _zero(0.8, 1.0))
 for _name, _rec in CRAFTED.items():
-    CASES[f"crafted-{_name}"] = lambda d, r=_rec: _insert_middle(event_file(d), r)
+    CASES[f"crafted-{_name}"] = _inserted(_rec)
 CASES["info-wrong-types"] = lambda d: _info(
     d,
     json.dumps(
@@ -240,9 +255,7 @@ CASES["events-directory"] = lambda d: (d / "events.out.tfevents.4.h.4.vizdebug-r
 CASES["events-dangling-link"] = lambda d: _link(str(d / "nowhere"))(
     d / "events.out.tfevents.5.h.5.vizdebug-r5"
 )
-CASES["snapshot-file-is-fifo"] = lambda d: [
-    _replace_with(p, _fifo) for p in (d / "snapshots").iterdir()
-]
+CASES["snapshot-file-is-fifo"] = _fifo_snapshots
 
 
 def build(root: Path, names: list[str]) -> Path:
