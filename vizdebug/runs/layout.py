@@ -71,8 +71,12 @@ def write_info(run_dir: Path, rank: int, info: dict[str, Any]) -> None:
     """Atomically replace a rank's run-info file."""
     path = run_dir / info_file_name(rank)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=1, sort_keys=True, allow_nan=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(info, indent=1, sort_keys=True, allow_nan=True))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a partial file on a full disk: give its space back
+        raise
 
 
 #: The largest run-info file a reader opens (vizdebug's are a few KB).

@@ -64,7 +64,13 @@ def save_snapshot(
         total += arr.nbytes
     path = run_dir / relpath
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(kept, str(path))
+    try:
+        save_file(kept, str(path))
+    except Exception as exc:
+        path.unlink(missing_ok=True)  # a partial file on a full disk: give its space back
+        if not isinstance(exc, OSError) and "I/O error" in str(exc):  # safetensors' own type
+            raise OSError(f"cannot write {relpath}: {exc}") from exc
+        raise
     return tuple(kept), total
 
 
