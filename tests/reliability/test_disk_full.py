@@ -87,7 +87,9 @@ def test_full_disk_outage_and_recovery(small_disk: Path, caplog: pytest.LogCaptu
         time.sleep(1.0)  # several flush intervals and retries into the outage
         assert not (run_dir / "snapshots").exists() or not any((run_dir / "snapshots").iterdir())
         filler.unlink()  # space comes back
+        freed = time.monotonic()
         _wait(lambda: not rundir.outage)
+        print(f"recording resumed {time.monotonic() - freed:.2f} s after space was freed")
         for step in range(outage_steps.stop, outage_steps.stop + 20):
             w.scalar("loss", float(step), step)
         w.flush()
@@ -110,6 +112,7 @@ def test_full_disk_outage_and_recovery(small_disk: Path, caplog: pytest.LogCaptu
     sink = info["sinks"]["rundir"]
     lost = len(outage_steps) - (len(steps) - 50 - 20)
     assert sink["dropped"] == lost > 0  # counted, exactly what is missing
+    print(f"outage: {len(outage_steps)} steps written, {lost} scalars let go (counted)")
     assert sink["outages"] >= 1 and not sink["outage"] and not sink["disabled"]
     assert info["status"] == "closed"
 
