@@ -30,17 +30,19 @@ from tensorboard.compat.proto import (
 
 from ..batch import PackedScalar, StatsBlock
 from ..events import (
-    Anomaly,
     Event,
-    ModelStructure,
-    ModuleInfo,
-    Note,
-    RunInfo,
     Scalar,
-    SnapshotRef,
     TensorStats,
 )
 from ..stats import COLUMNS, stats_to_row
+from .checked import (
+    BASE_FIELDS,
+    JSON_KINDS,
+    BadRecordError,
+    event_from_json,
+    stats_header,
+    type_name,
+)
 from .foreign import decode_tf2, histo_histogram
 
 __all__ = [
@@ -60,15 +62,7 @@ NATIVE_WRITER = "vizdebug-native"
 STATS_TAG = "vizdebug/stats"
 FORMAT_VERSION = 1
 
-_JSON_KINDS: dict[str, type[Event]] = {
-    "anomaly": Anomaly,
-    "structure": ModelStructure,
-    "run_info": RunInfo,
-    "snapshot": SnapshotRef,
-    "note": Note,
-}
-_KIND_OF: dict[type[Event], str] = {cls: kind for kind, cls in _JSON_KINDS.items()}
-_BASE_FIELDS = ("step", "wall_time", "run", "rank")
+_KIND_OF: dict[type[Event], str] = {cls: kind for kind, cls in JSON_KINDS.items()}
 
 
 @functools.cache
@@ -118,109 +112,9 @@ def _jsonable(value: Any) -> Any:
 def event_to_json(event: Event) -> bytes:
     """Serialize one JSON-stored event (anomaly, structure, ...) without its base fields."""
     body = _jsonable(event)
-    for name in _BASE_FIELDS:
+    for name in BASE_FIELDS:
         body.pop(name, None)
     return json.dumps(body, allow_nan=True, separators=(",", ":")).encode()
-
-
-class BadRecordError(ValueError):
-    """A well-framed record whose content is not what its kind promises (a typed field of the
-    wrong type, a list where an object belongs, a path out of the run directory)."""
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _check(kind: str, key: str, annotation: str, value: Any) -> Any:
-    """``value`` as field ``key`` of ``kind`` declares it (tuples from lists), or raise."""
-    ann = annotation.replace(" ", "")
-    if ann == "str":
-        ok = isinstance(value, str)
-    elif ann == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif ann == "float":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif ann.startswith("tuple[str"):
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        value = tuple(value) if ok else value
-    elif ann.startswith("Mapping[str,str]"):
-        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-    elif ann.startswith("Mapping[str,int]"):
-        ok = isinstance(value, dict) and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value.values()
-        )
-    else:  # a field this reader has no rule for: refuse rather than guess
-        ok = False
-    if not ok:
-        raise BadRecordError(f"{kind} field {key!r} should be {annotation}, is {_type_name(value)}")
-    return value
-
-
-def _shape(value: Any) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) for d in value
-    ):
-        raise BadRecordError(f"a shape should be a list of whole numbers, is {value!r:.60}")
-    return tuple(value)
-
-
-def _module(m: Any) -> ModuleInfo:
-    if not isinstance(m, dict):
-        raise BadRecordError(f"a module entry should be an object, is {_type_name(m)}")
-    shapes = m.get("output_shapes", [])
-    if not isinstance(shapes, list):
-        raise BadRecordError("module field 'output_shapes' should be a list of shapes")
-    return ModuleInfo(
-        name=_check("module", "name", "str", m.get("name")),
-        type=_check("module", "type", "str", m.get("type")),
-        params=_check("module", "params", "int", m.get("params", 0)),
-        trainable=_check("module", "trainable", "int", m.get("trainable", 0)),
-        output_shapes=tuple(_shape(s) for s in shapes),
-    )
-
-
-def _confined(path: str) -> str:
-    """A snapshot reference: relative, inside the run directory (no ``..``, no drive)."""
-    parts = path.replace("\\", "/").split("/")
-    if not path or path.startswith("/") or ".." in parts or "\0" in path or ":" in parts[0]:
-        raise BadRecordError(f"snapshot path {path[:80]!r} is not inside the run directory")
-    return path
-
-
-def event_from_json(kind: str, data: bytes, base: dict[str, Any]) -> Event:
-    """Inverse of :func:`event_to_json` for ``vizdebug/<kind>`` records.
-
-    Every field is checked against its declared type, so a record whose JSON is a list, or
-    whose ``phase`` is a number, is refused here instead of failing later in a view.
-
-    Raises:
-        BadRecordError: The JSON is not an object or a field has the wrong type.
-        ValueError: The bytes are not JSON (``RecursionError`` for absurdly deep JSON).
-    """
-    cls = _JSON_KINDS[kind]
-    body = json.loads(data)
-    if not isinstance(body, dict):
-        raise BadRecordError(f"a {kind} record should be a JSON object, is {_type_name(body)}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in body.items():
-        if key not in names or key in _BASE_FIELDS:
-            continue  # written by a newer vizdebug: ignore what we do not know
-        if cls is ModelStructure and key == "modules":
-            if not isinstance(value, list):
-                raise BadRecordError("structure field 'modules' should be a list")
-            kwargs[key] = tuple(_module(m) for m in value)
-            continue
-        kwargs[key] = _check(kind, key, str(names[key].type), value)
-    for name, f in names.items():
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if required and name not in kwargs and name not in _BASE_FIELDS:
-            raise BadRecordError(f"a {kind} record has no {name!r}")
-    if cls is SnapshotRef:
-        _confined(kwargs["path"])
-    return cls(**base, **kwargs)
 
 
 def _stats_value(items: Sequence[TensorStats]) -> summary_pb2.Summary.Value:
@@ -438,14 +332,14 @@ class Decoder:
     ) -> list[Event | StatsBlock]:
         meta = json.loads(content or b"{}")
         if not isinstance(meta, dict):
-            raise BadRecordError(f"plugin metadata should be a JSON object, is {_type_name(meta)}")
+            raise BadRecordError(f"plugin metadata should be a JSON object, is {type_name(meta)}")
         kind = meta.get("kind", "")
         parts = list(tensor.string_val)
         if kind == "stats":
             if len(parts) != 2:
                 raise BadRecordError(f"a stats record should have 2 parts, has {len(parts)}")
             if parts[0] != self._header[0]:
-                self._header = (parts[0], *_stats_header(parts[0]))
+                self._header = (parts[0], *stats_header(parts[0]))
             _, rows, bins = self._header
             width = len(COLUMNS) + bins
             if len(parts[1]) != 8 * width * len(rows):
@@ -465,29 +359,6 @@ class Decoder:
                 matrix=matrix,
             )
             return list(block.events()) if self.expand_stats else [block]
-        if kind in _JSON_KINDS and parts:
+        if kind in JSON_KINDS and parts:
             return [event_from_json(kind, parts[0], base)]
         return []
-
-
-def _stats_header(raw: bytes) -> tuple[tuple[Any, ...], int]:
-    """The rows and bin count of a packed statistics header, checked."""
-    header = json.loads(raw)
-    if not isinstance(header, dict) or not isinstance(header.get("rows"), list):
-        raise BadRecordError("a stats header should be an object with a list of rows")
-    bins = header.get("bins")
-    if not isinstance(bins, int) or isinstance(bins, bool) or not 0 <= bins <= 1 << 16:
-        raise BadRecordError(f"stats bins should be a whole number, is {bins!r:.40}")
-    rows = []
-    for row in header["rows"]:
-        if not isinstance(row, list) or len(row) != 5:
-            raise BadRecordError(
-                f"a stats row should be [name, role, call, dtype, shape]: {row!r:.80}"
-            )
-        name, role, call, dtype, shape = row
-        _check("stats", "name", "str", name)
-        _check("stats", "role", "str", role)
-        _check("stats", "call", "int", call)
-        _check("stats", "dtype", "str", dtype)
-        rows.append((name, role, call, dtype, _shape(shape)))
-    return tuple(rows), bins
