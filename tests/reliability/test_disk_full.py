@@ -131,3 +131,80 @@ def test_full_disk_outage_and_recovery(small_disk: Path, caplog: pytest.LogCaptu
     )
     assert show.returncode == 0, show.stderr
     assert f"'rundir sink': {lost}" in show.stdout
+
+
+TRAINING = r"""
+import os, sys, time
+import torch
+import vizdebug
+
+run_dir, signals = sys.argv[1], sys.argv[2]
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+w = vizdebug.watch(model, opt, logdir=run_dir, every=1, live=False)
+print("ready", flush=True)
+step, poisoned = 0, False
+while not os.path.exists(signals + ".stop"):
+    x = torch.randn(32, 8)
+    if not poisoned and os.path.exists(signals + ".nan"):
+        x[0, 0] = float("nan")
+        poisoned = True
+        print("nan", step, flush=True)
+    loss = model(x).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    w.step(loss)
+    step += 1
+    time.sleep(0.01)
+w.close()
+print("closed", step, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_training_nan_during_a_full_disk_is_written_afterwards(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """A real torch training: its NaN anomaly and flight-recorder snapshot, found while the
+    disk is full, are in the run once space comes back; training never stops."""
+    run_dir, signals, filler = small_disk / "run", tmp_path / "signal", small_disk / "filler"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TRAINING, str(run_dir), str(signals)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        _fill(filler)
+        time.sleep(0.5)
+        signals.with_suffix(".nan").touch()
+        kind, nan_step = proc.stdout.readline().split()
+        assert kind == "nan"
+        time.sleep(1.5)  # the anomaly and its snapshot wait in memory
+        filler.unlink()
+        time.sleep(2.5)  # more than one flush interval: the retry writes them
+        signals.with_suffix(".stop").touch()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out.startswith("closed"), err[-2000:]
+    assert "Traceback" not in err
+    run = load_run(run_dir)
+    assert not run.problems, run.problems
+    assert [a.step for a in run.anomalies][:1] == [int(nan_step)]
+    assert run.snapshots, "the flight recorder's snapshot was lost"
+    snap = run.snapshots[0]
+    assert snap.step == int(nan_step)
+    tensors = load_snapshot(Path(snap.path), run_dir=run_dir)
+    assert tensors and any(np.isnan(v).any() for v in tensors.values() if v.dtype.kind == "f")
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "closed" and info["sinks"]["rundir"]["outages"] >= 1
+    steps = {e.step for e in run.scalars["loss"]}
+    assert max(steps) + 1 == int(out.split()[1])  # recording resumed up to the last step
+    assert err.count("'rundir' failed") == info["sinks"]["rundir"]["outages"]
