@@ -449,3 +449,30 @@ def test_snapshot_references_are_confined(tmp_path: Path) -> None:
     os.mkfifo(run_dir / "snapshots" / "fifo.safetensors")
     with pytest.raises(OSError, match="FIFO"):
         load_snapshot(run_dir / "snapshots" / "fifo.safetensors")
+
+
+def test_plugin_runs_route_survives_a_run_that_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the readers no longer raise on any file, so a reader that raises
+    anyway (a bug to come) is injected; /runs still lists the others and names the failure."""
+    from werkzeug.test import Client
+
+    from vizdebug.runs.reader import RunReader
+
+    for name in ("good", "bad"):
+        make_base(tmp_path / name)
+    real_poll = RunReader.poll
+
+    def poll(self: RunReader) -> list[Any]:
+        if self.name == "bad":
+            raise RuntimeError("injected")
+        return real_poll(self)
+
+    monkeypatch.setattr(RunReader, "poll", poll)
+    plugin = _plugin(tmp_path, tmp_path)
+    response = Client(plugin.get_plugin_apps()["/runs"]).get("/data/plugin/vizdebug/runs")
+    assert response.status_code == 200
+    runs = {r["name"]: r for r in response.get_json()["runs"]}
+    assert runs["good"]["last_step"] == STEPS - 1 and "error" not in runs["good"]
+    assert "injected" in runs["bad"]["error"] and runs["bad"]["ranks"] == [0]

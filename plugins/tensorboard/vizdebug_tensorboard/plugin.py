@@ -154,7 +154,18 @@ class VizdebugPlugin(base_plugin.TBPlugin):  # type: ignore[misc]
             try:
                 state = self._store.get(ctx, experiment, name)
             except Exception as exc:  # one unreadable run must not hide the others
-                runs.append({"name": name, "error": f"cannot read this run: {exc}"[:300]})
+                runs.append(
+                    {
+                        "name": name,
+                        "source": "",
+                        "complete": False,
+                        "ranks": [0],
+                        "roles": [],
+                        "last_step": -1,
+                        "anomalies": 0,
+                        "error": f"cannot read this run: {exc}"[:300],
+                    }
+                )
                 continue
             ranks = sorted(state.ranks) or [0]
             first = state.ranks.get(ranks[0], RankData())
