@@ -199,3 +199,22 @@ def test_absurd_length_with_a_valid_checksum_is_refused(tmp_path: Path) -> None:
     assert len(run.scalars["x"]) == 1
     (problem,) = run.problems
     assert "over the 512 MiB limit" in problem.message and problem.offset > 0
+
+
+def test_a_zero_filled_stretch_is_skipped_in_one_search(tmp_path: Path) -> None:
+    from vizdebug.runs.records import RecordReader
+
+    path = tmp_path / "events.out.tfevents.1.h"
+    before, after = encode_record(b"\x08\x01"), encode_record(b"\x08\x02")
+    path.write_bytes(before + bytes(16 << 20) + after)  # 16 MB of zeros (a crash's hole)
+    reader = RecordReader(str(path))
+    got: list[bytes] = []
+    problems = []
+    while True:
+        try:
+            for _, data in reader.read():
+                got.append(data)
+            break
+        except CorruptRecordError as exc:
+            problems.append(exc.offset)
+    assert got == [b"\x08\x01", b"\x08\x02"] and problems == [len(before)]
