@@ -70,6 +70,11 @@ class _FileState:
         self.decoder = Decoder(run, self.rank, expand_stats=expand_stats)
         self.last_error = ""  # an OSError is reported once, not on every poll
 
+    @property
+    def broken(self) -> bool:
+        """Whether the rest of the file is damage (no intact record found past it yet)."""
+        return self.reader.scanning
+
     def restart(self) -> None:
         self.decoder = Decoder(self.run, self.rank, expand_stats=self.expand_stats)
 
@@ -169,7 +174,9 @@ class RunReader:
 def _why(exc: OSError) -> str:
     if isinstance(exc, FileNotFoundError):
         return "deleted while being read"
-    return exc.strerror or str(exc) if not isinstance(exc, NotRegularFileError) else str(exc)
+    if isinstance(exc, NotRegularFileError):
+        return str(exc)
+    return exc.strerror or str(exc)
 
 
 def _what(exc: BaseException) -> str:

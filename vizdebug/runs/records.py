@@ -112,6 +112,11 @@ class RecordReader:
         self._ident: tuple[int, int] | None = None
         self._head = b""
 
+    @property
+    def scanning(self) -> bool:
+        """Whether a damaged header was met and no intact record found after it yet."""
+        return self._scanning
+
     def read(self) -> Iterator[tuple[int, bytes]]:
         """Yield ``(offset, data)`` for every complete record after :attr:`offset`, advancing it.
 

@@ -97,7 +97,7 @@ def summarize(run_dir: Path) -> RunSummary:
     try:
         run = load_run(run_dir) if any(is_event_file(p) for p in run_dir.iterdir()) else None
     except OSError as exc:  # unreadable or removed: listed with the reason, never hidden
-        reason = exc.strerror or str(exc) if not isinstance(exc, VizdebugError) else str(exc)
+        reason = str(exc) if isinstance(exc, VizdebugError) else exc.strerror or str(exc)
         return RunSummary(
             path=run_dir,
             framework="?",
