@@ -130,7 +130,7 @@ def test_full_disk_outage_and_recovery(small_disk: Path, caplog: pytest.LogCaptu
         env={**os.environ, "COLUMNS": "200"},
     )
     assert show.returncode == 0, show.stderr
-    (line,) = [ln for ln in show.stdout.splitlines() if ln.strip().startswith("dropped")]
+    (line,) = [ln for ln in show.stdout.splitlines() if "dropped" in ln and "rundir" in ln]
     assert str(lost) in line and "rundir" in line, line
 
 
