@@ -163,6 +163,7 @@ class VizdebugPlugin(base_plugin.TBPlugin):  # type: ignore[misc]
                         "roles": [],
                         "last_step": -1,
                         "anomalies": 0,
+                        "last_wall_time": 0.0,
                         "error": f"cannot read this run: {exc}"[:300],
                     }
                 )
