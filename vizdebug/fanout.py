@@ -1,27 +1,58 @@
-"""One thread per sink, so a slow or failing sink delays and breaks only itself."""
+"""One thread per sink, so a slow or failing sink delays and breaks only itself.
+
+A sink that raises is never disabled: it enters an *outage*. Its batches are held in memory
+(bounded: past :data:`MAX_HELD` events only anomalies and snapshot references are kept, up to
+:data:`MAX_HELD_PRECIOUS`; what is let go is counted in ``dropped``) and retried with
+exponential backoff (:data:`RETRY_MIN_SECS` doubling to :data:`RETRY_MAX_SECS`, and on every
+flush request). The first retry that succeeds writes what was held, in order, and ends the
+outage. Each outage is logged once when it starts and once when it ends. A full disk is the
+case this is for: the run directory comes back by itself when space is freed.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from .events import Anomaly, Event
+from .batch import EventBatch
+from .events import Anomaly, Event, SnapshotRef
 from .sinks import Sink, sink_name
 
 __all__ = ["SinkRunner", "SinkStatus"]
 
 log = logging.getLogger("vizdebug")
 
-#: Consecutive failed calls after which a sink is disabled.
-MAX_CONSECUTIVE_FAILURES = 50
+#: First wait before retrying a failing sink; doubled after each failed retry.
+RETRY_MIN_SECS = 0.05
+#: Longest wait between retries.
+RETRY_MAX_SECS = 5.0
+#: Events held for a failing sink; past it only anomalies and snapshot references are kept.
+MAX_HELD = 20_000
+#: Anomalies and snapshot references held for a failing sink; past it they are counted lost.
+MAX_HELD_PRECIOUS = 10_000
+_PRECIOUS = (Anomaly, SnapshotRef)
 
 
 @dataclass
 class SinkStatus:
-    """What happened to one sink, reported in run info and by ``vizdebug runs``."""
+    """What happened to one sink, reported in run info and by ``vizdebug runs``.
+
+    Attributes:
+        name: The sink's name.
+        written: Events the sink accepted.
+        failures: Calls that raised (each retry counts).
+        dropped: Events lost: let go while the sink failed, or still held at close.
+        disabled: Kept for readers of old run-info files; a sink is no longer disabled.
+        last_error: The last exception, as text.
+        outage: Whether the sink is failing now (its batches held and retried).
+        outages: How many outages there were.
+        held: Events held for the retry right now.
+    """
 
     name: str
     written: int = 0
@@ -29,7 +60,11 @@ class SinkStatus:
     dropped: int = 0
     disabled: bool = False
     last_error: str = ""
-    _consecutive: int = field(default=0, repr=False)
+    outage: bool = False
+    outages: int = 0
+    held: int = 0
+    _since: float = field(default=0.0, repr=False)
+    _dropped_before: int = field(default=0, repr=False)
 
 
 class SinkRunner:
@@ -50,6 +85,11 @@ class SinkRunner:
         self._block = block
         self._pending = 0
         self._items: deque[Sequence[Event] | threading.Event | None] = deque()
+        self._held: deque[Sequence[Event]] = deque()  # during an outage, for the retry
+        self._precious = 0  # anomalies and snapshot references among them
+        self._unflushed = False  # a flush failed: the retry must flush
+        self._delay = RETRY_MIN_SECS
+        self._retry_at = 0.0
         self._cond = threading.Condition()
         self._thread = threading.Thread(
             target=self._loop, name=f"vizdebug-sink-{self.status.name}", daemon=True
@@ -97,53 +137,128 @@ class SinkRunner:
         while True:
             with self._cond:
                 while not self._items:
-                    self._cond.wait()
-                item = self._items.popleft()
-                if item is not None and not isinstance(item, threading.Event):
+                    if not self._held and not self._unflushed:
+                        self._cond.wait()
+                        continue
+                    wait = self._retry_at - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                item = self._items.popleft() if self._items else _RETRY
+                if isinstance(item, Sequence):
                     self._pending -= len(item)
                     self._cond.notify_all()
-            if item is None:
-                self._call("flush")
+            if item is _RETRY:
+                self._retry()
+            elif item is None:
+                self._retry()
+                if not self.status.outage:
+                    self._call("flush")
                 self._call("close")
+                self.status.dropped += self.status.held  # still held at the end: lost
+                self.status.held = 0
+                self._held.clear()
                 return
-            if isinstance(item, threading.Event):
-                self._call("flush")
+            elif isinstance(item, threading.Event):
+                if self.status.outage:
+                    self._retry()  # a flush request retries at once, whatever the backoff
+                elif not self._call("flush"):
+                    self._unflushed = True
+                    self._fail()
                 item.set()
-                continue
-            if self._call("write", item):
-                self.status.written += len(item)
+            else:
+                self._batch(cast(Sequence[Event], item))
+
+    def _batch(self, batch: Sequence[Event]) -> None:
+        if self.status.outage:
+            self._hold(batch)
+            if time.monotonic() >= self._retry_at:
+                self._retry()
+        elif self._call("write", batch):
+            self.status.written += len(batch)
+        else:
+            self._fail()
+            self._hold(batch)
+
+    def _hold(self, batch: Sequence[Event]) -> None:
+        status = self.status
+        if status.held + len(batch) > MAX_HELD or self._precious > MAX_HELD_PRECIOUS:
+            raw: Sequence[object] = batch.raw() if isinstance(batch, EventBatch) else batch
+            room = MAX_HELD_PRECIOUS - self._precious
+            keep: list[Event] = [e for e in raw if isinstance(e, Anomaly | SnapshotRef)]
+            keep = keep[: max(room, 0)]
+            kept: Sequence[Event] = (
+                EventBatch(list(keep), batch.run, batch.rank)
+                if isinstance(batch, EventBatch)
+                else keep
+            )
+            status.dropped += len(batch) - len(kept)
+            batch = kept
+        if batch:
+            self._held.append(batch)
+            status.held += len(batch)
+            held: Sequence[object] = batch.raw() if isinstance(batch, EventBatch) else batch
+            self._precious += sum(isinstance(e, _PRECIOUS) for e in held)
+
+    def _fail(self) -> None:
+        """Enter an outage (logged once) or push the next retry further away."""
+        status = self.status
+        now = time.monotonic()
+        if not status.outage:
+            status.outage = True
+            status.outages += 1
+            status._since = now
+            status._dropped_before = status.dropped
+            self._delay = RETRY_MIN_SECS
+            log.warning(
+                "vizdebug sink %r failed: %s (training continues; its events are held and "
+                "retried with backoff, anomalies and snapshots kept; logged once per outage)",
+                status.name,
+                status.last_error,
+            )
+        else:
+            self._delay = min(self._delay * 2, RETRY_MAX_SECS)
+        self._retry_at = now + self._delay
+
+    def _retry(self) -> None:
+        """Write what is held, in order; end the outage when all of it went through."""
+        status = self.status
+        while self._held:
+            batch = self._held[0]
+            if not self._call("write", batch):
+                self._fail()
+                return
+            self._held.popleft()
+            status.held -= len(batch)
+            status.written += len(batch)
+            done: Sequence[object] = batch.raw() if isinstance(batch, EventBatch) else batch
+            self._precious -= sum(isinstance(e, _PRECIOUS) for e in done)
+        if (self._unflushed or status.outage) and not self._call("flush"):
+            self._unflushed = True
+            self._fail()
+            return
+        self._unflushed = False
+        if status.outage:
+            status.outage = False
+            lost = status.dropped - status._dropped_before
+            log.warning(
+                "vizdebug sink %r works again after %.1f s; %d events lost in the outage",
+                status.name,
+                time.monotonic() - status._since,
+                lost,
+            )
 
     def _call(self, method: str, arg: Sequence[Event] | None = None) -> bool:
         status = self.status
-        if status.disabled:
-            if arg is not None:
-                status.dropped += len(arg)
-            return False
         try:
             fn = getattr(self.sink, method)
             fn(arg) if arg is not None else fn()
         except Exception as exc:  # isolation: a sink's failure must never reach training
             status.failures += 1
-            status._consecutive += 1
             status.last_error = f"{type(exc).__name__}: {exc}"
-            if arg is not None:
-                status.dropped += len(arg)
-            if status.failures == 1:
-                log.warning(
-                    "vizdebug sink %r failed in %s(): %s (training continues; further "
-                    "failures of this sink are counted, not logged)",
-                    status.name,
-                    method,
-                    status.last_error,
-                )
-            if status._consecutive >= MAX_CONSECUTIVE_FAILURES:
-                status.disabled = True
-                log.error(
-                    "vizdebug sink %r disabled after %d consecutive failures; last: %s",
-                    status.name,
-                    status._consecutive,
-                    status.last_error,
-                )
             return False
-        status._consecutive = 0
         return True
+
+
+#: A wake-up of the sink thread to retry what it holds.
+_RETRY = object()

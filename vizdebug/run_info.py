@@ -115,15 +115,33 @@ def info_document(
                 "dropped": s.dropped,
                 "disabled": s.disabled,
                 "last_error": s.last_error,
+                "outage": s.outage,
+                "outages": s.outages,
+                "held": s.held,
             }
             for s in sinks
         },
     }
 
 
+_failing: set[Path] = set()  # run directories whose run info could not be written
+
+
 def write_run_info(run_dir: Path, rank: int, document: dict[str, Any]) -> None:
-    """Replace a rank's run-info file; a failure is logged, not raised."""
+    """Replace a rank's run-info file; a failure is logged once per outage, not raised."""
+    key = run_dir / str(rank)
     try:
         write_info(run_dir, rank, document)
     except OSError as exc:
-        log.warning("vizdebug could not update run info in %s: %s", run_dir, exc)
+        if key not in _failing:
+            _failing.add(key)
+            log.warning(
+                "vizdebug could not update run info in %s: %s (retried every flush interval; "
+                "logged again only when it works again)",
+                run_dir,
+                exc,
+            )
+        return
+    if key in _failing:
+        _failing.discard(key)
+        log.warning("vizdebug updates run info in %s again", run_dir)

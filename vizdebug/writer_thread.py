@@ -24,7 +24,7 @@ from typing import Any
 from . import yielding
 from .batch import EventBatch, StatsBlock
 from .events import Event, SnapshotRef
-from .fanout import SinkRunner
+from .fanout import RETRY_MAX_SECS, RETRY_MIN_SECS, SinkRunner
 from .queue_items import EVENT_BYTES, SCALAR_BYTES, FlushRequest, SnapshotRequest
 from .runs.snapshots import save_snapshot
 
@@ -38,6 +38,8 @@ log = logging.getLogger("vizdebug")
 #: idle watch 7.6 ms of CPU a second (a timed wait costs about 110 us on a shared VM), and every
 #: wake-up takes the GIL from the training thread.
 IDLE_SECS = 0.5
+#: Snapshot bytes kept in memory while the disk refuses them; past it they are counted lost.
+UNSAVED_MAX_BYTES = 256 << 20
 
 
 class WriterLoop:
@@ -57,12 +59,21 @@ class WriterLoop:
     _written: Counter[str]  # by the writer thread
     _invalid: int
     _last_step: int
+    _dropped: Counter[str]
+    # snapshots the disk refused, retried with backoff (the writer thread only)
+    _unsaved: deque[SnapshotRequest]
+    _unsaved_bytes: int = 0
+    _unsaved_delay: float = RETRY_MIN_SECS
+    _unsaved_retry: float = 0.0
 
     def _write_info(self, status: str) -> None:
         """Rewrite the run-info file (``status``: ``"running"`` or ``"closed"``)."""
         raise NotImplementedError
 
     def _loop(self) -> None:
+        self._unsaved = deque()
+        # A run killed in its first flush interval still has its run.json.
+        self._write_info(status="running")
         last_flush = time.monotonic()
         while True:
             self._wake.wait(min(IDLE_SECS, self.flush_secs))
@@ -70,12 +81,17 @@ class WriterLoop:
             stopping = self._closed
             self._drain()
             now = time.monotonic()
+            if self._unsaved and (now >= self._unsaved_retry or stopping):
+                self._retry_snapshots(now)
             if now - last_flush >= self.flush_secs:
                 last_flush = now
                 for runner in self._runners:
                     runner.request_flush()
                 self._write_info(status="running")
             if stopping and not self._queue:
+                if self._unsaved:  # the disk never came back: counted, not silent
+                    self._dropped["snapshot:disk"] += len(self._unsaved)
+                    self._unsaved.clear()
                 return
 
     def _drain(self) -> None:
@@ -104,7 +120,9 @@ class WriterLoop:
                     item.dispatched.set()
                 elif type(item) is SnapshotRequest:
                     freed += item.nbytes
-                    batch.append(self._save_snapshot(item))
+                    ref = self._save_or_keep(item)
+                    if ref is not None:
+                        batch.append(ref)
                 else:
                     self._deq_bytes += freed + int(item.nbytes)
                     freed = 0
@@ -135,6 +153,48 @@ class WriterLoop:
         if not event.wall_time:
             changes["wall_time"] = self.clock()
         return dataclasses.replace(event, **changes) if changes else event
+
+    def _save_or_keep(self, item: SnapshotRequest) -> SnapshotRef | None:
+        """Save a snapshot; when the disk refuses, keep it (bounded) for a retry."""
+        if self._unsaved:  # keep their order: an earlier one is still waiting
+            self._keep(item)
+            return None
+        try:
+            return self._save_snapshot(item)
+        except OSError as exc:
+            log.warning(
+                "vizdebug could not write snapshot %s: %s (kept in memory and retried; "
+                "logged once per outage)",
+                item.relpath,
+                exc,
+            )
+            self._unsaved_delay = RETRY_MIN_SECS
+            self._unsaved_retry = time.monotonic() + self._unsaved_delay
+            self._keep(item)
+            return None
+
+    def _keep(self, item: SnapshotRequest) -> None:
+        if self._unsaved_bytes + item.nbytes > UNSAVED_MAX_BYTES:
+            self._dropped["snapshot:disk"] += 1  # its own key: only this thread writes it
+            return
+        self._unsaved.append(item)
+        self._unsaved_bytes += item.nbytes
+
+    def _retry_snapshots(self, now: float) -> None:
+        refs: list[Any] = []
+        while self._unsaved:
+            item = self._unsaved[0]
+            try:
+                refs.append(self._save_snapshot(item))
+            except OSError:
+                self._unsaved_delay = min(self._unsaved_delay * 2, RETRY_MAX_SECS)
+                self._unsaved_retry = now + self._unsaved_delay
+                break
+            self._unsaved.popleft()
+            self._unsaved_bytes -= item.nbytes
+        if not self._unsaved:
+            log.warning("vizdebug writes snapshots again")
+        self._dispatch(refs, 0)
 
     def _save_snapshot(self, item: SnapshotRequest) -> SnapshotRef:
         names, nbytes = save_snapshot(

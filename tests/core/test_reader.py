@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from vizdebug import RunNotFoundError, Writer
+from vizdebug.errors import CorruptRecordError
 from vizdebug.runs import RunReader, find_runs, load_run
 from vizdebug.runs.records import encode_record
 
@@ -161,3 +162,59 @@ def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
     values = [int(s.value) for s in run.scalars["x"]]
     assert values[:must_have] == list(range(must_have))
     assert not [p for p in run.problems if "checksum" in p.message]
+
+
+def test_damaged_header_resyncs_to_the_next_record(tmp_path: Path) -> None:
+    from vizdebug.runs.records import RecordReader
+
+    records = [encode_record(bytes([8, i])) for i in range(1, 6)]  # Event(wall_time=...)
+    path = tmp_path / "events.out.tfevents.1.h"
+    data = bytearray(b"".join(records))
+    third = sum(len(r) for r in records[:2])
+    data[third + 2] ^= 0x10  # the third record's length field
+    path.write_bytes(bytes(data))
+    reader = RecordReader(str(path))
+    got, problems = [], []
+    while True:
+        try:
+            for _, d in reader.read():
+                got.append(d)
+            break
+        except CorruptRecordError as exc:
+            problems.append((exc.offset, exc.reason))
+    assert got == [bytes([8, i]) for i in (1, 2, 4, 5)]
+    assert problems == [(third, problems[0][1])] and "header damaged" in problems[0][1]
+
+
+def test_absurd_length_with_a_valid_checksum_is_refused(tmp_path: Path) -> None:
+    from vizdebug.runs.records import masked_crc
+
+    with Writer(tmp_path) as w:
+        w.scalar("x", 1.0, 0)
+    path = _event_file(tmp_path)
+    head = (1 << 40).to_bytes(8, "little")
+    with path.open("ab") as f:
+        f.write(head + masked_crc(head).to_bytes(4, "little") + encode_record(b"\x08\x01"))
+    run = load_run(tmp_path)
+    assert len(run.scalars["x"]) == 1
+    (problem,) = run.problems
+    assert "over the 512 MiB limit" in problem.message and problem.offset > 0
+
+
+def test_a_zero_filled_stretch_is_skipped_in_one_search(tmp_path: Path) -> None:
+    from vizdebug.runs.records import RecordReader
+
+    path = tmp_path / "events.out.tfevents.1.h"
+    before, after = encode_record(b"\x08\x01"), encode_record(b"\x08\x02")
+    path.write_bytes(before + bytes(16 << 20) + after)  # 16 MB of zeros (a crash's hole)
+    reader = RecordReader(str(path))
+    got: list[bytes] = []
+    problems = []
+    while True:
+        try:
+            for _, data in reader.read():
+                got.append(data)
+            break
+        except CorruptRecordError as exc:
+            problems.append(exc.offset)
+    assert got == [b"\x08\x01", b"\x08\x02"] and problems == [len(before)]

@@ -30,21 +30,24 @@ from tensorboard.compat.proto import (
 
 from ..batch import PackedScalar, StatsBlock
 from ..events import (
-    Anomaly,
     Event,
-    ModelStructure,
-    ModuleInfo,
-    Note,
-    RunInfo,
     Scalar,
-    SnapshotRef,
     TensorStats,
 )
 from ..stats import COLUMNS, stats_to_row
+from .checked import (
+    BASE_FIELDS,
+    JSON_KINDS,
+    BadRecordError,
+    event_from_json,
+    stats_header,
+    type_name,
+)
 from .foreign import decode_tf2, histo_histogram
 
 __all__ = [
     "PLUGIN_NAME",
+    "BadRecordError",
     "Decoder",
     "ScalarTemplate",
     "StatsBlock",
@@ -59,15 +62,7 @@ NATIVE_WRITER = "vizdebug-native"
 STATS_TAG = "vizdebug/stats"
 FORMAT_VERSION = 1
 
-_JSON_KINDS: dict[str, type[Event]] = {
-    "anomaly": Anomaly,
-    "structure": ModelStructure,
-    "run_info": RunInfo,
-    "snapshot": SnapshotRef,
-    "note": Note,
-}
-_KIND_OF: dict[type[Event], str] = {cls: kind for kind, cls in _JSON_KINDS.items()}
-_BASE_FIELDS = ("step", "wall_time", "run", "rank")
+_KIND_OF: dict[type[Event], str] = {cls: kind for kind, cls in JSON_KINDS.items()}
 
 
 @functools.cache
@@ -117,41 +112,9 @@ def _jsonable(value: Any) -> Any:
 def event_to_json(event: Event) -> bytes:
     """Serialize one JSON-stored event (anomaly, structure, ...) without its base fields."""
     body = _jsonable(event)
-    for name in _BASE_FIELDS:
+    for name in BASE_FIELDS:
         body.pop(name, None)
     return json.dumps(body, allow_nan=True, separators=(",", ":")).encode()
-
-
-def _tuplify(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_tuplify(v) for v in value)
-    return value
-
-
-def event_from_json(kind: str, data: bytes, base: dict[str, Any]) -> Event:
-    """Inverse of :func:`event_to_json` for ``vizdebug/<kind>`` records."""
-    cls = _JSON_KINDS[kind]
-    body = json.loads(data)
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in body.items():
-        if key not in names:
-            continue  # written by a newer vizdebug: ignore what we do not know
-        if cls is ModelStructure and key == "modules":
-            value = tuple(
-                ModuleInfo(
-                    name=m["name"],
-                    type=m["type"],
-                    params=int(m.get("params", 0)),
-                    trainable=int(m.get("trainable", 0)),
-                    output_shapes=_tuplify(m.get("output_shapes", [])),
-                )
-                for m in value
-            )
-        elif str(names[key].type).startswith("tuple"):
-            value = _tuplify(value)
-        kwargs[key] = value
-    return cls(**base, **kwargs)
 
 
 def _stats_value(items: Sequence[TensorStats]) -> summary_pb2.Summary.Value:
@@ -368,18 +331,25 @@ class Decoder:
         self, tensor: tensor_pb2.TensorProto, content: bytes, base: dict[str, Any]
     ) -> list[Event | StatsBlock]:
         meta = json.loads(content or b"{}")
+        if not isinstance(meta, dict):
+            raise BadRecordError(f"plugin metadata should be a JSON object, is {type_name(meta)}")
         kind = meta.get("kind", "")
         parts = list(tensor.string_val)
         if kind == "stats":
+            if len(parts) != 2:
+                raise BadRecordError(f"a stats record should have 2 parts, has {len(parts)}")
             if parts[0] != self._header[0]:
-                header = json.loads(parts[0])
-                rows = tuple(
-                    (str(n), str(r), int(c), str(d), tuple(int(s) for s in shape))
-                    for n, r, c, d, shape in header["rows"]
-                )
-                self._header = (parts[0], rows, int(header["bins"]))
+                self._header = (parts[0], *stats_header(parts[0]))
             _, rows, bins = self._header
-            matrix = np.frombuffer(parts[1], dtype="<f8").reshape(len(rows), len(COLUMNS) + bins)
+            width = len(COLUMNS) + bins
+            if len(parts[1]) != 8 * width * len(rows):
+                raise BadRecordError(
+                    f"stats matrix of {len(parts[1])} bytes, expected {8 * width * len(rows)}"
+                )
+            matrix = np.frombuffer(parts[1], dtype="<f8").reshape(len(rows), width)
+            counts = np.concatenate([matrix[:, :5], matrix[:, len(COLUMNS) :]], axis=1)
+            if not (np.isfinite(counts).all() and (counts >= 0).all()):
+                raise BadRecordError("stats counts must be finite and non-negative")
             block = StatsBlock(
                 step=base["step"],
                 wall_time=base["wall_time"],
@@ -389,6 +359,6 @@ class Decoder:
                 matrix=matrix,
             )
             return list(block.events()) if self.expand_stats else [block]
-        if kind in _JSON_KINDS and parts:
+        if kind in JSON_KINDS and parts:
             return [event_from_json(kind, parts[0], base)]
         return []

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
-from ..errors import CorruptRecordError, RunNotFoundError
+from ..errors import CorruptRecordError, RunNotFoundError, VizdebugError
 from ..events import (
     Anomaly,
     Event,
@@ -31,9 +30,19 @@ from ..events import (
     TensorStats,
 )
 from .codec import Decoder, StatsBlock
-from .layout import read_info
+from .layout import read_infos
+from .problems import NotRegularFileError, ReadProblem
+from .records import FileReplacedError, RecordReader
 
-__all__ = ["ReadProblem", "Run", "RunReader", "find_runs", "is_event_file", "load_run"]
+__all__ = [
+    "ReadProblem",
+    "Run",
+    "RunReader",
+    "RunUnreadableError",
+    "find_runs",
+    "is_event_file",
+    "load_run",
+]
 
 _RANK_RE = re.compile(r"vizdebug-r(\d+)$")
 
@@ -43,30 +52,41 @@ def is_event_file(path: Path) -> bool:
     return "tfevents" in path.name and not path.name.endswith(".tmp")
 
 
-@dataclass(frozen=True)
-class ReadProblem:
-    """A record that could not be read."""
+#: Problems one reader keeps; past it they are counted in :attr:`RunReader.more_problems`.
+MAX_PROBLEMS = 1000
 
-    path: str
-    offset: int
-    message: str
 
-    def __str__(self) -> str:
-        return f"{self.path}: byte {self.offset}: {self.message}"
+class RunUnreadableError(VizdebugError, OSError):
+    """A run directory exists but cannot be read (permission denied, I/O error)."""
 
 
 class _FileState:
     def __init__(self, path: Path, run: str, expand_stats: bool) -> None:
-        from .records import RecordReader
-
         match = _RANK_RE.search(path.name)
+        self.rank = int(match.group(1)) if match else 0
+        self.run = run
+        self.expand_stats = expand_stats
         self.reader = RecordReader(str(path))
-        self.decoder = Decoder(run, int(match.group(1)) if match else 0, expand_stats=expand_stats)
-        self.broken = False
+        self.decoder = Decoder(run, self.rank, expand_stats=expand_stats)
+        self.last_error = ""  # an OSError is reported once, not on every poll
+
+    @property
+    def broken(self) -> bool:
+        """Whether the rest of the file is damage (no intact record found past it yet)."""
+        return self.reader.scanning
+
+    def restart(self) -> None:
+        self.decoder = Decoder(self.run, self.rank, expand_stats=self.expand_stats)
 
 
 class RunReader:
     """Reads every event file of one run directory incrementally.
+
+    Total: nothing in the directory makes it raise, hang or read without bound. Damage becomes
+    :attr:`problems` and reading goes on around it: a damaged record is skipped (a damaged
+    header by scanning for the next intact one), a record whose content has the wrong types is
+    refused, special files are refused by type, a file deleted or made unreadable is reported
+    once, and a file rewritten under the same name is read again from its start.
 
     Args:
         run_dir: The directory holding the event files.
@@ -78,14 +98,42 @@ class RunReader:
         self.name = self.run_dir.name
         self.expand_stats = expand_stats
         self.problems: list[ReadProblem] = []
+        #: Problems past :data:`MAX_PROBLEMS`, counted only.
+        self.more_problems = 0
         self._files: dict[Path, _FileState] = {}
+        self._reported: set[tuple[str, str]] = set()
+
+    def _problem(self, path: str, offset: int, message: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(ReadProblem(path, offset, message))
+        else:
+            self.more_problems += 1
+
+    def _once(self, path: str, message: str) -> None:
+        if (path, message) not in self._reported:
+            self._reported.add((path, message))
+            self._problem(path, 0, message)
 
     def event_files(self) -> list[Path]:
-        """The event files currently in the run directory."""
+        """The event files currently in the run directory (regular files only)."""
         try:
-            return sorted(p for p in self.run_dir.iterdir() if p.is_file() and is_event_file(p))
-        except OSError:
+            names = sorted(p for p in self.run_dir.iterdir() if is_event_file(p))
+        except OSError as exc:
+            self._once(str(self.run_dir), f"cannot list the run directory: {_why(exc)}")
             return []
+        files = []
+        for p in names:
+            try:
+                mode = p.stat().st_mode
+            except OSError:
+                continue  # deleted since listed; a link to nowhere
+            if stat.S_ISREG(mode):
+                files.append(p)
+            else:
+                self._once(
+                    str(p), "not a regular file (a FIFO, a device or a link to one); skipped"
+                )
+        return files
 
     def poll(self) -> list[Event | StatsBlock]:
         """Everything appended since the last call (all of it on the first call)."""
@@ -94,8 +142,7 @@ class RunReader:
             state = self._files.get(path)
             if state is None:
                 state = self._files[path] = _FileState(path, self.name, self.expand_stats)
-            if not state.broken:
-                out.extend(self._read(state))
+            out.extend(self._read(state))
         return out
 
     def _read(self, state: _FileState) -> Iterator[Event | StatsBlock]:
@@ -104,20 +151,39 @@ class RunReader:
             try:
                 for offset, record in reader.read():
                     try:
-                        yield from state.decoder.decode(record)
-                    except (DecodeError, ValueError, KeyError, IndexError, TypeError) as exc:
-                        self.problems.append(
-                            ReadProblem(reader.path, offset, f"undecodable event: {exc}")
-                        )
+                        items = state.decoder.decode(record)
+                    except Exception as exc:  # totality: bad content of any kind is a problem
+                        self._problem(reader.path, offset, f"undecodable event: {_what(exc)}")
+                        continue
+                    yield from items
+                state.last_error = ""
                 return
+            except FileReplacedError as exc:
+                state.restart()
+                self._problem(exc.path, exc.offset, exc.reason)
             except CorruptRecordError as exc:
-                self.problems.append(ReadProblem(exc.path, exc.offset, exc.reason))
-                if exc.reason.startswith("length"):
-                    state.broken = True  # no way to find the next record boundary
-                    return
+                self._problem(exc.path, exc.offset, exc.reason)
             except OSError as exc:
-                self.problems.append(ReadProblem(reader.path, reader.offset, str(exc)))
+                message = _why(exc)
+                if message != state.last_error:
+                    state.last_error = message
+                    self._problem(reader.path, reader.offset, f"cannot read: {message}")
                 return
+
+
+def _why(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "deleted while being read"
+    if isinstance(exc, NotRegularFileError):
+        return str(exc)
+    return exc.strerror or str(exc)
+
+
+def _what(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 @dataclass
@@ -149,11 +215,12 @@ class Run:
     events: int = 0
     last_step: int = -1
     _reader: RunReader | None = field(default=None, repr=False)
+    _info_problems: list[ReadProblem] = field(default_factory=list, repr=False)
 
     @property
     def problems(self) -> list[ReadProblem]:
-        """Records that could not be read."""
-        return self._reader.problems if self._reader else []
+        """What could not be read: records of the event files, then run-info files."""
+        return (self._reader.problems if self._reader else []) + self._info_problems
 
     @property
     def framework(self) -> str:
@@ -170,7 +237,7 @@ class Run:
         """Read what was appended since the last call; returns the new events."""
         if self._reader is None:
             self._reader = RunReader(self.path)
-        self.info = read_info(self.path)
+        self.info, self._info_problems = read_infos(self.path)
         new: list[Event] = []
         for item in self._reader.poll():
             events = item.events() if isinstance(item, StatsBlock) else [item]
@@ -204,6 +271,10 @@ class Run:
 def find_runs(logdir: str | os.PathLike[str]) -> list[Path]:
     """Every directory under ``logdir`` (itself included) that holds event files.
 
+    A directory that cannot be listed (permission denied) is listed too: it may be a run,
+    and :func:`load_run` or :func:`vizdebug.runs.summary.summarize` say why it cannot be read,
+    rather than the run vanishing from every listing.
+
     Raises:
         RunNotFoundError: ``logdir`` does not exist or is not a directory.
     """
@@ -211,27 +282,43 @@ def find_runs(logdir: str | os.PathLike[str]) -> list[Path]:
     if not root.is_dir():
         raise RunNotFoundError(f"{root} is not a directory; pass a log directory such as ./runs")
     found = []
-    for dirpath, _dirs, files in os.walk(root):
+    unreadable: list[Path] = []
+
+    def note(exc: OSError) -> None:
+        if exc.filename and not isinstance(exc, FileNotFoundError):
+            unreadable.append(Path(exc.filename))
+
+    for dirpath, _dirs, files in os.walk(root, onerror=note):
         if any("tfevents" in f for f in files):
             found.append(Path(dirpath))
-    return sorted(found)
+    return sorted({*found, *unreadable})
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
     """Load a run directory (or the directory of a single event file).
 
+    Damaged or hostile content never raises: it becomes :attr:`Run.problems`.
+
     Raises:
         RunNotFoundError: The path does not exist or holds no event files.
+        RunUnreadableError: The directory cannot be read (permission denied, I/O error).
     """
     p = Path(path)
-    if p.is_file() and is_event_file(p):
-        p = p.parent
-    if not p.is_dir():
-        raise RunNotFoundError(f"{p} does not exist; `vizdebug runs` lists the runs there are")
-    if not any(is_event_file(f) for f in p.iterdir()):
-        raise RunNotFoundError(
-            f"{p} holds no event files; pass a run directory (`vizdebug runs` lists them)"
-        )
+    try:
+        if p.is_file() and is_event_file(p):
+            p = p.parent
+        if not p.is_dir():
+            raise RunNotFoundError(f"{p} does not exist; `vizdebug runs` lists the runs there are")
+        if not any(is_event_file(f) for f in p.iterdir()):
+            raise RunNotFoundError(
+                f"{p} holds no event files; pass a run directory (`vizdebug runs` lists them)"
+            )
+    except FileNotFoundError as exc:
+        if isinstance(exc, RunNotFoundError):
+            raise
+        raise RunNotFoundError(f"{p} was removed while being read") from None
+    except OSError as exc:
+        raise RunUnreadableError(f"cannot read the run {p}: {exc.strerror or exc}") from None
     run = Run(path=p, name=p.name)
     run.update()
     return run

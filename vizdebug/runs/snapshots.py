@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["load_snapshot", "save_snapshot", "snapshot_name", "to_numpy"]
+from .problems import open_regular
+
+__all__ = [
+    "load_snapshot",
+    "save_snapshot",
+    "snapshot_name",
+    "snapshot_path",
+    "to_numpy",
+]
 
 
 def to_numpy(value: Any) -> npt.NDArray[Any]:
@@ -56,12 +64,46 @@ def save_snapshot(
         total += arr.nbytes
     path = run_dir / relpath
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(kept, str(path))
+    try:
+        save_file(kept, str(path))
+    except Exception as exc:
+        path.unlink(missing_ok=True)  # a partial file on a full disk: give its space back
+        if not isinstance(exc, OSError) and "I/O error" in str(exc):  # safetensors' own type
+            raise OSError(f"cannot write {relpath}: {exc}") from exc
+        raise
     return tuple(kept), total
 
 
-def load_snapshot(path: Path) -> dict[str, npt.NDArray[Any]]:
-    """Read a snapshot file into numpy arrays."""
-    from safetensors.numpy import load_file
+def snapshot_path(run_dir: Path, relpath: str) -> Path:
+    """Where a snapshot reference points, confined to its run directory.
 
-    return dict(load_file(str(path)))
+    Raises:
+        ValueError: The reference is absolute or leads out of the run directory (``..``, or a
+            link inside the directory that points out of it).
+    """
+    root = Path(run_dir).resolve()
+    path = (root / relpath).resolve()
+    if Path(relpath).is_absolute() or not path.is_relative_to(root):
+        raise ValueError(f"snapshot path {relpath[:80]!r} is not inside the run directory")
+    return path
+
+
+def load_snapshot(path: Path, *, run_dir: Path | None = None) -> dict[str, npt.NDArray[Any]]:
+    """Read a snapshot file into numpy arrays.
+
+    Args:
+        path: The file; with ``run_dir``, a path relative to it (see :func:`snapshot_path`).
+        run_dir: The run directory the file must be inside.
+
+    Raises:
+        ValueError: The path leads out of ``run_dir``.
+        OSError: The file cannot be read, is a link, or is not a regular file (a FIFO, a
+            device); ``NotRegularFileError`` then.
+    """
+    from safetensors.numpy import load
+
+    if run_dir is not None:
+        path = snapshot_path(run_dir, str(path))
+    with open_regular(path, follow=False) as f:
+        data = f.read()
+    return dict(load(data))

@@ -283,8 +283,8 @@ def _summarize(run_dir: Path) -> RunSummary:
     reader = RunReader(run_dir, expand_stats=False)
     try:
         has_events = any(is_event_file(p) for p in run_dir.iterdir())
-    except OSError:
-        has_events = False
+    except OSError:  # unreadable: the reader names why, and the run is listed with it
+        has_events = True
     items = reader.poll() if has_events else []
     counts = count_events(items)
     live = is_live(infos)

@@ -130,9 +130,19 @@ class VizdebugPlugin(base_plugin.TBPlugin):  # type: ignore[misc]
     def _serve_static(self, request: wrappers.Request) -> wrappers.Response:
         name = request.path.split("/static/", 1)[-1]
         parts = name.split("/")
-        bad = not name or "\\" in name or "\0" in name or any(p in ("", ".", "..") for p in parts)
-        path = (_STATIC / name).resolve() if not bad else _STATIC
-        if bad or not path.is_relative_to(_STATIC) or not path.is_file():
+        bad = (
+            not name
+            or len(name) > 255  # no static file has a longer name; the OS would refuse it
+            or "\\" in name
+            or "\0" in name
+            or any(p in ("", ".", "..") for p in parts)
+        )
+        try:
+            path = (_STATIC / name).resolve() if not bad else _STATIC
+            found = not bad and path.is_relative_to(_STATIC) and path.is_file()
+        except (OSError, ValueError):  # a name the filesystem refuses is simply not there
+            found = False
+        if not found:
             return _json(request, {"error": f"no static file {name[:80]!r}"}, 404)
         ctype = _STATIC_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
         if ctype is None:
@@ -141,9 +151,25 @@ class VizdebugPlugin(base_plugin.TBPlugin):  # type: ignore[misc]
 
     def _serve_runs(self, request: wrappers.Request) -> wrappers.Response:
         ctx, experiment = self._ctx(request)
-        runs = []
+        runs: list[dict[str, Any]] = []
         for name in self._store.run_names(ctx, experiment):
-            state = self._store.get(ctx, experiment, name)
+            try:
+                state = self._store.get(ctx, experiment, name)
+            except Exception as exc:  # one unreadable run must not hide the others
+                runs.append(
+                    {
+                        "name": name,
+                        "source": "",
+                        "complete": False,
+                        "ranks": [0],
+                        "roles": [],
+                        "last_step": -1,
+                        "anomalies": 0,
+                        "last_wall_time": 0.0,
+                        "error": f"cannot read this run: {exc}"[:300],
+                    }
+                )
+                continue
             ranks = sorted(state.ranks) or [0]
             first = state.ranks.get(ranks[0], RankData())
             runs.append(

@@ -158,5 +158,8 @@ class Store:
                     wall_time=datum.wall_time,
                     summary=summary_pb2.Summary(value=[value]),
                 )
-                items.extend(decoder.decode(record.SerializeToString()))
+                try:
+                    items.extend(decoder.decode(record.SerializeToString()))
+                except Exception:  # a damaged record is skipped, as the file reader does
+                    continue
         return items
