@@ -104,19 +104,30 @@ def test_malformed_and_oversized_messages(slow_loop: tuple[subprocess.Popen[str]
     _proc, run_dir = slow_loop
     live = read_live_file(run_dir)
     assert live is not None
+    # before the token: one bad frame gets one error reply and the connection is closed
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
         sock.sendall(struct.pack(">I", 5) + b"{oops")
         reply, _ = read_frame(sock)
         assert not reply["ok"] and "not JSON" in reply["error"]
-        sock.sendall(encode_frame({"id": 2, "op": "hello", "token": live.token}))
-        assert read_frame(sock)[0]["ok"]  # the same connection goes on
-        sock.sendall(encode_frame({"id": 3, "op": "launch"}))
-        reply, _ = read_frame(sock)
-        assert not reply["ok"] and "unknown op" in reply["error"]
+        assert sock.recv(1) == b""
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
         sock.sendall(struct.pack(">I", 1 << 30))
         reply, _ = read_frame(sock)
+        assert not reply["ok"] and "4096-byte limit" in reply["error"]
+    # after it: malformed frames get error replies and the connection goes on
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        sock.sendall(encode_frame({"id": 2, "op": "hello", "token": live.token}))
+        assert read_frame(sock)[0]["ok"]
+        sock.sendall(struct.pack(">I", 5) + b"{oops")
+        reply, _ = read_frame(sock)
+        assert not reply["ok"] and "not JSON" in reply["error"]
+        sock.sendall(encode_frame({"id": 3, "op": "launch"}))
+        reply, _ = read_frame(sock)
+        assert reply["id"] == 3 and not reply["ok"] and "unknown op" in reply["error"]
+        sock.sendall(struct.pack(">I", (1 << 20) + 1))
+        reply, _ = read_frame(sock)
         assert not reply["ok"] and "limit" in reply["error"]
+        assert sock.recv(1) == b""  # the frame boundary is lost: closed
     with attach(run_dir) as client:
         assert "paused" in client.status()
 

@@ -75,9 +75,11 @@ class TorchLive:
         resume_timeout: float | None,
     ) -> None:
         breaks = parse_breaks(break_on)
-        self.debugger = Debugger(resume_timeout=resume_timeout, measure=torch_measure)
-        for kind, value, glob in breaks:
-            self.debugger.set_break(kind, value, glob)
+        self.debugger = Debugger(
+            resume_timeout=resume_timeout, measure=torch_measure, step=lambda: writer.step
+        )
+        for spec in breaks:
+            self.debugger.set_break(spec.kind, spec.value, spec.module, once=spec.once)
         self.modules = [m for _, m in model.named_modules()]
         self.params = list(model.named_parameters())
         self.optimizer = optimizer

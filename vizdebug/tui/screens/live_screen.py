@@ -339,8 +339,15 @@ class LiveScreen(StepScreen):
             except (ValueError, TypeError) as exc:
                 self.notify(str(exc), severity="error", markup=False)
                 return
-            for kind, value, glob in breaks:
-                self.send("break", self._breaks_changed, kind=kind, value=value, module=glob)
+            for spec in breaks:
+                self.send(
+                    "break",
+                    self._breaks_changed,
+                    kind=spec.kind,
+                    value=spec.value,
+                    module=spec.module,
+                    once=spec.once,
+                )
 
         self.app.push_screen(
             PromptScreen(
