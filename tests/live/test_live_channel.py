@@ -145,9 +145,9 @@ def test_one_controller_others_observe(slow_loop: tuple[subprocess.Popen[str], P
         first.cont()
 
 
-def test_client_killed_while_paused_resumes_after_timeout(tmp_path: Path) -> None:
+def test_controller_killed_while_paused_releases_the_run_at_once(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = start_loop(run_dir, steps=300, timeout=1.0)
+    proc = start_loop(run_dir, steps=300, timeout=600.0)  # only the release can let it go
     child = subprocess.Popen(
         [
             sys.executable,
@@ -167,8 +167,31 @@ def test_client_killed_while_paused_resumes_after_timeout(tmp_path: Path) -> Non
     child.send_signal(signal.SIGKILL)
     child.wait(10)
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "done"  # resumed on its own and finished
+    assert proc.stdout.readline().strip() == "done"  # resumed at once and finished
     assert proc.wait(60) == 0
+
+
+def test_controller_detach_releases_the_run_and_frees_control(
+    slow_loop: tuple[subprocess.Popen[str], Path],
+) -> None:
+    _proc, run_dir = slow_loop
+    with attach(run_dir, control=False) as observer:
+        controller = attach(run_dir)
+        assert controller.controlling and not observer.controlling
+        controller.pause()
+        controller.wait_event("paused")
+        assert observer.status()["controlled"] is True
+        controller.close()  # Escape in the TUI
+        free = observer.wait_event("control", timeout=30)
+        assert free["free"] is True and free["released"] is True
+        observer.wait_event("resumed", timeout=30)  # training goes on at once
+        status = observer.status()
+        assert status["paused"] is False and status["controlled"] is False
+        assert status["step"] is not None  # where training is while it runs
+        assert observer.take_control() and observer.controlling
+        observer.pause()  # the observer now controls the run
+        assert observer.wait_event("paused")["position"]["module"] in ("a", "b", "c")
+        observer.cont()
 
 
 def test_ctrl_c_works_while_paused(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ Hook points, in the order training meets them: each module's forward (after it r
 inputs, outputs, its own parameters), each module output's backward (its gradient, in reverse
 order), and the optimizer step (before the update: every parameter and its gradient). A hook
 calls in here only when the debugger is armed (a pause, a step command or a breakpoint is
-pending), so with no client and no breakpoint the cost is one attribute test.
+pending), so with no client and no breakpoint the cost is one attribute test. A step the
+debugger was armed in the middle of (its first hook point is the root's) has no hook points
+for its children and is not stopped in: the pause lands on the next step's first module.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class TorchLive:
         self.optimizer = optimizer
         self.server = ControlServer(self.debugger, writer.run_dir, run=writer.run)
         self._index = 0
+        self._step = -1
+        self._partial = False
 
     @property
     def armed(self) -> bool:
@@ -156,6 +160,16 @@ class TorchLive:
         )
 
     def _at(self, position: Position, tensors: Callable[[], Mapping[str, Any]]) -> None:
+        if position.step != self._step:
+            self._step, self._index = position.step, 0
+            # Armed in the middle of a step (a pause asked for during its forward pass), the
+            # watch hooks modules only from the next step on: this step's children have no
+            # hook points, so stepping here would go root forward -> root backward ->
+            # optimizer and skip every child. Such a step is left to run; the pause lands on
+            # the next step's first module, from where stepping meets every hook point.
+            self._partial = len(self.modules) > 1 and position.module == ""
+        if self._partial:
+            return
         self._index += 1
         position = dataclasses.replace(position, index=self._index)
         self.debugger.at(position, functools.lru_cache(maxsize=1)(tensors))
