@@ -17,7 +17,7 @@ _OPS = {"abs_gt": "|x| >", "grad_norm_gt": "grad norm >", "zero_frac_gt": "zero 
 
 
 def describe_breakpoint(bp: Mapping[str, Any]) -> str:
-    """A breakpoint as the user wrote it: ``nan``, ``step:100``, ``grad_norm>10@fc*``."""
+    """A breakpoint as the user wrote it: ``nan``, ``step:100``, ``|x| > 10 @fc*``, ``… (once)``."""
     kind, value, module = bp.get("kind"), bp.get("value"), str(bp.get("module", "*"))
     if kind == "nan":
         text = "nan"
@@ -28,7 +28,8 @@ def describe_breakpoint(bp: Mapping[str, Any]) -> str:
     else:
         text = f"{_OPS.get(str(kind), str(kind))} {value:g}" if isinstance(value, float) else ""
         text = text or f"{kind} {value}"
-    return text + (f" @{module}" if module != "*" and kind not in ("step", "module") else "")
+    text += f" @{module}" if module != "*" and kind not in ("step", "module") else ""
+    return text + (" (once)" if bp.get("once") is True else "")
 
 
 class BreakpointList(OptionList):
@@ -51,7 +52,7 @@ class BreakpointList(OptionList):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, markup=False)
-        self.border_title = "Breakpoints (b add, Del clear)"
+        self.border_title = "Breakpoints (b add, Del clear when lit)"
         self._ids: list[int] = []
 
     @property
