@@ -120,6 +120,7 @@ def test_a_client_that_stops_reading_a_16mb_tensor_never_stops_training(
         try:
             time.sleep(0.5)  # the server has started writing the 16 MiB and is stuck
             ctl.cont()
+            resumed_at = time.monotonic()
             before = big.wait_steps(5)
             made = big.wait_steps(before + 100) - before  # training goes on meanwhile
             assert made >= 100
@@ -131,6 +132,12 @@ def test_a_client_that_stops_reading_a_16mb_tensor_never_stops_training(
                 assert time.monotonic() < deadline, big.stderr
                 time.sleep(0.1)
             assert "fell behind" in big.stderr or "stopped reading" in big.stderr
+            stalled_steps = big.wait_steps(before + 100) - before
+            reason = big.stderr.strip().splitlines()[-1]
+            print(
+                f"\nFIGURES steps_until_the_stalled_client_was_dropped={stalled_steps} "
+                f"seconds={time.monotonic() - resumed_at:.1f} log={reason!r}"
+            )
             assert ctl.status()["paused"] is False and ctl.controlling
             ctl.pause()  # and still controls the run
             ctl.wait_event("paused", 60)

@@ -31,8 +31,10 @@ class Connection:
 
     Args:
         sock: The accepted socket.
-        max_queued: Bytes that may wait to be sent; one frame larger than this is accepted
-            only into an empty queue (a fetched tensor the client asked for).
+        max_queued: Bytes that may wait behind the frame being written; one frame larger
+            than this is accepted only into an empty queue (a fetched tensor the client asked
+            for), so a healthy client fetching a large tensor is not dropped for the small
+            events that arrive meanwhile.
         send_timeout: Seconds one frame may take to go out before the client counts as stalled.
         clock: Monotonic clock (injectable).
     """
@@ -61,6 +63,7 @@ class Connection:
         self._cond = threading.Condition()
         self._queue: deque[tuple[bytes, bytes]] = deque()
         self._queued = 0
+        self._inflight = 0  # the frame being written: not counted against the cap
         self._sending_since: float | None = None
         self._sender: threading.Thread | None = None
 
@@ -94,7 +97,7 @@ class Connection:
             if self.closed:
                 return False
             size = len(frame[0]) + len(frame[1])
-            if not self._queued or self._queued + size <= self.max_queued:
+            if self._room(size):
                 self._append(frame, size)
                 return True
             waiting = self._queued
@@ -113,14 +116,14 @@ class Connection:
         size = len(frame[0]) + len(frame[1])
         deadline = self.clock() + self.send_timeout
         with self._cond:
-            while not self.closed and self._queued and self._queued + size > self.max_queued:
+            while not self.closed and not self._room(size):
                 left = deadline - self.clock()
                 if left <= 0:
                     break
                 self._cond.wait(min(left, 0.5))
             if self.closed:
                 return False
-            if not self._queued or self._queued + size <= self.max_queued:
+            if self._room(size):
                 self._append(frame, size)
                 return True
             waiting = self._queued
@@ -154,7 +157,7 @@ class Connection:
                 return
             self.closed_because = reason
             self._queue.clear()
-            self._queued = 0
+            self._queued = self._inflight = 0
             self._cond.notify_all()
         if warn:
             log.warning("vizdebug: dropped live client %s: %s; training goes on", self.peer, reason)
@@ -184,6 +187,11 @@ class Connection:
             log.debug("vizdebug live: cannot encode %r: %s", header.get("event"), exc)
             return None
 
+    def _room(self, size: int) -> bool:
+        """Whether a frame of ``size`` bytes may wait behind the frame being written."""
+        behind = self._queued - self._inflight
+        return self._queued == 0 or behind + size <= self.max_queued
+
     def _append(self, frame: tuple[bytes, bytes], size: int) -> None:
         self._queue.append(frame)
         self._queued += size
@@ -197,6 +205,7 @@ class Connection:
                 if self.closed:
                     return
                 head, payload = self._queue[0]
+                self._inflight = len(head) + len(payload)
                 self._sending_since = self.clock()
             try:
                 self.sock.sendall(head)
@@ -207,6 +216,7 @@ class Connection:
                 return
             with self._cond:
                 self._sending_since = None
+                self._inflight = 0
                 if self._queue:
                     self._queue.popleft()
                     self._queued -= len(head) + len(payload)
