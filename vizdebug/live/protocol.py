@@ -126,16 +126,23 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _depth_ok(raw: bytes) -> bool:
-    """Whether brackets nest at most :data:`MAX_DEPTH` deep (a cheap pre-check, strings aside).
-
-    Brackets inside strings count too, so this may refuse an odd but harmless header; it never
-    lets a deep one through to the recursive parser.
-    """
+    """Whether arrays and objects nest at most :data:`MAX_DEPTH` deep (before parsing, which
+    recurses; brackets inside strings do not count)."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
         return True
     depth = 0
+    in_string = escaped = False
     for byte in raw:
-        if byte in (0x5B, 0x7B):  # [ {
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
             depth += 1
             if depth > MAX_DEPTH:
                 return False
