@@ -228,6 +228,8 @@ class ControlServer:
         want = msg.get("control", True)
         conn.controller = bool(want is True and self.debugger.acquire())
         conn.put({"id": rid, "ok": True, "control": conn.controller, "pid": os.getpid()})
+        if conn.controller:
+            self.broadcast({"event": "control", "free": False})
         return True
 
     def _requests(self, conn: Connection) -> None:
