@@ -423,3 +423,16 @@ def test_describe_one_shot_breakpoints() -> None:
     assert describe_breakpoint({"kind": "step", "value": 7, "once": False}) == "step:7"
     one = {"kind": "abs_gt", "value": 10.0, "module": "fc*", "once": True}
     assert describe_breakpoint(one) == "|x| > 10 @fc* (once)"
+
+
+def test_control_wording() -> None:
+    from vizdebug.tui.live_control import control_label, control_message, observing_note
+
+    assert control_label(attached=False, controlling=False, free=True) == ""
+    assert control_label(attached=True, controlling=True, free=False) == "controlling"
+    assert control_label(attached=True, controlling=False, free=True).endswith("control free")
+    assert control_message(controlling=True, free=False) == ""
+    left = control_message(controlling=False, free=True, left=True)
+    assert "detached" in left and "press o" in left and "another client" not in left
+    assert "another client controls" in control_message(controlling=False, free=False)
+    assert "no client controls" in observing_note(free=True)

@@ -18,6 +18,7 @@ from textual.widgets import Input
 
 from ...live import LiveClient, LiveError, LiveRun
 from ...live.breaks import parse_breaks
+from ..live_control import control_label, control_message, observing_note
 from ..live_keys import LIVE_KEYS, guard_index_box
 from ..live_worker import fetch_tensor, pump_events
 from ..widgets.breakpoint_list import BreakpointList
@@ -193,14 +194,8 @@ class LiveScreen(StepScreen):
             if self.gone
             else ("connecting" if self.client is None else ("paused" if self.paused else "running"))
         )
-        control = (
-            ""
-            if self.client is None
-            else (
-                "controlling"
-                if self.controlling
-                else ("observing · control free" if self.control_free else "observing")
-            )
+        control = control_label(
+            attached=self.client is not None, controlling=self.controlling, free=self.control_free
         )
         self.query_one(LiveStatus).show(
             state=state,
@@ -213,18 +208,8 @@ class LiveScreen(StepScreen):
 
     def _say_control(self, *, left: bool = False) -> None:
         """The message about control for an observer (none for the controller)."""
-        if self.controlling or self.gone:
-            return
-        if self.control_free:
-            self.message(
-                ("The controlling client detached: training goes on. " if left else "")
-                + "No client controls this run: press o to take control."
-            )
-        else:
-            self.message(
-                "Observing: another client controls this run. You can look at tensors while it "
-                "is paused; press o to take control once it is free."
-            )
+        if not self.controlling and not self.gone:
+            self.message(control_message(controlling=False, free=self.control_free, left=left))
 
     def _poll(self) -> None:
         """While training runs, ask where it is (the step shown) in a worker."""
@@ -338,7 +323,7 @@ class LiveScreen(StepScreen):
             self.notify("Not attached to a training process.", severity="warning", markup=False)
             return
         if op in _CONTROL and not self.controlling:
-            self.notify(self._observing_note(), markup=False)
+            self.notify(observing_note(free=self.control_free), markup=False)
             return
 
         def work() -> None:
@@ -440,14 +425,9 @@ class LiveScreen(StepScreen):
             self.notify("Not attached to a training process.", severity="warning", markup=False)
             return True
         if not self.controlling:
-            self.notify(self._observing_note(), markup=False)
+            self.notify(observing_note(free=self.control_free), markup=False)
             return True
         return False
-
-    def _observing_note(self) -> str:
-        if self.control_free:
-            return "Observing: no client controls this run; press o to take control."
-        return "Observing: another client controls this run (o takes control once it is free)."
 
     # -- focus: keys act on what has focus, as the footer shows -------------------------
 
