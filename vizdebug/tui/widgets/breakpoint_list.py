@@ -52,7 +52,7 @@ class BreakpointList(OptionList):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, markup=False)
-        self.border_title = "Breakpoints (b add, Del clear when lit)"
+        self.border_title = "Breakpoints (b add, Del clear)"
         self._ids: list[int] = []
 
     @property
