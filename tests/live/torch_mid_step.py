@@ -1,7 +1,8 @@
 """A torch training whose step 5 stops in the middle of its forward pass until told to go on.
 
-Usage: python torch_mid_step.py RUN_DIR GO_FILE
-At step 5, after module "a" returned, prints "mid" and waits for GO_FILE to exist, so a
+Usage: python torch_mid_step.py RUN_DIR GO_FILE [none]
+With "none", watches with ``on_anomaly=None`` (no NaN sentinel). At step 5, after module "a"
+returned, prints "mid" and waits for GO_FILE to exist, so a
 client's pause arrives mid-forward for sure. Prints "ready" once watching, "done" at the end.
 """
 
@@ -17,6 +18,7 @@ from torch import nn
 import vizdebug
 
 run_dir, go = sys.argv[1], Path(sys.argv[2])
+on_anomaly = None if sys.argv[3:] == ["none"] else "warn"
 torch.manual_seed(0)
 
 
@@ -39,7 +41,7 @@ class Net(nn.Module):
 
 model = Net()
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
-watch = vizdebug.watch(model, opt, logdir=run_dir, every=1000)
+watch = vizdebug.watch(model, opt, logdir=run_dir, every=1000, on_anomaly=on_anomaly)
 print("ready", flush=True)
 for step in range(40):
     model.step = step

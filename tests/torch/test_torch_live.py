@@ -132,11 +132,27 @@ def test_no_client_never_blocks_and_bad_break_on(tmp_path: Path) -> None:
     assert not (tmp_path / "ok" / "live.json").exists()
 
 
-def test_pause_mid_forward_then_step_meets_every_backward(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "sentinel",
+    [
+        "warn",
+        pytest.param(
+            "none",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="with on_anomaly=None, modhooks._record_forward hangs no gradient hook on "
+                "a step hooked only for the live debugger: no backward hook points (needs the "
+                "torch recorder change described in docs/live.md)",
+            ),
+        ),
+    ],
+)
+def test_pause_mid_forward_then_step_meets_every_backward(tmp_path: Path, sentinel: str) -> None:
     """A pause asked for during a forward pass: stepping then walks each child's backward."""
     run_dir, go = tmp_path / "run", tmp_path / "go"
+    script = REPO / "tests" / "live" / "torch_mid_step.py"
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "live" / "torch_mid_step.py"), str(run_dir), str(go)],
+        [sys.executable, str(script), str(run_dir), str(go), sentinel],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
