@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import runpy
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -436,3 +437,28 @@ def test_control_wording() -> None:
     assert "detached" in left and "press o" in left and "another client" not in left
     assert "another client controls" in control_message(controlling=False, free=False)
     assert "no client controls" in observing_note(free=True)
+    from vizdebug.tui.live_control import gone_message
+
+    assert "gone" in gone_message(7, dropped=False)
+    assert "dropped this connection" in gone_message(7, dropped=True)
+
+
+def test_a_killed_unreaped_process_is_not_running() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from vizdebug.tui.live_control import running
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert running(proc.pid)
+        proc.kill()
+        deadline = time.monotonic() + 10
+        while running(proc.pid):  # a zombie until waited for: not running
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert os.waitpid(proc.pid, os.WNOHANG)[0] in (0, proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -138,6 +138,13 @@ class ControlServer:
             self._sock.close()
         with self._lock:
             conns = list(self._conns)
+        # say goodbye (clients tell "training ended" from "this client was dropped"), briefly
+        for conn in conns:
+            if conn.authenticated:
+                conn.offer({"event": "closing", "reason": "training closed the live channel"})
+        deadline = self.clock() + 0.5
+        for conn in conns:
+            conn.drain(max(0.0, deadline - self.clock()))
         for conn in conns:
             conn.close("the training process closed the live channel")
         with contextlib.suppress(FileNotFoundError):

@@ -18,7 +18,13 @@ from textual.widgets import Input
 
 from ...live import LiveClient, LiveError, LiveRun
 from ...live.breaks import parse_breaks
-from ..live_control import control_label, control_message, observing_note
+from ..live_control import (
+    control_label,
+    control_message,
+    gone_message,
+    observing_note,
+    running,
+)
 from ..live_keys import LIVE_KEYS, guard_index_box
 from ..live_worker import fetch_tensor, pump_events
 from ..widgets.breakpoint_list import BreakpointList
@@ -93,6 +99,8 @@ class LiveScreen(StepScreen):
         self.running_step: int | None = None
         #: Whether no client controls the run (known from status and "control" events).
         self.control_free = False
+        #: The server said it was closing (training ended) before the connection ended.
+        self.server_closed = False
         self._closing = False
         self._polling = False
 
@@ -178,15 +186,14 @@ class LiveScreen(StepScreen):
             self.control_free = bool(event.get("free"))
             self._say_control(left=self.control_free)
             self._render_status()
+        elif kind == "closing":
+            self.server_closed = True
         elif kind == "disconnected" and not self.gone:
             self.gone = True
             self.paused = False
             self._render_status()
-            self.message(
-                f"The training process (pid {self.live.pid}) is gone: it finished, crashed or "
-                "was stopped. Nothing more to control; Escape goes back.",
-                severity="error",
-            )
+            dropped = not self.server_closed and running(self.live.pid)
+            self.message(gone_message(self.live.pid, dropped=dropped), severity="error")
 
     def _render_status(self) -> None:
         state = (
