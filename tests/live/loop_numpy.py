@@ -2,7 +2,8 @@
 
 Usage: python loop_numpy.py RUN_DIR STEPS [RESUME_TIMEOUT]
 Module "b" produces a NaN at step 7. Prints "done" at the end. ``VIZDEBUG_TEST_IDLE_TIMEOUT``
-sets the server's idle timeout (seconds).
+sets the server's idle timeout (seconds); with ``VIZDEBUG_TEST_WAIT_CLIENT=1`` the loop starts only
+once a client armed the debugger (a breakpoint or a command), so short runs do not race it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ debugger = Debugger(resume_timeout=timeout)
 idle = float(os.environ.get("VIZDEBUG_TEST_IDLE_TIMEOUT", "60"))
 server = ControlServer(debugger, run_dir, run=run_dir.name, idle_timeout=idle)
 print("ready", flush=True)
+if os.environ.get("VIZDEBUG_TEST_WAIT_CLIENT") == "1":
+    while not debugger.armed:
+        time.sleep(0.01)
 x = np.arange(12, dtype=np.float32).reshape(3, 4)
 for step in range(steps):
     for i, name in enumerate(("a", "b", "c")):

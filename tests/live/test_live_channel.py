@@ -22,12 +22,17 @@ LOOP = Path(__file__).with_name("loop_numpy.py")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def start_loop(run_dir: Path, steps: int, timeout: float = 60.0) -> subprocess.Popen[str]:
+def start_loop(
+    run_dir: Path, steps: int, timeout: float = 60.0, *, wait_client: bool = False
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if wait_client:
+        env["VIZDEBUG_TEST_WAIT_CLIENT"] = "1"
     proc = subprocess.Popen(
         [sys.executable, str(LOOP), str(run_dir), str(steps), str(timeout)],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=env,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
@@ -60,7 +65,7 @@ def test_live_file_is_private_and_listed(slow_loop: tuple[subprocess.Popen[str],
 
 def test_pause_step_fetch_breakpoints_and_continue(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = start_loop(run_dir, steps=12)
+    proc = start_loop(run_dir, steps=12, wait_client=True)
     with attach(run_dir) as client:
         assert client.controlling
         client.set_break("nan")
