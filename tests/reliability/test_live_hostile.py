@@ -238,10 +238,18 @@ def replies(sock: socket.socket) -> Iterator[dict[str, object]]:
 
 
 def connect(live: LiveRun) -> tuple[socket.socket, Iterator[dict[str, object]]]:
+    """Attach and take control (the previous connection's release may still be under way)."""
     sock = socket.create_connection(("127.0.0.1", live.port), timeout=30)
     sock.sendall(encode_frame({"id": 0, "op": "hello", "token": live.token}))
     it = replies(sock)
-    assert next(it)["ok"]
+    reply = next(it)
+    assert reply["ok"]
+    deadline = time.monotonic() + 30
+    while reply.get("control") is not True:
+        assert time.monotonic() < deadline, "control never came free"
+        time.sleep(0.05)
+        sock.sendall(encode_frame({"id": 0, "op": "control"}))
+        reply = next(it)
     return sock, it
 
 
