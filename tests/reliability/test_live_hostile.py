@@ -163,7 +163,8 @@ def test_unauthenticated_oversized_frames_and_idle_connections_keep_memory_bound
         f"growth_mb={growth_mb:.1f} bytes_pushed_mb={sent / MIB:.0f} "
         f"threads_before={threads0} threads_with_50_idle={threads_held} idle_refused={refused}"
     )
-    assert growth_mb < 64, f"RSS grew {growth_mb:.0f} MB under unauthenticated frames"
+    # one buffered 255 MiB frame would show; a step's temporaries swing RSS by about 40 MB
+    assert growth_mb < 128, f"RSS grew {growth_mb:.0f} MB under unauthenticated frames"
     assert threads_held <= threads0 + 16 + 1  # at most max_clients reader threads
     assert refused == 50  # each got a refusal: over the cap, or no hello within 5 s
     with LiveClient.attach(live) as client:  # still serving, never paused by any of it
