@@ -22,12 +22,17 @@ LOOP = Path(__file__).with_name("loop_numpy.py")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def start_loop(run_dir: Path, steps: int, timeout: float = 60.0) -> subprocess.Popen[str]:
+def start_loop(
+    run_dir: Path, steps: int, timeout: float = 60.0, *, wait_client: bool = False
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if wait_client:
+        env["VIZDEBUG_TEST_WAIT_CLIENT"] = "1"
     proc = subprocess.Popen(
         [sys.executable, str(LOOP), str(run_dir), str(steps), str(timeout)],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=env,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
@@ -60,7 +65,7 @@ def test_live_file_is_private_and_listed(slow_loop: tuple[subprocess.Popen[str],
 
 def test_pause_step_fetch_breakpoints_and_continue(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = start_loop(run_dir, steps=12)
+    proc = start_loop(run_dir, steps=12, wait_client=True)
     with attach(run_dir) as client:
         assert client.controlling
         client.set_break("nan")
@@ -100,23 +105,41 @@ def test_wrong_or_missing_token_is_refused(slow_loop: tuple[subprocess.Popen[str
         assert client.status()["paused"] is False
 
 
+def read_reply(sock: socket.socket) -> dict[str, object]:
+    """The next reply (server events such as "control" skipped)."""
+    while "event" in (header := read_frame(sock)[0]):
+        pass
+    return header
+
+
 def test_malformed_and_oversized_messages(slow_loop: tuple[subprocess.Popen[str], Path]) -> None:
     _proc, run_dir = slow_loop
     live = read_live_file(run_dir)
     assert live is not None
+    # before the token: one bad frame gets one error reply and the connection is closed
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
         sock.sendall(struct.pack(">I", 5) + b"{oops")
         reply, _ = read_frame(sock)
         assert not reply["ok"] and "not JSON" in reply["error"]
-        sock.sendall(encode_frame({"id": 2, "op": "hello", "token": live.token}))
-        assert read_frame(sock)[0]["ok"]  # the same connection goes on
-        sock.sendall(encode_frame({"id": 3, "op": "launch"}))
-        reply, _ = read_frame(sock)
-        assert not reply["ok"] and "unknown op" in reply["error"]
+        assert sock.recv(1) == b""
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
         sock.sendall(struct.pack(">I", 1 << 30))
         reply, _ = read_frame(sock)
+        assert not reply["ok"] and "4096-byte limit" in reply["error"]
+    # after it: malformed frames get error replies and the connection goes on
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        sock.sendall(encode_frame({"id": 2, "op": "hello", "token": live.token}))
+        assert read_reply(sock)["ok"]
+        sock.sendall(struct.pack(">I", 5) + b"{oops")
+        reply = read_reply(sock)
+        assert not reply["ok"] and "not JSON" in reply["error"]
+        sock.sendall(encode_frame({"id": 3, "op": "launch"}))
+        reply = read_reply(sock)
+        assert reply["id"] == 3 and not reply["ok"] and "unknown op" in reply["error"]
+        sock.sendall(struct.pack(">I", (1 << 20) + 1))
+        reply = read_reply(sock)
         assert not reply["ok"] and "limit" in reply["error"]
+        assert sock.recv(1) == b""  # the frame boundary is lost: closed
     with attach(run_dir) as client:
         assert "paused" in client.status()
 
@@ -134,9 +157,9 @@ def test_one_controller_others_observe(slow_loop: tuple[subprocess.Popen[str], P
         first.cont()
 
 
-def test_client_killed_while_paused_resumes_after_timeout(tmp_path: Path) -> None:
+def test_controller_killed_while_paused_releases_the_run_at_once(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = start_loop(run_dir, steps=300, timeout=1.0)
+    proc = start_loop(run_dir, steps=300, timeout=600.0)  # only the release can let it go
     child = subprocess.Popen(
         [
             sys.executable,
@@ -156,8 +179,32 @@ def test_client_killed_while_paused_resumes_after_timeout(tmp_path: Path) -> Non
     child.send_signal(signal.SIGKILL)
     child.wait(10)
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "done"  # resumed on its own and finished
+    assert proc.stdout.readline().strip() == "done"  # resumed at once and finished
     assert proc.wait(60) == 0
+
+
+def test_controller_detach_releases_the_run_and_frees_control(
+    slow_loop: tuple[subprocess.Popen[str], Path],
+) -> None:
+    _proc, run_dir = slow_loop
+    with attach(run_dir, control=False) as observer:
+        controller = attach(run_dir)
+        assert controller.controlling and not observer.controlling
+        assert observer.wait_event("control", timeout=30)["free"] is False  # it was announced
+        controller.pause()
+        controller.wait_event("paused")
+        assert observer.status()["controlled"] is True
+        controller.close()  # Escape in the TUI
+        free = observer.wait_event("control", timeout=30)
+        assert free["free"] is True and free["released"] is True
+        observer.wait_event("resumed", timeout=30)  # training goes on at once
+        status = observer.status()
+        assert status["paused"] is False and status["controlled"] is False
+        assert status["step"] is not None  # where training is while it runs
+        assert observer.take_control() and observer.controlling
+        observer.pause()  # the observer now controls the run
+        assert observer.wait_event("paused")["position"]["module"] in ("a", "b", "c")
+        observer.cont()
 
 
 def test_ctrl_c_works_while_paused(tmp_path: Path) -> None:

@@ -44,15 +44,19 @@ def wait_live(run_dir: Path, timeout: float = 30.0) -> LiveRun:
     return live
 
 
-def pause_at(live: LiveRun, step: int) -> None:
-    """Pause training at the first hook point of ``step`` (conv's forward), then detach.
+def pause_at(live: LiveRun) -> int:
+    """Have training stop at the first hook point (conv's forward) of a step soon, unattended.
 
-    Training stays paused (for its resume timeout) with control free for the app.
+    A client pauses training, sets a one-shot breakpoint at the next step and detaches: the
+    run goes on (a controller's detach releases it) and stops at that step with nobody in
+    control, waiting (its resume timeout) for the app. Returns that step.
     """
     with LiveClient.attach(live) as client:
-        client.run_to(step)
+        client.pause()
         where = client.wait_event("paused", timeout=60)["position"]
-        assert (where["step"], where["module"]) == (step, "conv"), where
+        step = int(where["step"]) + 1
+        client.set_break("step", step, once=True)
+    return step
 
 
 def finish(proc: subprocess.Popen[str], steps: int) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import runpy
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from textual.pilot import Pilot
-from textual.widgets import OptionList
+from textual.widgets import Input, OptionList
 
 import vizdebug
 from vizdebug.cli import main
@@ -81,15 +82,16 @@ async def test_attach_step_fetch_break_and_run_to_the_end(tmp_path: Path) -> Non
     proc = start_training(run_dir, steps=200, nan_step=150)
     try:
         live = wait_live(run_dir)
-        pause_at(live, 5)
+        first = pause_at(live)
+        assert first < 100
         app = VizdebugApp(tmp_path / "runs", attach=[live])
         async with app.run_test(size=SIZE) as pilot:
             screen = await live_screen(pilot, app)
             status = screen.query_one(LiveStatus)
-            await paused_at(pilot, status, 5, "conv")
+            await paused_at(pilot, status, first, "conv")
             assert status.control == "controlling"
             assert status.position is not None and status.position["module_type"] == "Conv2d"
-            assert "Conv2d" in str(status.content) and "step 5" in str(status.content)
+            assert "Conv2d" in str(status.content) and f"step {first}" in str(status.content)
 
             # the values the inspector holds are what the model computes from input and weights
             got = {
@@ -112,17 +114,17 @@ async def test_attach_step_fetch_break_and_run_to_the_end(tmp_path: Path) -> Non
             # step: the next modules of the forward pass
             for module in ("act", "flat", "fc1"):
                 await pilot.press("s")
-                await paused_at(pilot, status, 5, module)
+                await paused_at(pilot, status, first, module)
             assert status.position is not None and status.position["chain"] == [""]
             assert status.reason == "step"
             # the selected role stays selected from one point to the next
             await wait_for(pilot, lambda: screen.shown_tensor == "output", timeout=TIMEOUT)
 
-            await answer_prompt(pilot, app, "g", "10")
-            await paused_at(pilot, status, 10, "conv")
-            assert status.reason == "reached step 10"
+            await answer_prompt(pilot, app, "g", str(first + 5))
+            await paused_at(pilot, status, first + 5, "conv")
+            assert status.reason == f"reached step {first + 5}"
             await pilot.press("n")
-            await paused_at(pilot, status, 11, "conv")
+            await paused_at(pilot, status, first + 6, "conv")
 
             await answer_prompt(pilot, app, "b", "nan")
             breaks = screen.query_one(BreakpointList)
@@ -133,7 +135,7 @@ async def test_attach_step_fetch_break_and_run_to_the_end(tmp_path: Path) -> Non
             await pilot.press("p")
             await wait_for(
                 pilot,
-                lambda: status.state == "paused" and status.position["step"] > 11,  # type: ignore[index]
+                lambda: status.state == "paused" and status.position["step"] > first + 6,  # type: ignore[index]
                 timeout=TIMEOUT,
                 what="paused by p",
             )
@@ -153,7 +155,11 @@ async def test_attach_step_fetch_break_and_run_to_the_end(tmp_path: Path) -> Non
             await wait_for(pilot, lambda: status.state == "disconnected", what="disconnected")
             assert "gone" in screen.query_one("#step-messages", MessageBar).text
             await pilot.press("s")  # nothing to control: a notification, no traceback
-            await pilot.press("escape")
+            await pilot.press("escape")  # from the breakpoint list: back to the stepper
+            await pilot.pause()
+            assert isinstance(app.screen, LiveScreen) and app.focused is not None
+            assert app.focused.id == "step-tensors"
+            await pilot.press("escape")  # on the stepper: detach
             await wait_for(pilot, lambda: not isinstance(app.screen, LiveScreen))
     finally:
         proc.kill()
@@ -184,13 +190,33 @@ async def test_observer_take_control_and_process_killed(tmp_path: Path) -> None:
             await pilot.press("o")  # the other client still controls
             await pilot.pause(0.3)
             assert screen.generation == generation and not screen.controlling
-            other.close()
-            await asyncio.sleep(0.2)
+            other.close()  # the controller detaches: the run goes on at once, control is free
+            bar = screen.query_one("#step-messages", MessageBar)
+            await wait_for(pilot, lambda: "detached" in bar.text, what="control free message")
+            assert "another client controls" not in bar.text and "press o" in bar.text
+            await wait_for(pilot, lambda: status.state == "running", what="released")
+            await wait_for(
+                pilot,
+                lambda: status.step is not None and status.step > 3,
+                timeout=TIMEOUT,
+                what="the running step shown",
+            )
+            assert f"step {status.step}" in str(status.content)
+            assert "control free" in status.control
             await pilot.press("o")
             await wait_for(pilot, lambda: screen.controlling, what="control taken")
             assert status.control == "controlling"
+            await pilot.press("p")
+            await wait_for(pilot, lambda: status.state == "paused", timeout=TIMEOUT, what="paused")
+            assert status.position is not None
+            where = (status.position["step"], status.position["module"])
             await pilot.press("s")
-            await paused_at(pilot, status, 3, "act")
+            await wait_for(
+                pilot,
+                lambda: (status.position or {}).get("module") not in (None, where[1]),
+                timeout=TIMEOUT,
+                what="stepped",
+            )
 
             proc.kill()  # the training process dies while attached and paused
             await wait_for(pilot, lambda: status.state == "disconnected", timeout=TIMEOUT)
@@ -327,3 +353,112 @@ def test_cli_attach_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "no live runs under" in err and "\n" not in err
     assert main(["tui", "--attach", str(tmp_path / "empty")]) == 2
     assert "has no live training process" in capsys.readouterr().err
+
+
+@pytest.mark.asyncio
+async def test_keys_act_on_the_stepper_whatever_has_focus_and_escape_returns_to_it(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "runs" / "train"
+    proc = start_training(run_dir, steps=100_000, nan_step=10**9)
+    try:
+        live = wait_live(run_dir)
+        first = pause_at(live)
+        app = VizdebugApp(run_dir, attach=[live])
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await live_screen(pilot, app)
+            status = screen.query_one(LiveStatus)
+            await paused_at(pilot, status, first, "conv")
+            tensors = screen.query_one("#step-tensors", OptionList)
+            assert app.focused is tensors  # the stepper has focus from the start
+            assert screen.active_bindings["escape"].binding.description == "Detach"
+            await fetch(pilot, screen, "output")
+            index = screen.query_one("#tensor-index", Input)
+            blurred = index.styles.background
+            index.focus()
+            await pilot.pause()
+            # a clearly visible highlight, and the footer says what Escape does here
+            assert index.styles.background != blurred
+            assert screen.active_bindings["escape"].binding.description == "Stepper"
+            typed = index.value
+            await pilot.press("s")  # steps: never typed into the index box
+            await paused_at(pilot, status, first, "act")
+            assert "s" not in index.value
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.focused is tensors and isinstance(app.screen, LiveScreen)
+            assert screen.active_bindings["escape"].binding.description == "Detach"
+            index.focus()
+            await pilot.press("1")  # digits do go into the index box
+            assert index.value.endswith("1") and index.value != typed
+            await pilot.press("c")  # continues, whatever has focus
+            await wait_for(pilot, lambda: status.state == "running", what="running")
+            assert "c" not in index.value
+            # while running, the status says which step training is at
+            await wait_for(
+                pilot,
+                lambda: status.step is not None and status.step > first,
+                timeout=TIMEOUT,
+                what="the running step",
+            )
+            assert f"step {status.step}" in str(status.content)
+            await answer_prompt(pilot, app, "b", "once:step:100000000")
+            breaks = screen.query_one(BreakpointList)
+            await wait_for(pilot, lambda: len(breaks.break_ids) == 1, what="the breakpoint")
+            assert "(once)" in str(breaks.get_option_at_index(0).prompt)
+            index.focus()
+            await pilot.press("delete")  # edits the focused index box, as its highlight says
+            assert breaks.break_ids != []
+            breaks.focus()
+            await pilot.press("delete")  # the lit breakpoint list: clears it
+            await wait_for(pilot, lambda: breaks.break_ids == [], what="cleared")
+            await pilot.press("escape", "escape")  # back to the stepper, then detach
+            await wait_for(pilot, lambda: not isinstance(app.screen, LiveScreen))
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_describe_one_shot_breakpoints() -> None:
+    assert describe_breakpoint({"kind": "nan", "once": True}) == "nan (once)"
+    assert describe_breakpoint({"kind": "step", "value": 7, "once": False}) == "step:7"
+    one = {"kind": "abs_gt", "value": 10.0, "module": "fc*", "once": True}
+    assert describe_breakpoint(one) == "|x| > 10 @fc* (once)"
+
+
+def test_control_wording() -> None:
+    from vizdebug.tui.live_control import control_label, control_message, observing_note
+
+    assert control_label(attached=False, controlling=False, free=True) == ""
+    assert control_label(attached=True, controlling=True, free=False) == "controlling"
+    assert control_label(attached=True, controlling=False, free=True).endswith("control free")
+    assert control_message(controlling=True, free=False) == ""
+    left = control_message(controlling=False, free=True, left=True)
+    assert "detached" in left and "press o" in left and "another client" not in left
+    assert "another client controls" in control_message(controlling=False, free=False)
+    assert "no client controls" in observing_note(free=True)
+    from vizdebug.tui.live_control import gone_message
+
+    assert "gone" in gone_message(7, dropped=False)
+    assert "dropped this connection" in gone_message(7, dropped=True)
+
+
+def test_a_killed_unreaped_process_is_not_running() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from vizdebug.tui.live_control import running
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert running(proc.pid)
+        proc.kill()
+        deadline = time.monotonic() + 10
+        while running(proc.pid):  # a zombie until waited for: not running
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert os.waitpid(proc.pid, os.WNOHANG)[0] in (0, proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -44,9 +44,9 @@ class KerasLive:
         break_on: str | Sequence[str] | None,
         resume_timeout: float | None,
     ) -> None:
-        self.debugger = Debugger(resume_timeout=resume_timeout)
-        for kind, value, glob in parse_breaks(break_on):
-            self.debugger.set_break(kind, value, glob)
+        self.debugger = Debugger(resume_timeout=resume_timeout, step=lambda: writer.step)
+        for spec in parse_breaks(break_on):
+            self.debugger.set_break(spec.kind, spec.value, spec.module, once=spec.once)
         self.model = model
         self.layer_types = dict(layer_types)
         self.layer_weights = {k: list(v) for k, v in layer_weights.items()}

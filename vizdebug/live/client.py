@@ -71,13 +71,21 @@ class LiveClient:
         token: The token from ``live.json``.
         control: Ask to control (pause, step, breakpoints); otherwise observe.
         timeout: Seconds to wait for a reply.
+        keepalive: Seconds between pings while otherwise silent (the server closes connections
+            silent for its ``idle_timeout``, 60 s by default); None sends none.
 
     Raises:
         LiveError: The server cannot be reached or refused the token.
     """
 
     def __init__(
-        self, port: int, token: str, *, control: bool = True, timeout: float = 10.0
+        self,
+        port: int,
+        token: str,
+        *,
+        control: bool = True,
+        timeout: float = 10.0,
+        keepalive: float | None = 15.0,
     ) -> None:
         self.timeout = timeout
         try:
@@ -89,6 +97,8 @@ class LiveClient:
         self._ids = itertools.count(1)
         self._waiting: dict[int, queue.Queue[tuple[dict[str, Any], bytes]]] = {}
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()  # one frame at a time from the callers' threads
+        self._stop = threading.Event()
         #: Messages the server sent on its own ("paused", "resumed").
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.closed = False
@@ -96,11 +106,28 @@ class LiveClient:
         self._reader.start()
         hello = self.request("hello", token=token, control=control)
         self.controlling = bool(hello.get("control"))
+        if keepalive is not None:
+            threading.Thread(
+                target=self._keepalive, args=(keepalive,), name="vizdebug-live-ping", daemon=True
+            ).start()
+
+    def _keepalive(self, every: float) -> None:
+        while not self._stop.wait(every) and not self.closed:
+            try:
+                self._send({"id": next(self._ids), "op": "ping"})
+            except OSError:
+                return
+
+    def _send(self, header: dict[str, Any]) -> None:
+        with self._send_lock:
+            self._sock.sendall(encode_frame(header))
 
     @classmethod
-    def attach(cls, live: LiveRun, *, control: bool = True) -> LiveClient:
-        """Connect to a run found by :func:`find_live_runs`."""
-        return cls(live.port, live.token, control=control)
+    def attach(
+        cls, live: LiveRun, *, control: bool = True, keepalive: float | None = 15.0
+    ) -> LiveClient:
+        """Connect to a run found by :func:`find_live_runs` (arguments as for the class)."""
+        return cls(live.port, live.token, control=control, keepalive=keepalive)
 
     def _read(self) -> None:
         try:
@@ -130,13 +157,20 @@ class LiveClient:
         box: queue.Queue[tuple[dict[str, Any], bytes]] = queue.Queue(1)
         with self._lock:
             self._waiting[rid] = box
-        self._sock.sendall(encode_frame({"id": rid, "op": op, **fields}))
+        try:
+            self._send({"id": rid, "op": op, **fields})
+        except OSError as exc:
+            with self._lock:
+                self._waiting.pop(rid, None)
+            raise LiveError(f"the connection to the training process broke: {exc}") from None
         try:
             header, payload = box.get(timeout=self.timeout)
         except queue.Empty:
             raise LiveError(f"no reply to {op!r} within {self.timeout} s") from None
         if not header.get("ok"):
             raise LiveError(str(header.get("error", "request refused")))
+        if "control" in header:
+            self.controlling = bool(header["control"])
         return header, payload
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
@@ -171,9 +205,23 @@ class LiveClient:
         """Run until training step ``step`` and pause at its first hook point."""
         self.request("run_to", step=step)
 
-    def set_break(self, kind: str, value: Any = None, module: str = "*") -> dict[str, Any]:
-        """Set a breakpoint (see :data:`vizdebug.live.debugger.BREAK_KINDS`)."""
-        return dict(self.request("break", kind=kind, value=value, module=module)["breakpoint"])
+    def set_break(
+        self, kind: str, value: Any = None, module: str = "*", *, once: bool = False
+    ) -> dict[str, Any]:
+        """Set a breakpoint (see :data:`vizdebug.live.debugger.BREAK_KINDS`).
+
+        Args:
+            kind: The kind.
+            value: Its step, glob or threshold.
+            module: For conditions, the modules checked.
+            once: Remove it after it fired once.
+        """
+        reply = self.request("break", kind=kind, value=value, module=module, once=once)
+        return dict(reply["breakpoint"])
+
+    def take_control(self) -> bool:
+        """Ask for control; returns whether this client controls now."""
+        return bool(self.request("control").get("control"))
 
     def clear_break(self, break_id: int | None = None) -> None:
         """Remove one breakpoint, or all."""
@@ -208,8 +256,9 @@ class LiveClient:
             raise LiveError(f"no {kind!r} event within {timeout} s") from None
 
     def close(self) -> None:
-        """Disconnect."""
+        """Disconnect (if this client controlled the run, the run goes on at once)."""
         self.closed = True
+        self._stop.set()
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()

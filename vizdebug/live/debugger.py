@@ -3,15 +3,15 @@
 Adapters call :meth:`Debugger.at` at every hook point (a module's forward, its backward, the
 optimizer step). With nothing to do (no pause requested, no breakpoint) that call returns after
 one attribute test. When it decides to pause, the training thread waits inside :meth:`at`, in
-short timed waits so Ctrl-C still works, until a client continues or steps, or until no
-controlling client has been attached for ``resume_timeout`` seconds.
+short timed waits so Ctrl-C still works, until a client continues or steps, until the
+controlling client leaves (:meth:`Debugger.release`: the run goes on at once), or until no
+controlling client has been attached for ``resume_timeout`` seconds (a pause nobody asked for:
+``break_on`` set in code, ``on_anomaly="pause"``).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,13 +21,11 @@ from typing import Any
 import numpy as np
 
 from ..runs.snapshots import to_numpy
+from .breaks import BREAK_KINDS, CONDITIONS, MAX_STEP, Breakpoint, check_break, validate_break
 
 __all__ = ["BREAK_KINDS", "Breakpoint", "Debugger", "Position", "enclosing", "measure"]
 
 log = logging.getLogger("vizdebug")
-
-#: Breakpoint kinds: a step, a module glob, and conditions on the tensors at a hook point.
-BREAK_KINDS = ("step", "module", "nan", "abs_gt", "grad_norm_gt", "zero_frac_gt")
 
 TensorMap = Mapping[str, Any]
 Measure = Callable[[Any], tuple[float, float, float, float]]
@@ -66,27 +64,6 @@ def enclosing(name: str) -> tuple[str, ...]:
     return ("", *(".".join(parts[:i]) for i in range(1, len(parts))))
 
 
-@dataclass(frozen=True)
-class Breakpoint:
-    """A condition that pauses training.
-
-    Attributes:
-        id: Assigned by the debugger.
-        kind: One of :data:`BREAK_KINDS`.
-        value: The step (``step``), glob (``module``) or threshold (the conditions).
-        module: For conditions, a glob limiting the modules checked.
-    """
-
-    id: int
-    kind: str
-    value: Any = None
-    module: str = "*"
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict."""
-        return asdict(self)
-
-
 def measure(tensor: Any) -> tuple[float, float, float, float]:
     """Non-finite count, largest finite |value|, L2 norm and zero fraction (numpy, on the host)."""
     a = to_numpy(tensor).astype(np.float64, copy=False).ravel()
@@ -106,6 +83,8 @@ class Debugger:
             resumes on its own; None waits forever.
         measure: Computes the condition metrics of one tensor (adapters pass an on-device one).
         clock: Monotonic clock, injectable for tests.
+        step: The current training step (e.g. ``lambda: writer.step``), reported while
+            training runs; hook points are not called then, so the position alone is stale.
     """
 
     def __init__(
@@ -114,22 +93,25 @@ class Debugger:
         resume_timeout: float | None = 60.0,
         measure: Measure = measure,
         clock: Callable[[], float] = time.monotonic,
+        step: Callable[[], int] | None = None,
     ) -> None:
         self.resume_timeout = resume_timeout
         self.measure = measure
         self.clock = clock
+        self._step = step
         #: Fast-path flag read by every hook point: anything to check at all?
         self.armed = False
         self.position: Position | None = None
         self.paused = False
         self.reason = ""
+        #: Controlling clients attached (0 or 1 with the server).
         self.controllers = 0
         self._tensors: Callable[[], TensorMap] | None = None
         self._mode = "run"
         self._target: Any = None
         self._breaks: dict[int, Breakpoint] = {}
         self._next_id = 1
-        self._fired_step = -1
+        self._fired: dict[int, int] = {}  # breakpoint id -> the step it last fired at
         self._cond = threading.Condition()
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._unattended_since: float | None = None
@@ -137,8 +119,34 @@ class Debugger:
     # -- called by the server thread ----------------------------------------------------------
 
     def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
-        """Call ``fn(message)`` on pause and resume (from the training thread)."""
+        """Call ``fn(message)`` on pause and resume (from the training thread).
+
+        ``fn`` must not block: it runs on the training thread.
+        """
         self._listeners.append(fn)
+
+    def acquire(self) -> bool:
+        """Take control if nobody has it; returns whether it was taken."""
+        with self._cond:
+            if self.controllers:
+                return False
+            self.controllers = 1
+            self._unattended_since = None
+            return True
+
+    def release(self) -> bool:
+        """The controlling client left: the run goes on at once (it was the only one to step it).
+
+        Breakpoints stay. Returns whether a paused or stepping run was let go.
+        """
+        with self._cond:
+            self.controllers = max(0, self.controllers - 1)
+            if self.controllers or self._mode == "run":
+                return False
+            self._mode, self._target = "run", None
+            self._rearm()
+            self._cond.notify_all()
+            return True
 
     def command(self, op: str, arg: Any = None) -> None:
         """Apply a control command: pause, continue, step, next_step, run_to.
@@ -159,47 +167,38 @@ class Debugger:
                 p = self.position
                 self._mode, self._target = "next", (p.step + 1, p.phase, p.module, p.call)
             elif op == "run_to":
-                if not isinstance(arg, int) or isinstance(arg, bool) or arg < 0:
-                    raise ValueError(f"run_to needs a non-negative step number, got {arg!r}")
+                if not isinstance(arg, int) or isinstance(arg, bool) or not 0 <= arg <= MAX_STEP:
+                    raise ValueError(f"run_to needs a step number 0..2**63-1, got {arg!r}")
                 self._mode, self._target = "run_to", arg
             else:
                 raise ValueError(f"unknown command {op!r}")
             self._rearm()
             self._cond.notify_all()
 
-    def set_break(self, kind: str, value: Any = None, module: str = "*") -> Breakpoint:
+    def set_break(
+        self, kind: Any, value: Any = None, module: Any = "*", *, once: Any = False
+    ) -> Breakpoint:
         """Add a breakpoint.
 
         Raises:
-            ValueError: Unknown kind or a value of the wrong type.
+            ValueError: Unknown kind or a value of the wrong type or out of range.
         """
-        if kind not in BREAK_KINDS:
-            raise ValueError(
-                f"unknown breakpoint kind {kind!r}; use one of {', '.join(BREAK_KINDS)}"
-            )
-        if kind == "step" and (not isinstance(value, int) or isinstance(value, bool)):
-            raise ValueError(f"a step breakpoint needs an integer step, got {value!r}")
-        if kind == "module" and not isinstance(value, str):
-            raise ValueError(f"a module breakpoint needs a name or glob, got {value!r}")
-        if kind in ("abs_gt", "grad_norm_gt", "zero_frac_gt"):
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise ValueError(f"a {kind} breakpoint needs a number, got {value!r}")
-            value = float(value)
-        if not isinstance(module, str):
-            raise ValueError("module must be a glob string")
+        spec = validate_break(kind, value, module, once)
         with self._cond:
-            bp = Breakpoint(self._next_id, kind, value, module)
+            bp = Breakpoint(self._next_id, spec.kind, spec.value, spec.module, spec.once)
             self._next_id += 1
             self._breaks[bp.id] = bp
             self._rearm()
         return bp
 
-    def clear_break(self, bp_id: int | None = None) -> None:
+    def clear_break(self, bp_id: Any = None) -> None:
         """Remove one breakpoint (or all with None).
 
         Raises:
             ValueError: No breakpoint has that id.
         """
+        if bp_id is not None and (not isinstance(bp_id, int) or isinstance(bp_id, bool)):
+            raise ValueError(f"break_id must be an integer or null, got {bp_id!r}")
         with self._cond:
             if bp_id is None:
                 self._breaks.clear()
@@ -222,15 +221,29 @@ class Debugger:
         source = self._tensors
         return source() if (self.paused and source is not None) else {}
 
+    def current_step(self) -> int | None:
+        """The training step now (paused: the position's; running: the step source's)."""
+        position = self.position
+        if self.paused and position is not None:
+            return position.step
+        if self._step is not None:
+            try:
+                return int(self._step())
+            except Exception:  # a step source must not break a status reply
+                return None
+        return position.step if position is not None else None
+
     def status(self) -> dict[str, Any]:
         """A JSON-able snapshot of the state."""
         return {
             "paused": self.paused,
             "reason": self.reason,
             "mode": self._mode,
+            "step": self.current_step(),
             "position": self.position.to_json() if self.position else None,
             "breakpoints": [b.to_json() for b in self.breakpoints],
             "tensors": sorted(self.tensors()) if self.paused else [],
+            "controlled": self.controllers > 0,
         }
 
     def _rearm(self) -> None:
@@ -270,34 +283,25 @@ class Debugger:
         for bp in list(self._breaks.values()):
             hit = self._check(bp, p, tensors)
             if hit:
+                self._fired[bp.id] = p.step
+                if bp.once:
+                    with self._cond:
+                        self._breaks.pop(bp.id, None)
+                        self._rearm()
+                    hit += " (one-shot: removed)"
                 return hit
         return ""
 
     def _check(self, bp: Breakpoint, p: Position, tensors: Callable[[], TensorMap]) -> str:
+        last = self._fired.get(bp.id)
         if bp.kind == "step":
-            if p.step >= bp.value and self._fired_step < bp.value:
-                self._fired_step = p.step
+            # fires once, at the first hook point at or after its step
+            if p.step >= bp.value and last is None:
                 return f"breakpoint {bp.id}: step {bp.value}"
             return ""
-        if bp.kind == "module":
-            if p.module and fnmatch.fnmatchcase(p.module, bp.value):
-                return f"breakpoint {bp.id}: module {p.module}"
-            return ""
-        if not fnmatch.fnmatchcase(p.module, bp.module):
-            return ""
-        for name, tensor in tensors().items():
-            if bp.kind == "grad_norm_gt" and not name.startswith("grad"):
-                continue
-            nonfinite, maxabs, norm, zero_frac = self.measure(tensor)
-            if bp.kind == "nan" and nonfinite:
-                return f"breakpoint {bp.id}: {int(nonfinite)} NaN/Inf in {p.module}:{name}"
-            if bp.kind == "abs_gt" and maxabs > bp.value:
-                return f"breakpoint {bp.id}: |value| {maxabs:.4g} > {bp.value:g} in {name}"
-            if bp.kind == "grad_norm_gt" and norm > bp.value:
-                return f"breakpoint {bp.id}: gradient norm {norm:.4g} > {bp.value:g} in {name}"
-            if bp.kind == "zero_frac_gt" and zero_frac > bp.value and not math.isnan(zero_frac):
-                return f"breakpoint {bp.id}: zero fraction {zero_frac:.2f} > {bp.value:g} in {name}"
-        return ""
+        if bp.kind in CONDITIONS and last == p.step:
+            return ""  # once a step: a NaN reaches every hook point downstream of its origin
+        return check_break(bp, p.step, p.module, tensors, self.measure)
 
     def _pause(self, p: Position, tensors: Callable[[], TensorMap], reason: str) -> None:
         with self._cond:
@@ -311,7 +315,7 @@ class Debugger:
             with self._cond:
                 while self._mode == "hold":
                     self._cond.wait(0.1)  # short waits: Ctrl-C reaches the main thread
-                    if self._timed_out():
+                    if self._mode == "hold" and self._timed_out():
                         log.warning(
                             "vizdebug: no client controlled the paused run for %.0f s; resuming",
                             self.resume_timeout,

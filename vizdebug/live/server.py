@@ -1,10 +1,25 @@
-"""The control server in the training process: loopback only, token required, no pickle.
+"""The control server in the training process: loopback only, token first, never blocking.
 
 It listens on 127.0.0.1 on a random port and writes ``live.json`` (pid, port, token, run; mode
-0600) into the run directory; the file is removed when the server closes. Each client gets a
-daemon thread. The first message must be ``{"op": "hello", "token": ...}``; nothing is acted on
-before it. One client at a time controls (pause, step, breakpoints); others observe (status,
-fetch). Malformed messages get an error reply and the server keeps serving.
+0600) into the run directory; the file is removed when the server closes.
+
+What a peer can cost the training process, by phase:
+
+* **Before the token** a connection may send one frame of at most
+  :data:`~vizdebug.live.protocol.HELLO_MAX_HEADER` bytes with no payload, within
+  ``hello_timeout`` seconds, and it must be ``{"op": "hello", "token": ...}`` (compared in
+  constant time); anything else gets one error reply and the connection is closed. At most
+  ``max_clients`` connections exist at once; more are refused at accept.
+* **After it** requests are at most :data:`~vizdebug.live.protocol.MAX_HEADER` bytes, never a
+  payload; each gets one reply (errors included, see :mod:`.handlers`). A connection silent for
+  ``idle_timeout`` seconds is closed (the client pings well within it).
+* **Sending** goes through each connection's bounded queue and sender thread
+  (:mod:`.conn`): the training thread only offers messages; a client whose queue is full or
+  whose socket has not taken a frame for ``send_timeout`` seconds is dropped with a warning.
+
+One client at a time controls (pause, step, breakpoints); the others observe. When the
+controlling client leaves, by closing, dying or being dropped, the run goes on at once and the
+observers are told that control is free.
 """
 
 from __future__ import annotations
@@ -19,59 +34,20 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..runs.snapshots import to_numpy
+from .conn import Connection
 from .debugger import Debugger
-from .protocol import MAX_PAYLOAD, ProtocolError, array_to_payload, encode_frame, read_frame
+from .handlers import Handler
+from .protocol import HELLO_MAX_HEADER, MAX_HEADER, MAX_PAYLOAD, ProtocolError, read_frame
 
 __all__ = ["LIVE_FILE", "ControlServer"]
 
 log = logging.getLogger("vizdebug")
 
 LIVE_FILE = "live.json"
-_CONTROL_OPS = {"pause", "continue", "step", "next_step", "run_to", "break", "clear"}
-
-
-def _slice(array: np.ndarray[Any, Any], spec: Any) -> np.ndarray[Any, Any]:
-    """Apply a JSON slice: a list with an int (index) or [start, stop] per leading dim."""
-    if spec is None:
-        return array
-    if not isinstance(spec, list) or len(spec) > array.ndim:
-        raise ValueError(f"slice must be a list of at most {array.ndim} entries")
-    index: list[int | slice] = []
-    for item in spec:
-        if isinstance(item, int) and not isinstance(item, bool):
-            index.append(item)
-        elif item is None:
-            index.append(slice(None))
-        elif (
-            isinstance(item, list)
-            and len(item) == 2
-            and all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in item)
-        ):
-            index.append(slice(item[0], item[1]))
-        else:
-            raise ValueError(f"bad slice entry {item!r}: use an int, null or [start, stop]")
-    try:
-        return np.asarray(array[tuple(index)])
-    except IndexError as exc:
-        raise ValueError(f"slice out of range: {exc}") from None
-
-
-class _Client:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.lock = threading.Lock()
-        self.authenticated = False
-        self.controller = False
-
-    def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
-        with self.lock:
-            self.sock.sendall(encode_frame(header, payload))
 
 
 class ControlServer:
@@ -83,7 +59,13 @@ class ControlServer:
         run: Run name, written to ``live.json``.
         port: 0 for a random free port.
         token: Default: 32 random bytes, hex.
-        max_payload: Largest tensor (bytes) sent or accepted in one frame.
+        max_payload: Largest tensor (bytes) sent in one frame.
+        max_clients: Connections open at once (authenticated or not).
+        hello_timeout: Seconds a new connection has to authenticate.
+        idle_timeout: Seconds an authenticated connection may stay silent.
+        send_timeout: Seconds one frame may take to leave before its client counts as stalled.
+        max_queued: Bytes that may wait to be sent to one client.
+        clock: Monotonic clock (injectable).
     """
 
     def __init__(
@@ -95,19 +77,35 @@ class ControlServer:
         port: int = 0,
         token: str | None = None,
         max_payload: int = MAX_PAYLOAD,
+        max_clients: int = 16,
+        hello_timeout: float = 5.0,
+        idle_timeout: float = 60.0,
+        send_timeout: float = 10.0,
+        max_queued: int = 4 << 20,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.debugger = debugger
         self.run_dir = run_dir
         self.token = token or secrets.token_hex(32)
         self.max_payload = max_payload
+        self.max_clients = max_clients
+        self.hello_timeout = hello_timeout
+        self.idle_timeout = idle_timeout
+        self.send_timeout = send_timeout
+        self.max_queued = max_queued
+        self.clock = clock
+        self.handler = Handler(debugger, max_payload=max_payload)
+        #: Connections refused because ``max_clients`` were open.
+        self.refused = 0
         self._sock = socket.create_server(("127.0.0.1", port))
+        self._sock.settimeout(0.5)  # the accept loop is also the stalled-sender watchdog
         self.port: int = self._sock.getsockname()[1]
-        self._clients: set[_Client] = set()
+        self._conns: set[Connection] = set()
         self._lock = threading.Lock()
         self._closed = False
         self.live_file = run_dir / LIVE_FILE
         self._write_live_file(run)
-        debugger.add_listener(self._broadcast)
+        debugger.add_listener(self.broadcast)
         self._thread = threading.Thread(target=self._accept, name="vizdebug-live", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -126,6 +124,11 @@ class ControlServer:
             json.dump(info, f)
         os.chmod(self.live_file, 0o600)  # in case the file existed with wider rights
 
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return len(self._conns)
+
     def close(self) -> None:
         """Stop serving, disconnect clients and remove ``live.json``. Idempotent."""
         if self._closed:
@@ -134,129 +137,134 @@ class ControlServer:
         with contextlib.suppress(OSError):
             self._sock.close()
         with self._lock:
-            clients = list(self._clients)
-        for client in clients:
-            with contextlib.suppress(OSError):
-                client.sock.shutdown(socket.SHUT_RDWR)
+            conns = list(self._conns)
+        # say goodbye (clients tell "training ended" from "this client was dropped"), briefly
+        for conn in conns:
+            if conn.authenticated:
+                conn.offer({"event": "closing", "reason": "training closed the live channel"})
+        deadline = self.clock() + 0.5
+        for conn in conns:
+            conn.drain(max(0.0, deadline - self.clock()))
+        for conn in conns:
+            conn.close("the training process closed the live channel")
         with contextlib.suppress(FileNotFoundError):
             self.live_file.unlink()
         atexit.unregister(self.close)
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        """Offer ``message`` to every authenticated client; never blocks (training thread)."""
+        with self._lock:
+            conns = [c for c in self._conns if c.authenticated]
+        for conn in conns:
+            conn.offer(message)
+
+    # -- accepting, and the watchdog ------------------------------------------------------
 
     def _accept(self) -> None:
         while not self._closed:
             try:
                 sock, _addr = self._sock.accept()
+            except TimeoutError:
+                self._watch()
+                continue
             except OSError:
                 return
+            self._watch()
             # Replies and event messages go out back to back: without NODELAY the second
             # waits for the peer's delayed ACK (~40 ms a step on Linux).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client = _Client(sock)
+            conn = Connection(
+                sock, max_queued=self.max_queued, send_timeout=self.send_timeout, clock=self.clock
+            )
             with self._lock:
-                self._clients.add(client)
+                full = len(self._conns) >= self.max_clients
+                if not full:
+                    self._conns.add(conn)
+            if full:
+                self.refused += 1
+                sock.settimeout(0.2)
+                conn.send_now({"ok": False, "error": f"{self.max_clients} clients attached"})
+                conn.finish()
+                continue
             threading.Thread(
-                target=self._serve, args=(client,), name="vizdebug-live-client", daemon=True
+                target=self._serve, args=(conn,), name="vizdebug-live-client", daemon=True
             ).start()
 
-    def _broadcast(self, message: dict[str, Any]) -> None:
+    def _watch(self) -> None:
         with self._lock:
-            clients = [c for c in self._clients if c.authenticated]
-        for client in clients:
-            with contextlib.suppress(OSError):
-                client.send(message)
+            conns = list(self._conns)
+        for conn in conns:
+            if conn.stalled():
+                conn.close(f"it stopped reading for {self.send_timeout:g} s", warn=True)
 
-    def _serve(self, client: _Client) -> None:
+    # -- one client ----------------------------------------------------------------------
+
+    def _serve(self, conn: Connection) -> None:
         try:
-            while not self._closed:
-                try:
-                    header, _payload = read_frame(client.sock, max_payload=self.max_payload)
-                except ProtocolError as exc:
-                    client.send({"ok": False, "error": str(exc)})
-                    if not exc.recoverable:
-                        return  # the next frame boundary is lost: close this connection
-                    continue
-                self._handle(client, header)
-                if not client.authenticated:
-                    return
-        except (ConnectionError, OSError):
+            if self._hello(conn):
+                self._requests(conn)
+        except OSError:  # ConnectionError, TimeoutError, or the socket shut by close()
             pass
         finally:
-            self._drop(client)
+            self._drop(conn)
 
-    def _drop(self, client: _Client) -> None:
-        with self._lock:
-            self._clients.discard(client)
-            if client.controller:
-                client.controller = False
-                self.debugger.controllers -= 1
-        with contextlib.suppress(OSError):
-            client.sock.close()
-
-    def _handle(self, client: _Client, msg: dict[str, Any]) -> None:
-        rid = msg.get("id")
-        op = msg.get("op")
-        reply: dict[str, Any] = {"id": rid, "ok": True}
+    def _hello(self, conn: Connection) -> bool:
+        """The first frame: small, no payload, the token. Nothing is buffered before it."""
+        deadline = self.clock() + self.hello_timeout
+        rid: int | None = None
         try:
-            if not client.authenticated:
-                token = msg.get("token")
-                if op != "hello" or not isinstance(token, str):
-                    raise PermissionError("send hello with the token from live.json first")
-                if not hmac.compare_digest(token.encode(), self.token.encode()):
-                    raise PermissionError("wrong token")
-                client.authenticated = True
-                reply["control"] = self._take_control(client, bool(msg.get("control", True)))
-                reply["pid"] = os.getpid()
-            elif op == "status":
-                reply.update(self.debugger.status())
-            elif op == "fetch":
-                self._fetch(client, rid, msg)
+            msg, _ = read_frame(
+                conn.sock, max_header=HELLO_MAX_HEADER, max_payload=0, deadline=deadline
+            )
+            got = msg.get("id")
+            rid = got if isinstance(got, int) and not isinstance(got, bool) else None
+            token = msg.get("token")
+            if msg.get("op") != "hello" or not isinstance(token, str):
+                raise PermissionError("send hello with the token from live.json first")
+            if not hmac.compare_digest(token.encode(), self.token.encode()):
+                raise PermissionError("wrong token")
+        except (ProtocolError, PermissionError) as exc:
+            conn.send_now({"id": rid, "ok": False, "error": str(exc)})
+            return False
+        except TimeoutError:
+            conn.send_now({"id": None, "ok": False, "error": "no hello in time"})
+            return False
+        conn.authenticated = True
+        conn.sock.settimeout(self.idle_timeout)
+        conn.start_sender()
+        want = msg.get("control", True)
+        conn.controller = bool(want is True and self.debugger.acquire())
+        conn.put({"id": rid, "ok": True, "control": conn.controller, "pid": os.getpid()})
+        if conn.controller:
+            self.broadcast({"event": "control", "free": False})
+        return True
+
+    def _requests(self, conn: Connection) -> None:
+        while not self._closed and not conn.closed:
+            try:
+                msg, _ = read_frame(conn.sock, max_header=MAX_HEADER, max_payload=0)
+            except ProtocolError as exc:
+                conn.put({"id": None, "ok": False, "error": str(exc)})
+                if not exc.recoverable:
+                    conn.drain(1.0)
+                    return  # the next frame boundary is lost
+                continue
+            except TimeoutError:
+                conn.close(f"silent for {self.idle_timeout:g} s")
+                log.info("vizdebug: closed idle live client %s", conn.peer)
                 return
-            elif op == "control":
-                reply["control"] = self._take_control(client, True)
-            elif op in _CONTROL_OPS:
-                if not client.controller:
-                    raise PermissionError("another client controls this run; you may observe")
-                self._control(op, msg, reply)
-            else:
-                raise ValueError(f"unknown op {op!r}")
-        except (PermissionError, ValueError, TypeError, KeyError) as exc:
-            reply = {"id": rid, "ok": False, "error": str(exc)}
-        client.send(reply)
+            was_controller = conn.controller
+            reply, payload = self.handler.handle(conn, msg)
+            conn.put(reply, payload)
+            if conn.controller and not was_controller:
+                self.broadcast({"event": "control", "free": False})
 
-    def _take_control(self, client: _Client, wanted: bool) -> bool:
+    def _drop(self, conn: Connection) -> None:
         with self._lock:
-            if wanted and not client.controller and self.debugger.controllers == 0:
-                client.controller = True
-                self.debugger.controllers += 1
-            return client.controller
-
-    def _control(self, op: str, msg: dict[str, Any], reply: dict[str, Any]) -> None:
-        dbg = self.debugger
-        if op == "break":
-            bp = dbg.set_break(str(msg.get("kind")), msg.get("value"), msg.get("module", "*"))
-            reply["breakpoint"] = bp.to_json()
-        elif op == "clear":
-            dbg.clear_break(msg.get("break_id"))
-        else:
-            dbg.command(op, msg.get("step"))
-
-    def _fetch(self, client: _Client, rid: Any, msg: dict[str, Any]) -> None:
-        try:
-            name = msg.get("name")
-            tensors = self.debugger.tensors()
-            if not self.debugger.paused:
-                raise ValueError("training is running: pause it before fetching tensors")
-            if not isinstance(name, str) or name not in tensors:
-                raise KeyError(f"no tensor {name!r} here; available: {sorted(tensors)}")
-            array = _slice(to_numpy(tensors[name]), msg.get("slice"))
-            desc, data = array_to_payload(array)
-            if len(data) > self.max_payload:
-                raise ValueError(
-                    f"{name} is {len(data)} bytes, over the {self.max_payload}-byte limit; "
-                    "fetch a slice"
-                )
-        except (ValueError, KeyError, TypeError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            client.send({"id": rid, "ok": False, "error": str(message)})
-            return
-        client.send({"id": rid, "ok": True, "name": name, **desc}, data)
+            self._conns.discard(conn)
+        conn.finish()
+        if conn.controller:
+            conn.controller = False
+            released = self.debugger.release()
+            if not self._closed:
+                self.broadcast({"event": "control", "free": True, "released": released})

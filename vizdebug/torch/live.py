@@ -4,7 +4,9 @@ Hook points, in the order training meets them: each module's forward (after it r
 inputs, outputs, its own parameters), each module output's backward (its gradient, in reverse
 order), and the optimizer step (before the update: every parameter and its gradient). A hook
 calls in here only when the debugger is armed (a pause, a step command or a breakpoint is
-pending), so with no client and no breakpoint the cost is one attribute test.
+pending), so with no client and no breakpoint the cost is one attribute test. A step the
+debugger was armed in the middle of (its first hook point is the root's) has no hook points
+for its children and is not stopped in: the pause lands on the next step's first module.
 """
 
 from __future__ import annotations
@@ -75,14 +77,18 @@ class TorchLive:
         resume_timeout: float | None,
     ) -> None:
         breaks = parse_breaks(break_on)
-        self.debugger = Debugger(resume_timeout=resume_timeout, measure=torch_measure)
-        for kind, value, glob in breaks:
-            self.debugger.set_break(kind, value, glob)
+        self.debugger = Debugger(
+            resume_timeout=resume_timeout, measure=torch_measure, step=lambda: writer.step
+        )
+        for spec in breaks:
+            self.debugger.set_break(spec.kind, spec.value, spec.module, once=spec.once)
         self.modules = [m for _, m in model.named_modules()]
         self.params = list(model.named_parameters())
         self.optimizer = optimizer
         self.server = ControlServer(self.debugger, writer.run_dir, run=writer.run)
         self._index = 0
+        self._step = -1
+        self._partial = False
 
     @property
     def armed(self) -> bool:
@@ -154,6 +160,16 @@ class TorchLive:
         )
 
     def _at(self, position: Position, tensors: Callable[[], Mapping[str, Any]]) -> None:
+        if position.step != self._step:
+            self._step, self._index = position.step, 0
+            # Armed in the middle of a step (a pause asked for during its forward pass), the
+            # watch hooks modules only from the next step on: this step's children have no
+            # hook points, so stepping here would go root forward -> root backward ->
+            # optimizer and skip every child. Such a step is left to run; the pause lands on
+            # the next step's first module, from where stepping meets every hook point.
+            self._partial = len(self.modules) > 1 and position.module == ""
+        if self._partial:
+            return
         self._index += 1
         position = dataclasses.replace(position, index=self._index)
         self.debugger.at(position, functools.lru_cache(maxsize=1)(tensors))

@@ -14,10 +14,19 @@ from typing import Any, ClassVar
 import numpy.typing as npt
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.widgets import Input
 
 from ...live import LiveClient, LiveError, LiveRun
 from ...live.breaks import parse_breaks
 from ...ui.safe import safe
+from ..live_control import (
+    control_label,
+    control_message,
+    gone_message,
+    observing_note,
+    running,
+)
+from ..live_keys import LIVE_KEYS, guard_index_box
 from ..live_worker import fetch_tensor, pump_events
 from ..widgets.breakpoint_list import BreakpointList
 from ..widgets.live_status import LiveStatus
@@ -25,30 +34,6 @@ from .prompt import PromptScreen
 from .step_view import StepScreen
 
 __all__ = ["LIVE_KEYS", "LiveScreen"]
-
-#: (keys, what they do) on the live screen's help.
-LIVE_KEYS: tuple[tuple[str, str], ...] = (
-    ("p", "pause at the next hook point"),
-    ("c", "continue"),
-    (
-        "s",
-        "step: next module of the forward pass, then the backward pass (reverse order), "
-        "then the optimizer step",
-    ),
-    ("n", "next step: the same point in the next training step"),
-    ("g", "run to training step N (asks for N)"),
-    (
-        "b",
-        "add a breakpoint: nan, step:N, module:GLOB, abs>T, grad_norm>T, zero_frac>F "
-        "(conditions may end with @GLOB)",
-    ),
-    ("Delete", "in the breakpoint list: clear the highlighted breakpoint"),
-    ("o", "take control (when observing and no other client controls)"),
-    ("↑ / ↓, Enter", "tensors at the paused point: the highlighted one is fetched"),
-    ("Tab", "move focus (tensor list, breakpoints, inspector index)"),
-    ("Escape", "detach and go back (training continues; it resumes on its own if paused)"),
-    ("?", "this help"),
-)
 
 _CONTROL = frozenset({"pause", "continue", "step", "next_step", "run_to", "break", "clear"})
 #: Tensors kept selected from one paused point to the next when they exist there.
@@ -63,15 +48,31 @@ class LiveScreen(StepScreen):
         control: Ask for control; without it (or when another client controls) observe.
     """
 
+    # The stepper's letter keys are priority bindings: they act whatever has focus (the
+    # index box takes only index characters, see guard_index_box), so "c" continues
+    # instead of landing in the index box.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("p", "command('pause')", "Pause"),
-        Binding("c", "command('continue')", "Continue"),
-        Binding("s", "command('step')", "Step"),
-        Binding("n", "command('next_step')", "Next step"),
-        Binding("g", "run_to", "Run to"),
-        Binding("b", "add_break", "Break"),
-        Binding("o", "take_control", "Take control"),
+        Binding("p", "command('pause')", "Pause", priority=True),
+        Binding("c", "command('continue')", "Continue", priority=True),
+        Binding("s", "command('step')", "Step", priority=True),
+        Binding("n", "command('next_step')", "Next step", priority=True),
+        Binding("g", "run_to", "Run to", priority=True),
+        Binding("b", "add_break", "Break", priority=True),
+        Binding("o", "take_control", "Take control", priority=True),
+        # one of the two is active (check_action), and the footer shows that one
+        Binding("escape", "to_stepper", "Stepper"),
+        Binding("escape", "close", "Detach"),
+        Binding("question_mark", "help", "Help"),
     ]
+    DEFAULT_CSS = """
+    LiveScreen #step-tensors:focus, LiveScreen #breakpoints:focus {
+        border: heavy $accent;
+        background: $accent 8%;
+    }
+    LiveScreen TensorInspector Input:focus { border: tall $accent; background: $accent 25%; }
+    """
+    #: Seconds between two status polls while training runs (the step shown).
+    POLL_SECS = 1.0
     HELP_TITLE = "Live debugger — keys"
     HELP_KEYS = LIVE_KEYS
     WITH_BREAKPOINTS = True
@@ -95,7 +96,14 @@ class LiveScreen(StepScreen):
         self.reason = ""
         #: Bumped at every pause and resume: replies about an older position are dropped.
         self.generation = 0
+        #: The training step while running (from the status polls).
+        self.running_step: int | None = None
+        #: Whether no client controls the run (known from status and "control" events).
+        self.control_free = False
+        #: The server said it was closing (training ended) before the connection ended.
+        self.server_closed = False
         self._closing = False
+        self._polling = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -104,7 +112,10 @@ class LiveScreen(StepScreen):
         self.sub_title = safe(f"live · {self.live.run or self.live.run_dir.name}")
         self._render_status()
         self.clear_tensors("connecting to the training process…")
+        self.query_one("#step-tensors").focus()
+        guard_index_box(self.query_one("#tensor-index", Input))
         self.run_worker(self._connect, thread=True, group="live-connect")
+        self.set_interval(self.POLL_SECS, self._poll)
 
     def on_unmount(self) -> None:
         """Detach (training goes on; a paused run resumes after its timeout)."""
@@ -142,11 +153,8 @@ class LiveScreen(StepScreen):
     def _connected(self, client: LiveClient, status: dict[str, Any]) -> None:
         self.client = client
         self.controlling = client.controlling
-        if not self.controlling:
-            self.message(
-                "Observing: another client controls this run. You can look at tensors while it "
-                "is paused; press o to take control once it is free."
-            )
+        self.control_free = not self.controlling and not status.get("controlled", True)
+        self._say_control()
         self._apply_status(status, self.generation)
         if not self.paused:
             self._render_status()
@@ -175,15 +183,18 @@ class LiveScreen(StepScreen):
             self.generation += 1
             self.paused = False
             self._render_status()
+        elif kind == "control":
+            self.control_free = bool(event.get("free"))
+            self._say_control(left=self.control_free)
+            self._render_status()
+        elif kind == "closing":
+            self.server_closed = True
         elif kind == "disconnected" and not self.gone:
             self.gone = True
             self.paused = False
             self._render_status()
-            self.message(
-                f"The training process (pid {self.live.pid}) is gone: it finished, crashed or "
-                "was stopped. Nothing more to control; Escape goes back.",
-                severity="error",
-            )
+            dropped = not self.server_closed and running(self.live.pid)
+            self.message(gone_message(self.live.pid, dropped=dropped), severity="error")
 
     def _render_status(self) -> None:
         state = (
@@ -191,8 +202,8 @@ class LiveScreen(StepScreen):
             if self.gone
             else ("connecting" if self.client is None else ("paused" if self.paused else "running"))
         )
-        control = (
-            "" if self.client is None else ("controlling" if self.controlling else "observing")
+        control = control_label(
+            attached=self.client is not None, controlling=self.controlling, free=self.control_free
         )
         self.query_one(LiveStatus).show(
             state=state,
@@ -200,7 +211,43 @@ class LiveScreen(StepScreen):
             reason=self.reason if self.paused else "",
             control=control,
             run=self.live.run or self.live.run_dir.name,
+            step=None if self.paused else self.running_step,
         )
+
+    def _say_control(self, *, left: bool = False) -> None:
+        """The message about control for an observer (none for the controller)."""
+        if not self.controlling and not self.gone:
+            self.message(control_message(controlling=False, free=self.control_free, left=left))
+
+    def _poll(self) -> None:
+        """While training runs, ask where it is (the step shown) in a worker."""
+        client = self.client
+        if client is None or self.gone or self.paused or self._polling or self._closing:
+            return
+        self._polling = True
+
+        def work() -> None:
+            try:
+                status = client.status()
+            except (LiveError, OSError):
+                status = None
+            self._call(self._polled, status)
+
+        self.run_worker(work, thread=True, group="live-poll")
+
+    def _polled(self, status: dict[str, Any] | None) -> None:
+        self._polling = False
+        if status is None or self.gone:
+            return
+        step = status.get("step")
+        self.running_step = step if isinstance(step, int) else None
+        if not self.controlling:
+            free = not status.get("controlled", True)
+            if free != self.control_free:
+                self.control_free = free
+                self._say_control()
+        if not self.paused:
+            self._render_status()
 
     def _refresh(self, generation: int) -> None:
         """Ask for the status (tensors here, breakpoints) in a worker."""
@@ -284,9 +331,7 @@ class LiveScreen(StepScreen):
             self.notify("Not attached to a training process.", severity="warning", markup=False)
             return
         if op in _CONTROL and not self.controlling:
-            self.notify(
-                "Observing: another client controls this run (o takes control).", markup=False
-            )
+            self.notify(observing_note(free=self.control_free), markup=False)
             return
 
         def work() -> None:
@@ -321,7 +366,7 @@ class LiveScreen(StepScreen):
                 if step < 0:
                     raise ValueError
             except ValueError:
-                self.notify(f"Not a step number: {text!r}", severity="error", markup=False)
+                self.notify(safe(f"Not a step number: {text!r}"), severity="error", markup=False)
                 return
             self.send("run_to", step=step)
 
@@ -340,8 +385,15 @@ class LiveScreen(StepScreen):
             except (ValueError, TypeError) as exc:
                 self.notify(safe(exc), severity="error", markup=False)
                 return
-            for kind, value, glob in breaks:
-                self.send("break", self._breaks_changed, kind=kind, value=value, module=glob)
+            for spec in breaks:
+                self.send(
+                    "break",
+                    self._breaks_changed,
+                    kind=spec.kind,
+                    value=spec.value,
+                    module=spec.module,
+                    once=spec.once,
+                )
 
         self.app.push_screen(
             PromptScreen(
@@ -363,6 +415,8 @@ class LiveScreen(StepScreen):
 
         def after(reply: dict[str, Any]) -> None:
             self.controlling = bool(reply.get("control"))
+            if self.controlling:
+                self.control_free = False
             self._render_status()
             if self.controlling:
                 self.message("")
@@ -379,8 +433,32 @@ class LiveScreen(StepScreen):
             self.notify("Not attached to a training process.", severity="warning", markup=False)
             return True
         if not self.controlling:
-            self.notify(
-                "Observing: another client controls this run (o takes control).", markup=False
-            )
+            self.notify(observing_note(free=self.control_free), markup=False)
             return True
         return False
+
+    # -- focus: keys act on what has focus, as the footer shows -------------------------
+
+    def _on_stepper(self) -> bool:
+        focused = self.focused
+        return focused is None or focused.id == "step-tensors"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Escape goes back to the stepper from elsewhere, and detaches from the stepper."""
+        if action == "to_stepper":
+            return not self._on_stepper()
+        if action == "close":
+            return self._on_stepper()
+        return True
+
+    def on_descendant_focus(self) -> None:
+        """The footer follows the focus (Escape's meaning changes)."""
+        self.refresh_bindings()
+
+    def on_descendant_blur(self) -> None:
+        """The footer follows the focus."""
+        self.refresh_bindings()
+
+    def action_to_stepper(self) -> None:
+        """Give the focus back to the stepper (the tensor list)."""
+        self.query_one("#step-tensors").focus()

@@ -19,7 +19,7 @@ _OPS = {"abs_gt": "|x| >", "grad_norm_gt": "grad norm >", "zero_frac_gt": "zero 
 
 
 def describe_breakpoint(bp: Mapping[str, Any]) -> str:
-    """A breakpoint as the user wrote it: ``nan``, ``step:100``, ``grad_norm>10@fc*``."""
+    """A breakpoint as the user wrote it: ``nan``, ``step:100``, ``|x| > 10 @fc*``, ``… (once)``."""
     kind, value, module = bp.get("kind"), bp.get("value"), str(bp.get("module", "*"))
     if kind == "nan":
         text = "nan"
@@ -30,7 +30,8 @@ def describe_breakpoint(bp: Mapping[str, Any]) -> str:
     else:
         text = f"{_OPS.get(str(kind), str(kind))} {value:g}" if isinstance(value, float) else ""
         text = text or f"{kind} {value}"
-    return text + (f" @{module}" if module != "*" and kind not in ("step", "module") else "")
+    text += f" @{module}" if module != "*" and kind not in ("step", "module") else ""
+    return text + (" (once)" if bp.get("once") is True else "")
 
 
 class BreakpointList(OptionList):

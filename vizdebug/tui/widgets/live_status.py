@@ -47,6 +47,8 @@ class LiveStatus(Static):
         self.position: dict[str, Any] | None = None
         self.reason = ""
         self.control = ""
+        #: The training step while running (None: unknown or paused).
+        self.step: int | None = None
         #: How many times the widget was updated (benchmarks wait for it to change).
         self.renders = 0
 
@@ -63,6 +65,7 @@ class LiveStatus(Static):
         reason: str = "",
         control: str = "",
         run: str = "",
+        step: int | None = None,
     ) -> None:
         """Render the state and position (a :class:`~vizdebug.live.Position` as JSON).
 
@@ -72,11 +75,13 @@ class LiveStatus(Static):
             reason: Why training paused.
             control: "controlling", "observing" or "".
             run: The run's name.
+            step: The training step while running (shown when there is no position).
         """
         self.state = state
         self.position = dict(position) if position is not None else None
         self.reason = reason
         self.control = control
+        self.step = step
         label, style = _STATE_STYLE.get(state, (state, "bold"))
         text = Text(label, style=style)
         if control:
@@ -88,7 +93,14 @@ class LiveStatus(Static):
         text.append("\n")
         pos = self.position
         if pos is None:
-            text.append("position unknown (training not paused)" if state == "running" else "-")
+            if state == "running" and step is not None:
+                text.append("step ", style="dim")
+                text.append(str(step), style="bold")
+                text.append("  ·  training runs (p pauses at the next hook point)", style="dim")
+            elif state == "running":
+                text.append("training runs (p pauses at the next hook point)", style="dim")
+            else:
+                text.append("-")
             text.append("\n\n", style="dim")
         else:
             module = str(pos.get("module", ""))
