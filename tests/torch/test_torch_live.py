@@ -134,18 +134,7 @@ def test_no_client_never_blocks_and_bad_break_on(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "sentinel",
-    [
-        "warn",
-        pytest.param(
-            "none",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="with on_anomaly=None, modhooks._record_forward hangs no gradient hook on "
-                "a step hooked only for the live debugger: no backward hook points (needs the "
-                "torch recorder change described in docs/live.md)",
-            ),
-        ),
-    ],
+    ["warn", "none"],
 )
 def test_pause_mid_forward_then_step_meets_every_backward(tmp_path: Path, sentinel: str) -> None:
     """A pause asked for during a forward pass: stepping then walks each child's backward."""

@@ -154,7 +154,9 @@ class ModuleHooks:
             for k, (_, t) in enumerate(outs):
                 guard.hold(t, None, recorded, k)
         hung: list[tuple[torch.Tensor, Any, list[GradHook]]] = []
-        if (sentinel or (record and "gradients" in what)) and torch.is_grad_enabled():
+        live = self.live
+        armed = live is not None and live.debugger.armed  # its backward hook points
+        if (sentinel or armed or (record and "gradients" in what)) and torch.is_grad_enabled():
             for k, (path, t) in enumerate(outs):
                 if t.requires_grad:
                     site = (slot, call, k, path, record)
@@ -165,8 +167,8 @@ class ModuleHooks:
                     if sites is None:
                         sites = [site]
                         hang(t, self.on_grad, sites, sentinel)
-                    else:
-                        sites.append(site)
+                    else:  # the container's gradient is met before its child's (backward)
+                        sites.insert(0, site)
                     hung.append((t, node, sites))
         state.hung = hung
         if state.need_structure and call == 0 and not state.replaying:
