@@ -11,7 +11,7 @@ import pytest
 import vizdebug
 from vizdebug.stats import reference_stats
 from vizdebug.tui.data import RunStore
-from vizdebug.tui.health import problems
+from vizdebug.tui.health import fmt, problems, stat
 from vizdebug.tui.widgets.tensor_inspector import default_index, parse_index
 
 
@@ -77,10 +77,24 @@ def _latest(tmp_path: Path, values: np.ndarray, role: str = "output") -> object:
 def test_health_flags(tmp_path: Path) -> None:
     bad = np.array([1.0, math.nan, math.inf, 2e5])
     labels = [lbl for lbl, _ in problems(_latest(tmp_path, bad), "output")]  # type: ignore[arg-type]
-    assert labels == ["NaN", "Inf", "exploding"]
+    assert labels == ["NaN", "+Inf", "exploding"]
     dead = np.zeros(100)
     dead[0] = 1
     assert problems(_latest(tmp_path, dead), "output") == [("zeros", "warning")]  # type: ignore[arg-type]
     tiny = np.full(10, 1e-12)
     assert problems(_latest(tmp_path, tiny, "grad"), "grad") == [("vanishing", "warning")]  # type: ignore[arg-type]
     assert problems(_latest(tmp_path, np.ones(4), "weight"), "weight") == []  # type: ignore[arg-type]
+
+
+def test_no_finite_values_are_a_dash_never_zero_or_vanishing(tmp_path: Path) -> None:
+    all_nan = _latest(tmp_path, np.full(8, math.nan), "grad_output")
+    assert all_nan.get("l2") == 0.0  # type: ignore[attr-defined]  # what the writer stored
+    assert stat(all_nan, "l2") is None  # type: ignore[arg-type]
+    assert fmt(stat(all_nan, "l2")) == "-"  # type: ignore[arg-type]
+    assert problems(all_nan, "grad_output") == [("NaN", "nan")]  # type: ignore[arg-type]
+    mixed = _latest(tmp_path, np.array([math.inf, -math.inf, math.nan]), "grad")
+    assert [s for _, s in problems(mixed, "grad")] == ["nan", "posinf", "neginf"]  # type: ignore[arg-type]
+    assert stat(mixed, "min") is None  # type: ignore[arg-type]
+    assert stat(None, "mean") is None
+    tiny = _latest(tmp_path, np.array([1e-12, math.nan]), "grad")
+    assert ("vanishing", "warning") in problems(tiny, "grad")  # type: ignore[arg-type]

@@ -21,10 +21,12 @@ from .widgets.runs_list import RunEntry
 if TYPE_CHECKING:
     from .screens.run_screen import RunScreen
 
-__all__ = ["LIVE_CHECK_SECS", "Loader", "pick_run"]
+__all__ = ["LIVE_CHECK_SECS", "RUNS_REFRESH_SECS", "Loader", "pick_run"]
 
 #: How often the open run's "live" status (its writer process still running) is re-checked.
 LIVE_CHECK_SECS = 2.0
+#: How often the runs list looks for new runs and re-reads the facts of live ones.
+RUNS_REFRESH_SECS = 3.0
 
 
 def pick_run(runs: list[Path]) -> Path:
@@ -59,6 +61,8 @@ class Loader:
         self.screen = screen
         self._busy = False
         self._live_checked = 0.0
+        #: The last summary of each run; only new and live runs are summarized again.
+        self._entries: dict[Path, RunEntry] = {}
 
     def _call(self, func: Any, *args: Any, **kwargs: Any) -> None:
         try:
@@ -70,8 +74,15 @@ class Loader:
 
     # -- runs ----------------------------------------------------------------------------
 
-    def discover(self) -> None:
-        """Find the runs under the screen's root in a worker and open one if none is open."""
+    def discover(self, *, again: bool = True) -> None:
+        """Find the runs under the screen's root in a worker and open one if none is open.
+
+        Args:
+            again: Summarize every run again (``r``); else only new and live ones (the
+                periodic refresh that keeps a growing run's counts current without ``r``).
+        """
+        if again:
+            self._entries.clear()
         self.screen.run_worker(self._discover, thread=True, group="discover", exclusive=True)
 
     def _discover(self) -> None:
@@ -91,15 +102,25 @@ class Loader:
             return
         if self.screen.store is None:
             self._call(self.screen.open_run, pick_run(runs))
-        entries = [RunEntry(p, _label(root, p)) for p in runs]
-        self._call(self.screen.set_runs, entries)
+        known = dict(self._entries)
+        entries = [known.get(p) or RunEntry(p, _label(root, p)) for p in runs]
+        if any(p not in known for p in runs):
+            self._call(self.screen.set_runs, entries)
         summarized = []
         for entry in entries:
+            old = known.get(entry.path)
+            if old is not None and not old.live:
+                summarized.append(old)  # a finished run's facts do not change
+                continue
             try:
                 s = summarize(entry.path)
-                summarized.append(RunEntry(entry.path, entry.label, s.live, s.steps, s.anomalies))
+                warning = "; ".join(s.problems[:1])
+                summarized.append(
+                    RunEntry(entry.path, entry.label, s.live, s.steps, s.anomalies, warning)
+                )
             except Exception:  # an unreadable run keeps its plain entry
                 summarized.append(entry)
+        self._entries = {e.path: e for e in summarized}
         self._call(self.screen.set_runs, summarized)
 
     def _message(self, text: str, severity: str) -> None:

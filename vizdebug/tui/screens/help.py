@@ -12,6 +12,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from ..health import NONFINITE_STYLES
+
 __all__ = ["KEYS", "HelpScreen"]
 
 #: (keys, what they do), shown on the help screen.
@@ -34,8 +36,12 @@ KEYS: tuple[tuple[str, str], ...] = (
 )
 
 COLOURS = (
-    ("red", "bold red", "NaN / Inf values, or magnitudes above 1e4 (exploding)"),
+    (" nan ", NONFINITE_STYLES["nan"][1], "NaN values (red text in tables: the tensor has NaN)"),
+    (" +inf ", NONFINITE_STYLES["posinf"][1], "+Inf values (orange text: the tensor has +Inf)"),
+    (" -inf ", NONFINITE_STYLES["neginf"][1], "-Inf values (magenta text: the tensor has -Inf)"),
+    ("red", "bold red", "magnitudes above 1e4 (exploding)"),
     ("yellow", "yellow", "over 90% exact zeros in an activation, or a gradient norm below 1e-8"),
+    ("-", "", "no such statistic: a tensor with no finite values has no mean, l2, ..."),
     ("● green", "green", "a run still being written (tailed live)"),
 )
 

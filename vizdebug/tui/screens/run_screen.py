@@ -6,6 +6,7 @@ store's contents into widget updates, refreshing just the visible tab.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 
 from ..data import Delta, RunStore, is_run_dir
-from ..loader import Loader
+from ..loader import RUNS_REFRESH_SECS, Loader
 from ..widgets import (
     AnomalyTable,
     HealthTable,
@@ -74,6 +75,7 @@ class RunScreen(Screen[None]):
         self.module = ""
         self.role = ""
         self.live = False
+        self._run_entries: list[RunEntry] = []
         #: Set once the current run's first read is on screen.
         self.loaded = False
         self.loader = Loader(self)
@@ -108,6 +110,7 @@ class RunScreen(Screen[None]):
             self.open_run(self.root)
         self.loader.discover()
         self.set_interval(self.poll_interval, self.loader.tick)
+        self.set_interval(RUNS_REFRESH_SECS, lambda: self.loader.discover(again=False))
 
     # -- state ---------------------------------------------------------------------------
 
@@ -125,8 +128,31 @@ class RunScreen(Screen[None]):
 
     def set_runs(self, entries: list[RunEntry]) -> None:
         """Fill the runs list (from the discovery worker)."""
-        current = self.store.path if self.store else None
-        self.query_one(RunsList).set_runs(entries, current=current)
+        self._run_entries = list(entries)
+        self.show_runs()
+
+    def show_runs(self) -> None:
+        """Show the runs list, the open run's entry with the counts the step bar shows."""
+        store = self.store
+        entries = self._run_entries
+        if store is not None and store.polls:
+            # One count (1 + the highest step read) in the header and here, current as the
+            # run grows; a summary of run.json lags behind the event files.
+            problems = store.problems
+            warning = str(problems[0]) if problems else ""
+            entries = [
+                replace(
+                    e,
+                    steps=store.step_count,
+                    anomalies=len(store.anomalies),
+                    live=self.live,
+                    warning=warning,
+                )
+                if e.path == store.path
+                else e
+                for e in entries
+            ]
+        self.query_one(RunsList).set_runs(entries, current=store.path if store else None)
 
     def open_run(self, path: Path) -> None:
         """Show another run: reset every view and start reading it."""
@@ -146,6 +172,7 @@ class RunScreen(Screen[None]):
         if store is not self.store:
             return  # a poll of a run the user has left
         self.views.apply(store, delta, first=first)
+        self.show_runs()
         self.loaded = True
 
     def select_module(self, name: str) -> None:

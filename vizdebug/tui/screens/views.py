@@ -16,6 +16,7 @@ from textual.timer import Timer
 
 from ...runs.snapshots import load_snapshot
 from ..data import Delta, RunStore
+from ..health import stat
 from ..widgets import (
     AnomalyTable,
     HealthTable,
@@ -174,14 +175,16 @@ class ViewUpdater:
 
     def _step_bar(self) -> None:
         s = self.screen
-        total = len(s.store.steps) if s.store else 0
+        store, step = s.store, s.step
         s.query_one(StepBar).show(
-            step=s.step,
-            index=min(s.step_index, max(0, total - 1)),
-            total=total,
+            step=step,
+            steps=store.step_count if store else 0,
+            recorded=store.recorded if store else 0,
             module=s.module,
             role=s.role,
             live=s.live,
+            # runs without statistics (other tools') step through their scalars
+            has_stats=store is None or step is None or not store.recorded or store.has_stats(step),
         )
 
     def _series(self, store: RunStore) -> None:
@@ -194,18 +197,23 @@ class ViewUpdater:
             return
         name, role = s.module, s.role
         series: dict[str, npt.NDArray[np.float64]] = {}
-        for col in ("mean", "std", "min", "max", "l2"):
-            series[col] = store.series(name, role, col).values
-        nonfinite = sum(store.series(name, role, c).values for c in ("nan", "posinf", "neginf"))
-        series["nonfinite"] = np.asarray(nonfinite, dtype=np.float64)
+        nonfinite = np.asarray(
+            sum(store.series(name, role, c).values for c in ("nan", "posinf", "neginf")),
+            dtype=np.float64,
+        )
         numel = store.series(name, role, "numel").values
+        # Steps where no value was finite have no mean/std/min/max/l2: NaN here, not 0.
+        none_finite = numel - nonfinite <= 0
+        for col in ("mean", "std", "min", "max", "l2"):
+            series[col] = np.where(none_finite, np.nan, store.series(name, role, col).values)
+        series["nonfinite"] = nonfinite
         with np.errstate(invalid="ignore", divide="ignore"):
             series["zero%"] = store.series(name, role, "zeros").values / numel * 100
         at = store.at(name, role, s.step)
-        cursor: dict[str, float] = {}
+        cursor: dict[str, float | None] = {}
         if at is not None:
             for col in ("mean", "std", "min", "max", "l2"):
-                cursor[col] = at.get(col)
+                cursor[col] = stat(at, col)
             cursor["nonfinite"] = at.get("nan") + at.get("posinf") + at.get("neginf")
             n = at.get("numel")
             cursor["zero%"] = at.get("zeros") / n * 100 if n else float("nan")

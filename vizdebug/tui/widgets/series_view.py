@@ -52,14 +52,14 @@ class SeriesView(VerticalScroll):
         self,
         title: str,
         series: Mapping[str, npt.NDArray[np.float64]],
-        at_cursor: Mapping[str, float],
+        at_cursor: Mapping[str, float | None],
     ) -> None:
         """Plot each statistic and print its value at the cursor step.
 
         Args:
             title: Shown literally above the plots.
             series: Values over steps by statistic name (see :data:`SERIES_COLUMNS`).
-            at_cursor: The value of each statistic at the cursor step.
+            at_cursor: The value of each statistic at the cursor step (None: none, a dash).
         """
         self.query_one("#series-title", Static).update(Text(title))
         for col in SERIES_COLUMNS:
@@ -68,8 +68,8 @@ class SeriesView(VerticalScroll):
             spark = self.query_one(f"#spark-{key}", Sparkline)
             spark.data = _plottable(np.asarray(values, dtype=np.float64))
             label = Text(f"{col:<10}")
-            value = at_cursor.get(col)
-            if value is not None:
-                bad = col == "nonfinite" and value > 0
+            if col in at_cursor:  # None: no such statistic at the cursor (no finite values)
+                value = at_cursor[col]
+                bad = col == "nonfinite" and value is not None and value > 0
                 label.append(fmt(value, 12), style="bold red" if bad else "bold")
             self.query_one(f"#label-{key}", Static).update(label)

@@ -10,6 +10,8 @@ import numpy.typing as npt
 from rich.text import Text
 from textual.widgets import DataTable
 
+from ..health import NONFINITE_STYLES
+
 __all__ = ["MAX_COLS", "MAX_ROWS", "ValueGrid", "cell_text"]
 
 #: The grid shows at most this many rows and columns of a slice (slice further to see more).
@@ -18,11 +20,12 @@ MAX_COLS = 64
 
 
 def cell_text(value: float) -> Text:
-    """One value, NaN and Inf on a red background."""
+    """One value; NaN, +Inf and -Inf each on their own background (see the legend)."""
     if math.isnan(value):
-        return Text("nan", style="bold white on red")
+        return Text("nan", style=NONFINITE_STYLES["nan"][1])
     if math.isinf(value):
-        return Text("inf" if value > 0 else "-inf", style="bold white on dark_orange3")
+        kind = "posinf" if value > 0 else "neginf"
+        return Text("inf" if value > 0 else "-inf", style=NONFINITE_STYLES[kind][1])
     if value == 0:
         return Text("0", style="dim")
     return Text(f"{value:.4g}")
