@@ -179,7 +179,7 @@ async def test_inspector_slices_and_highlights(logdir: Path) -> None:
         assert inspector.selected == "block.fc2/input"
         assert (grid.row_count, len(grid.columns)) == (3, 4)  # index "0, :, :" of (2, 3, 4)
         assert grid.get_cell_at(Coordinate(2, 3)).plain == "11"
-        index = screen.query_one(Input)
+        index = screen.query_one("#tensor-index", Input)
         index.focus()
         index.value = "1, 1:3, ::2"
         await pilot.press("enter")

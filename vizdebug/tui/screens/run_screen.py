@@ -20,6 +20,7 @@ from ..data import Delta, RunStore, is_run_dir
 from ..loader import RUNS_REFRESH_SECS, Loader
 from ..widgets import (
     AnomalyTable,
+    FilterBar,
     HealthTable,
     HistogramView,
     MessageBar,
@@ -61,6 +62,7 @@ class RunScreen(Screen[None]):
         Binding("s", "next_snapshot", "Snapshot"),
         Binding("a", "next_anomaly", "Anomaly"),
         Binding("r", "rescan", "Rescan", show=False),
+        Binding("slash", "filter", "Filter"),
     ]
 
     def __init__(self, root: Path, *, poll_interval: float = 0.1) -> None:
@@ -75,6 +77,8 @@ class RunScreen(Screen[None]):
         self.module = ""
         self.role = ""
         self.live = False
+        #: The ``/`` filter: module and tag names must contain it (case-insensitive).
+        self.filter = ""
         self._run_entries: list[RunEntry] = []
         #: Set once the current run's first read is on screen.
         self.loaded = False
@@ -86,6 +90,7 @@ class RunScreen(Screen[None]):
         yield Header()
         yield StepBar(id="step-bar")
         yield MessageBar(id="messages")
+        yield FilterBar(id="filter")
         with Horizontal(id="body"):
             with Vertical(id="left"):
                 yield RunsList(id="runs")
@@ -251,6 +256,31 @@ class RunScreen(Screen[None]):
         current = self.step if self.step is not None else -1
         found = [a for a in self.store.anomalies if a.step > current]
         self.jump_to(found[0] if found else self.store.anomalies[0])
+
+    def action_filter(self) -> None:
+        """Open the filter line (``/``)."""
+        self.query_one(FilterBar).open()
+
+    def on_input_changed(self, event: FilterBar.Changed) -> None:
+        """Narrow the module tree, the health table and the tag list as the filter changes."""
+        if not isinstance(event.input, FilterBar):
+            return
+        event.stop()
+        self.filter = event.value
+        self.query_one(ModuleTree).set_filter(self.filter)
+        self.query_one(ScalarView).set_filter(self.filter)
+        self.views.refresh(now=True)
+
+    def on_filter_bar_done(self, event: FilterBar.Done) -> None:
+        """Hand focus back to the visible tab."""
+        event.stop()
+        tabs = self.query_one("#tabs", TabbedContent)
+        pane = tabs.get_pane(tabs.active)
+        target = next((w for w in pane.query("*") if w.can_focus), None)
+        if target is not None:
+            target.focus()
+        else:
+            self.focus_next()
 
     def action_rescan(self) -> None:
         """Look for runs again."""

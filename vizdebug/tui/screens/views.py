@@ -28,6 +28,7 @@ from ..widgets import (
     StepBar,
     TensorInspector,
 )
+from ..widgets.filter_bar import matches
 from ..widgets.health_table import health_rows
 from ..widgets.module_tree import tree_order
 from ..widgets.scalar_view import HIST_PREFIX
@@ -170,7 +171,8 @@ class ViewUpdater:
             return
         self._health_built = time.monotonic()
         step = self.screen.step
-        rows = health_rows(store, module_order(store), step)
+        names = [n for n in module_order(store) if matches(n, self.screen.filter)]
+        rows = health_rows(store, names, step)
         self.screen.query_one(HealthTable).show_rows(rows, step=step)
 
     def _step_bar(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .anomaly_table import AnomalyTable
+from .filter_bar import FilterBar
 from .health_table import HealthTable
 from .histogram_view import HistogramView
 from .message_bar import MessageBar
@@ -16,6 +17,7 @@ from .value_grid import ValueGrid
 
 __all__ = [
     "AnomalyTable",
+    "FilterBar",
     "HealthTable",
     "HistogramView",
     "MessageBar",

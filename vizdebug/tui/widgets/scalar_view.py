@@ -14,6 +14,7 @@ from textual.widgets.option_list import Option
 
 from ...events import Histogram
 from ..health import fmt
+from .filter_bar import matches
 from .histogram_view import HistogramView
 
 __all__ = ["ScalarView"]
@@ -42,6 +43,14 @@ class ScalarView(Horizontal):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._tags: list[str] = []
+        self._all: tuple[list[str], list[str]] = ([], [])
+        self._filter = ""
+
+    def set_filter(self, text: str) -> None:
+        """List only tags containing ``text`` (case-insensitive)."""
+        if text != self._filter:
+            self._filter = text
+            self.set_tags(*self._all)
 
     def compose(self) -> ComposeResult:
         """Tag list and detail."""
@@ -60,7 +69,9 @@ class ScalarView(Horizontal):
 
     def set_tags(self, scalars: Sequence[str], histograms: Sequence[str]) -> None:
         """List scalar and histogram tags (shown literally); keeps the highlight."""
+        self._all = (list(scalars), list(histograms))
         tags = sorted(scalars) + [HIST_PREFIX + t for t in sorted(histograms)]
+        tags = [t for t in tags if matches(t, self._filter)]
         if tags == self._tags:
             return
         options = self.query_one("#scalar-tags", OptionList)
