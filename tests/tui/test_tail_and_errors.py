@@ -12,7 +12,14 @@ import vizdebug
 from vizdebug.cli import main
 from vizdebug.stats import reference_stats
 from vizdebug.tui.app import VizdebugApp
-from vizdebug.tui.widgets import AnomalyTable, HealthTable, MessageBar, RunsList, ScalarView
+from vizdebug.tui.widgets import (
+    AnomalyTable,
+    HealthTable,
+    LineChart,
+    MessageBar,
+    RunsList,
+    ScalarView,
+)
 
 from .conftest import wait_for, wait_loaded
 from .runs import make_demo_run
@@ -147,7 +154,10 @@ async def test_tensorboardx_run_shows_scalars_and_histograms(tmp_path: Path) -> 
         view = screen.query_one(ScalarView)
         assert view.tags == ["train/loss", "histogram: fc.weight"]
         title = str(screen.query_one("#scalar-title", Static).content)
-        assert title.startswith("train/loss  step 4: 0.2")
+        assert title == "train/loss"
+        chart = screen.query_one("#scalar-chart", LineChart)
+        at = chart.cursor_value
+        assert at is not None and at[0] == 4 and at[1] == pytest.approx(0.2)
         view.query_one("#scalar-tags").focus()
         await pilot.press("down")
         await wait_for(pilot, lambda: view.current == "histogram: fc.weight")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from textual.widgets import Static
 
 import vizdebug
 from vizdebug.stats import reference_stats
@@ -14,15 +15,18 @@ from vizdebug.tui.app import VizdebugApp
 from vizdebug.tui.widgets import (
     FilterBar,
     HealthTable,
+    LineChart,
     ModuleTree,
     RunsList,
     ScalarView,
     StepBar,
     TensorInspector,
+    ValueGrid,
 )
+from vizdebug.tui.widgets.health_table import COLUMNS
 
 from .conftest import wait_for, wait_loaded
-from .runs import GAP_NAN_STEP, NAN_STEP, make_gap_run
+from .runs import GAP_NAN_STEP, NAN_STEP, STEPS, make_gap_run
 
 pytestmark = pytest.mark.asyncio
 
@@ -43,17 +47,30 @@ async def test_health_table_at_the_nan_step_shows_dashes_not_zero(logdir: Path) 
         await wait_for(pilot, lambda: table.shown_step == NAN_STEP, what="the NaN step")
         rows = _rows(table)
         fc2 = rows["block.fc2"]
-        assert fc2[5] == "-"  # all-NaN output gradient: no l2 (the file stores 0.0)
-        assert "NaN(grad_output)" in fc2[-1] and "NaN(output)" in fc2[-1]
-        assert "vanishing" not in fc2[-1]
+        assert (
+            fc2[COLUMNS.index("grad l2")] == "-"
+        )  # all-NaN output gradient: no l2 (the file stores 0.0)
+        assert (
+            "NaN(grad_output)" in fc2[COLUMNS.index("flags")]
+            and "NaN(output)" in fc2[COLUMNS.index("flags")]
+        )
+        assert "vanishing" not in fc2[COLUMNS.index("flags")]
         weight = rows["block.fc1.weight"]
-        assert weight[5] == "-"  # its gradient: NaN, +Inf and -Inf, nothing finite
-        assert weight[6] != "-"  # its weight is fine
-        assert "+Inf(grad)" in weight[-1] and "-Inf(grad)" in weight[-1]
-        assert all("vanishing" not in r[-1] for r in rows.values())
+        assert (
+            weight[COLUMNS.index("grad l2")] == "-"
+        )  # its gradient: NaN, +Inf and -Inf, nothing finite
+        assert weight[COLUMNS.index("weight l2")] != "-"  # its weight is fine
+        assert (
+            "+Inf(grad)" in weight[COLUMNS.index("flags")]
+            and "-Inf(grad)" in weight[COLUMNS.index("flags")]
+        )
+        assert all("vanishing" not in r[COLUMNS.index("flags")] for r in rows.values())
         # each non-finite kind has its own colour
         styles = {
-            span.style for span in table.get_row_at(table.names.index("block.fc1.weight"))[-1].spans
+            span.style
+            for span in table.get_row_at(table.names.index("block.fc1.weight"))[
+                COLUMNS.index("flags")
+            ].spans
         }
         assert len(styles) >= 3
 
@@ -141,3 +158,79 @@ async def test_runs_list_follows_a_growing_run_without_r(tmp_path: Path) -> None
             assert "of 42 · 40 recorded" in str(screen.query_one(StepBar).content)
     finally:
         w.close()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (140, 40), (203, 51)])
+async def test_scalar_chart_fills_its_pane_with_axes_and_readout(
+    logdir: Path, size: tuple[int, int]
+) -> None:
+    app = VizdebugApp(logdir)
+    async with app.run_test(size=size) as pilot:
+        await wait_loaded(pilot)
+        screen = app.run_screen
+        await pilot.press("5")
+        chart = screen.query_one("#scalar-chart", LineChart)
+        await wait_for(pilot, lambda: chart.cursor_value is not None, what="the loss chart")
+        pane = screen.query_one("#scalars")
+        # the chart takes the pane's height but the title line (was 6 rows of 40)
+        assert chart.size.height >= pane.size.height - 2
+        await pilot.press("home")
+        assert chart.cursor_value == (0, 2.0)
+        lines = [chart.render_line(y) for y in range(chart.size.height)]
+        texts = ["".join(seg.text for seg in strip) for strip in lines]
+        width = chart.size.width
+        assert all(strip.cell_length == width for strip in lines)  # nothing past the edge
+        assert "step 0: 2" in texts[0]  # the readout at the cursor
+        assert "┤" in texts[1] and texts[-1].lstrip().startswith("└")  # y and step axes
+        assert texts[-1].rstrip().endswith(str(STEPS - 1))  # the last step, whole
+
+
+@pytest.mark.parametrize("width", [80, 120, 203])
+async def test_inspector_grid_shows_whole_numbers_only(width: int) -> None:
+    from textual.app import App, ComposeResult
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield TensorInspector()
+
+    app = One()
+    async with app.run_test(size=(width, 30)) as pilot:
+        inspector = app.query_one(TensorInspector)
+        arr = -np.linspace(1e-5, 1.2345, 4 * 64).reshape(4, 64)  # 10-character cells
+        arr[0, 0] = np.nan
+        inspector.set_tensors({"w": arr}, title="t")
+        await pilot.pause()
+        grid = app.query_one(ValueGrid)
+        await wait_for(pilot, lambda: grid.size.width > 0 and grid.shown_cols < 64)
+        await pilot.pause()
+        used = grid._row_label_column_width + sum(
+            c.get_render_width(grid) for c in grid.columns.values()
+        )
+        assert used <= grid.size.width - grid.styles.scrollbar_size_vertical
+        assert grid.shown_cols >= 1 and grid.total_cols == 64
+        info = str(app.query_one("#index-info", Static).content)
+        assert f"{grid.shown_cols} of 64 columns" in info
+        assert "legend" in info  # a NaN in the slice: its colour is explained
+
+
+async def test_long_anomaly_message_is_wrapped_whole(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "long"
+    words = " ".join(f"word{i}" for i in range(80))  # ~550 characters
+    with vizdebug.Writer(run, framework="torch") as w:
+        w.stats("m", "output", reference_stats(np.ones(4, dtype=np.float32)), step=0)
+        w.anomaly("nan", step=0, module="m", role="output", message=words + " END", nan=1)
+    app = VizdebugApp(run)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("3")
+        detail = app.run_screen.query_one("#anomaly-detail", Static)
+        await wait_for(pilot, lambda: "END" in str(detail.content), what="the detail")
+        await pilot.pause()
+        box = app.run_screen.query_one("#anomaly-detail-box")
+        lines = [
+            "".join(seg.text for seg in detail.render_line(y)).rstrip()
+            for y in range(detail.size.height)
+        ]
+        assert len(lines) >= 4  # wrapped, not one cut line
+        assert " ".join(lines).split()[-1] == "END"  # the message's end is on screen
+        assert detail.size.width <= box.size.width

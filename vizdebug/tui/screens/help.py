@@ -14,7 +14,7 @@ from textual.widgets import Static
 
 from ..health import NONFINITE_STYLES
 
-__all__ = ["KEYS", "HelpScreen"]
+__all__ = ["CLOSE_HINT", "KEYS", "HelpScreen"]
 
 #: (keys, what they do), shown on the help screen.
 KEYS: tuple[tuple[str, str], ...] = (
@@ -27,6 +27,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("t", "cycle the tensor role shown (output, grad_output, weight, grad, ...)"),
     ("s", "jump to the next step with a tensor snapshot"),
     ("a", "jump to the next anomaly"),
+    ("/", "filter modules and tags by name (Enter keeps the filter, Escape clears it)"),
     ("r", "rescan the log directory for runs"),
     ("l", "attach the live debugger to the highlighted live run (⏯)"),
     ("d", "step through the run's flight-recorder snapshots, module by module"),
@@ -34,6 +35,9 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("?", "this help"),
     ("q", "quit"),
 )
+
+#: How to close the help, said on the help screen itself.
+CLOSE_HINT = "Escape, q or ? closes this help"
 
 COLOURS = (
     (" nan ", NONFINITE_STYLES["nan"][1], "NaN values (red text in tables: the tensor has NaN)"),
@@ -73,8 +77,12 @@ class HelpScreen(ModalScreen[None]):
         legend.add_column()
         for label, style, what in COLOURS:
             legend.add_row(Text(label, style=style), what)
-        with VerticalScroll():
-            yield Static(Text("vizdebug tui — keys", style="bold"))
+        box = VerticalScroll()
+        box.border_subtitle = CLOSE_HINT
+        with box:
+            title = Text("vizdebug tui — keys", style="bold")
+            title.append(f"    ({CLOSE_HINT})", style="dim")
+            yield Static(title)
             yield Static(keys)
             yield Static(Text("\nColours", style="bold"))
             yield Static(legend)

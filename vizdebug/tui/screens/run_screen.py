@@ -12,9 +12,9 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from ..data import Delta, RunStore, is_run_dir
 from ..loader import RUNS_REFRESH_SECS, Loader
@@ -31,6 +31,7 @@ from ..widgets import (
     StepBar,
     TensorInspector,
 )
+from ..widgets.anomaly_table import describe
 from ..widgets.runs_list import RunEntry
 from .views import ViewUpdater
 
@@ -103,6 +104,9 @@ class RunScreen(Screen[None]):
                     yield HistogramView(id="series-hist")
                 with TabPane("Anomalies", id="anomalies"):
                     yield AnomalyTable(id="anomaly-table")
+                    # not focusable: focus moving there would switch back to this tab
+                    with VerticalScroll(id="anomaly-detail-box", can_focus=False):
+                        yield Static("", id="anomaly-detail")
                 with TabPane("Inspector", id="inspector"):
                     yield TensorInspector(id="tensor-inspector")
                 with TabPane("Scalars", id="scalars"):
@@ -169,6 +173,7 @@ class RunScreen(Screen[None]):
         self.sub_title = path.name
         self.query_one(MessageBar).clear_message()
         self.query_one(AnomalyTable).reset()
+        self.query_one("#anomaly-detail", Static).update("")
         self.views.reset()
         self.loader.poll_now()
 
@@ -313,6 +318,10 @@ class RunScreen(Screen[None]):
         """Select the module under the table's cursor."""
         self.select_module(event.module)
         self.query_one(ModuleTree).select_name(event.module)
+
+    def on_anomaly_table_highlighted(self, event: AnomalyTable.Highlighted) -> None:
+        """Show the whole highlighted anomaly, wrapped, under the table."""
+        self.query_one("#anomaly-detail", Static).update(describe(event.anomaly))
 
     def on_anomaly_table_jump(self, event: AnomalyTable.Jump) -> None:
         """Jump to an anomaly."""

@@ -24,7 +24,7 @@ from textual.widgets.option_list import Option
 from ..widgets import MessageBar, TensorInspector
 from ..widgets.breakpoint_list import BreakpointList
 from ..widgets.live_status import LiveStatus
-from .help import HelpScreen
+from .help import CLOSE_HINT, HelpScreen
 
 __all__ = ["StepHelpScreen", "StepScreen"]
 
@@ -49,8 +49,12 @@ class StepHelpScreen(HelpScreen):
         table.add_column()
         for key, what in self.keys:
             table.add_row(key, what)
-        with VerticalScroll():
-            yield Static(Text(self.heading, style="bold"))
+        box = VerticalScroll()
+        box.border_subtitle = CLOSE_HINT
+        with box:
+            heading = Text(self.heading, style="bold")
+            heading.append(f"    ({CLOSE_HINT})", style="dim")
+            yield Static(heading)
             yield Static(table)
 
 

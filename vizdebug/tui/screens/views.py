@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 from textual.timer import Timer
+from textual.widgets import Static
 
 from ...runs.snapshots import load_snapshot
 from ..data import Delta, RunStore
@@ -28,6 +29,7 @@ from ..widgets import (
     StepBar,
     TensorInspector,
 )
+from ..widgets.anomaly_table import describe
 from ..widgets.filter_bar import matches
 from ..widgets.health_table import health_rows
 from ..widgets.module_tree import tree_order
@@ -103,6 +105,9 @@ class ViewUpdater:
             names = list(store.names)
         if new:
             table.add_anomalies(new)
+            shown = table.current
+            if shown is not None:  # the whole message, wrapped, under the table
+                s.query_one("#anomaly-detail", Static).update(describe(shown))
         if first or delta.new_names or delta.structures:
             s.query_one(ModuleTree).set_modules(modules, names)
         if first or delta.scalars:
@@ -194,7 +199,9 @@ class ViewUpdater:
         view = s.query_one(SeriesView)
         hist = s.query_one("#series-hist", HistogramView)
         if not s.module or not s.role:
-            view.show("select a module in the tree or the health table", {}, {})
+            view.show(
+                "select a module in the tree or the health table", np.zeros(0, np.int64), {}, {}
+            )
             hist.set_message("")
             return
         name, role = s.module, s.role
@@ -203,7 +210,8 @@ class ViewUpdater:
             sum(store.series(name, role, c).values for c in ("nan", "posinf", "neginf")),
             dtype=np.float64,
         )
-        numel = store.series(name, role, "numel").values
+        numel_series = store.series(name, role, "numel")
+        numel = numel_series.values
         # Steps where no value was finite have no mean/std/min/max/l2: NaN here, not 0.
         none_finite = numel - nonfinite <= 0
         for col in ("mean", "std", "min", "max", "l2"):
@@ -220,7 +228,13 @@ class ViewUpdater:
             n = at.get("numel")
             cursor["zero%"] = at.get("zeros") / n * 100 if n else float("nan")
         count = len(series["mean"])
-        view.show(f"{name} · {role} · {count} recorded steps", series, cursor)
+        view.show(
+            f"{name} · {role} · {count} recorded steps",
+            numel_series.steps,
+            series,
+            cursor,
+            cursor=s.step,
+        )
         if at is None:
             hist.set_message(f"no {role} statistics of {name} at or before this step")
         else:
@@ -247,6 +261,8 @@ class ViewUpdater:
             view.show_histograms(tag[len(HIST_PREFIX) :], hists, step)
         elif scalar is not None:
             view.show_scalar(tag, scalar[0], scalar[1], step)
+        elif not view.tags:
+            view.show_none("no tags match the filter" if self.screen.filter else "no scalars")
 
     # -- the inspector -------------------------------------------------------------------
 

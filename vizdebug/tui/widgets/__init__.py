@@ -6,6 +6,7 @@ from .anomaly_table import AnomalyTable
 from .filter_bar import FilterBar
 from .health_table import HealthTable
 from .histogram_view import HistogramView
+from .line_chart import LineChart
 from .message_bar import MessageBar
 from .module_tree import ModuleTree
 from .runs_list import RunsList
@@ -20,6 +21,7 @@ __all__ = [
     "FilterBar",
     "HealthTable",
     "HistogramView",
+    "LineChart",
     "MessageBar",
     "ModuleTree",
     "RunsList",

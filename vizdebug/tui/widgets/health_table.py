@@ -13,7 +13,8 @@ from ..health import fmt, problems, severity_style, stat, styled
 
 __all__ = ["HealthRow", "HealthTable", "health_rows"]
 
-COLUMNS = ("module", "act mean", "act std", "act |max|", "zeros", "grad l2", "weight l2", "flags")
+#: Flags come right after the name: what went wrong stays in view at 80 columns.
+COLUMNS = ("module", "flags", "act mean", "act std", "act |max|", "zeros", "grad l2", "weight l2")
 
 HealthRow = tuple[str, Latest | None, Latest | None, str, Latest | None]
 
@@ -63,7 +64,8 @@ def _cells(row: HealthRow) -> list[Text]:
             continue
         for label, severity in problems(stats, role):
             flags.append(f"{label}({role}) ", style=severity_style(severity))
-    cells.append(flags)
+    flags.rstrip()
+    cells.insert(1, flags)
     return cells
 
 

@@ -219,7 +219,10 @@ class TensorInspector(Horizontal):
         )
         note = f"showing {list(np.shape(part))}: {shown}"
         if grid.truncated:
-            note += " (first 500 rows x 64 columns; slice to see the rest)"
+            note += (
+                f" (first {min(500, grid.row_count)} rows x {grid.shown_cols} of "
+                f"{grid.total_cols} columns; slice to see the rest)"
+            )
         line = Text(note, style="dim")
         if arr.dtype.kind == "f" and not np.isfinite(part).all():
             line.append("   legend: ", style="dim")
