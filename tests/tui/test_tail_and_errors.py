@@ -83,7 +83,7 @@ async def test_corrupt_record_is_reported_and_rest_shown(tmp_path: Path) -> None
 
 
 @pytest.mark.asyncio
-async def test_truncated_tail_is_not_an_error(tmp_path: Path) -> None:
+async def test_truncated_tail_of_a_finished_run_is_a_warning(tmp_path: Path) -> None:
     run_dir = make_demo_run(tmp_path / "runs" / "demo")
     path = _event_file(run_dir)
     data = path.read_bytes()
@@ -91,8 +91,18 @@ async def test_truncated_tail_is_not_an_error(tmp_path: Path) -> None:
     app = VizdebugApp(run_dir)
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
-        assert app.run_screen.query_one(MessageBar).text == ""
-        assert app.store is not None and app.store.steps
+        bar = app.run_screen.query_one(MessageBar)
+        await wait_for(pilot, lambda: "could not be read whole" in bar.text, what="warning")
+        assert path.name in bar.text and "-error" not in bar.classes  # a warning, not an error
+        assert app.store is not None and app.store.steps  # the rest is shown
+        runs = app.run_screen.query_one(RunsList)
+        await wait_for(
+            pilot,
+            lambda: (
+                runs.option_count and "not read whole" in str(runs.get_option_at_index(0).prompt)
+            ),
+            what="the runs list's mark",
+        )
 
 
 @pytest.mark.asyncio

@@ -199,6 +199,25 @@ class RunStore:
         """Records that could not be read (file, offset, message)."""
         return list(self._reader.problems) if self._reader else []
 
+    def unread_tails(self) -> list[tuple[str, int, int]]:
+        """``(file, offset, size)`` of each event file that ends in an incomplete record.
+
+        Normal for a moment while a writer is mid-write; in a run nobody writes any more, the
+        file was cut (a killed process, a full disk) and could not be read whole.
+        """
+        # RunReader keeps where each file's reading stopped in its (private) file states.
+        states = getattr(self._reader, "_files", {}) if self._reader else {}
+        out = []
+        for path, state in list(states.items()):
+            offset = int(getattr(getattr(state, "reader", None), "offset", 0))
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            if size > offset and not getattr(state, "broken", False):
+                out.append((path.name, offset, size))
+        return out
+
     @property
     def lock(self) -> threading.RLock:
         """Held while a poll appends; take it to read several fields consistently."""

@@ -147,18 +147,28 @@ class Loader:
         delta = Delta()
         error = ""
         live: bool | None = None
+        cut: list[tuple[str, int, int]] | None = None
         try:
             delta = store.poll()
             now = time.monotonic()
             if first or now - self._live_checked > LIVE_CHECK_SECS:
                 self._live_checked = now
                 live = _is_live(store.path)
+                # an incomplete last record is a writer mid-write while the run is live,
+                # else a file cut short: checked with the live status
+                cut = [] if live else store.unread_tails()
         except Exception as exc:  # never a traceback in the app
             error = f"Cannot read {store.path.name}: {type(exc).__name__}: {exc}"
-        self._call(self._done, store, delta, first, live, error)
+        self._call(self._done, store, delta, first, live, error, cut)
 
     def _done(
-        self, store: RunStore, delta: Delta, first: bool, live: bool | None, err: str
+        self,
+        store: RunStore,
+        delta: Delta,
+        first: bool,
+        live: bool | None,
+        err: str,
+        cut: list[tuple[str, int, int]] | None = None,
     ) -> None:
         self._busy = False
         changed = live is not None and live != self.screen.live and store is self.screen.store
@@ -168,3 +178,5 @@ class Loader:
             self._message(err, "error")
         if first or not delta.empty or changed:
             self.screen.apply(store, delta, first=first)
+        if cut is not None and store is self.screen.store:
+            self.screen.set_cut_files(cut)

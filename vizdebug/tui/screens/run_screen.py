@@ -81,6 +81,8 @@ class RunScreen(Screen[None]):
         #: The ``/`` filter: module and tag names must contain it (case-insensitive).
         self.filter = ""
         self._run_entries: list[RunEntry] = []
+        #: Event files of the open run that end in an incomplete record while nothing writes it.
+        self.cut_files: list[tuple[str, int, int]] = []
         #: Set once the current run's first read is on screen.
         self.loaded = False
         self.loader = Loader(self)
@@ -147,8 +149,10 @@ class RunScreen(Screen[None]):
         if store is not None and store.polls:
             # One count (1 + the highest step read) in the header and here, current as the
             # run grows; a summary of run.json lags behind the event files.
-            problems = store.problems
-            warning = str(problems[0]) if problems else ""
+            problems = [str(p) for p in store.problems] + [
+                f"{name}: cut at byte {offset} of {size}" for name, offset, size in self.cut_files
+            ]
+            warning = problems[0] if problems else ""
             entries = [
                 replace(
                     e,
@@ -172,6 +176,7 @@ class RunScreen(Screen[None]):
         self.loaded = False
         self.sub_title = path.name
         self.query_one(MessageBar).clear_message()
+        self.cut_files = []
         self.query_one(AnomalyTable).reset()
         self.query_one("#anomaly-detail", Static).update("")
         self.views.reset()
@@ -184,6 +189,22 @@ class RunScreen(Screen[None]):
         self.views.apply(store, delta, first=first)
         self.show_runs()
         self.loaded = True
+
+    def set_cut_files(self, cut: list[tuple[str, int, int]]) -> None:
+        """Warn (message bar, runs list) about event files that could not be read whole."""
+        if cut == self.cut_files:
+            return
+        self.cut_files = list(cut)
+        if cut:
+            name, offset, size = cut[0]
+            more = f" (and {len(cut) - 1} more file(s))" if len(cut) > 1 else ""
+            self.query_one(MessageBar).show_message(
+                f"{name} could not be read whole: it ends in an incomplete record at byte "
+                f"{offset} ({size - offset} bytes not read; its writer stopped mid-write){more}. "
+                "Steps and counts shown are those read.",
+                severity="warning",
+            )
+        self.show_runs()
 
     def select_module(self, name: str) -> None:
         """Make ``name`` the selected module and keep its role if it has one."""
