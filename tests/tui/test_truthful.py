@@ -234,3 +234,55 @@ async def test_long_anomaly_message_is_wrapped_whole(tmp_path: Path) -> None:
         assert len(lines) >= 4  # wrapped, not one cut line
         assert " ".join(lines).split()[-1] == "END"  # the message's end is on screen
         assert detail.size.width <= box.size.width
+
+
+def _lines(widget: object) -> list[str]:
+    height = widget.size.height  # type: ignore[attr-defined]
+    strips = [widget.render_line(y) for y in range(height)]  # type: ignore[attr-defined]
+    assert all(s.cell_length == widget.size.width for s in strips)  # type: ignore[attr-defined]
+    return ["".join(seg.text for seg in s) for s in strips]
+
+
+@pytest.mark.parametrize("width", [80, 81, 97, 113, 131, 160, 203])
+async def test_no_stray_glyphs_at_the_right_edge(logdir: Path, width: int) -> None:
+    """Series charts and histogram: every line exactly the widget's width, the last column
+    a real data column (the last step's value, the last bin), whatever the width."""
+    from vizdebug.tui.widgets import HistogramView
+
+    app = VizdebugApp(logdir)
+    async with app.run_test(size=(width, 24)) as pilot:
+        await wait_loaded(pilot)
+        screen = app.run_screen
+        screen.select_module("block.fc2")
+        await pilot.press("2")
+        chart = screen.query_one("#spark-mean", LineChart)
+        await wait_for(pilot, lambda: chart.cursor_value is not None, what="the series")
+        await pilot.pause()
+        for key in ("mean", "std", "l2"):
+            texts = _lines(screen.query_one(f"#spark-{key}", LineChart))
+            assert texts[-2][-1] != " "  # the bottom plot row ends with the last step's bar
+            assert texts[-1].rstrip().endswith(str(STEPS - 1))  # the step axis, whole
+        hist = screen.query_one("#series-hist", HistogramView)
+        hist.styles.height = 8
+        await pilot.pause()
+        _lines(hist)
+
+
+async def test_d_opens_the_stepper_on_the_nan_steps_snapshot(tmp_path: Path) -> None:
+    from vizdebug.tui.screens.snapshot_screen import SnapshotScreen
+
+    run = make_gap_run(tmp_path / "runs" / "gap")
+    app = VizdebugApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        screen = app.run_screen
+        await pilot.press("a")  # the anomaly: the NaN step
+        assert screen.step == GAP_NAN_STEP
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, SnapshotScreen), what="stepper")
+        stepper = app.screen
+        assert isinstance(stepper, SnapshotScreen)
+        assert stepper.refs[stepper.snap].step == GAP_NAN_STEP
+        await wait_for(pilot, lambda: stepper.current is not None, what="its first module")
+        await pilot.press("n")  # the next snapshot: the step after, without statistics
+        assert stepper.refs[stepper.snap].step == GAP_NAN_STEP + 1
