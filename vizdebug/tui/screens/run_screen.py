@@ -6,7 +6,6 @@ store's contents into widget updates, refreshing just the visible tab.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,6 +32,7 @@ from ..widgets import (
 )
 from ..widgets.anomaly_table import describe
 from ..widgets.runs_list import RunEntry
+from .runs_panel import CutFile, cut_message, with_open_run
 from .views import ViewUpdater
 
 __all__ = ["TABS", "RunScreen"]
@@ -82,7 +82,7 @@ class RunScreen(Screen[None]):
         self.filter = ""
         self._run_entries: list[RunEntry] = []
         #: Event files of the open run that end in an incomplete record while nothing writes it.
-        self.cut_files: list[tuple[str, int, int]] = []
+        self.cut_files: list[CutFile] = []
         #: Set once the current run's first read is on screen.
         self.loaded = False
         self.loader = Loader(self)
@@ -147,24 +147,7 @@ class RunScreen(Screen[None]):
         store = self.store
         entries = self._run_entries
         if store is not None and store.polls:
-            # One count (1 + the highest step read) in the header and here, current as the
-            # run grows; a summary of run.json lags behind the event files.
-            problems = [str(p) for p in store.problems] + [
-                f"{name}: cut at byte {offset} of {size}" for name, offset, size in self.cut_files
-            ]
-            warning = problems[0] if problems else ""
-            entries = [
-                replace(
-                    e,
-                    steps=store.step_count,
-                    anomalies=len(store.anomalies),
-                    live=self.live,
-                    warning=warning,
-                )
-                if e.path == store.path
-                else e
-                for e in entries
-            ]
+            entries = with_open_run(entries, store, live=self.live, cut=self.cut_files)
         self.query_one(RunsList).set_runs(entries, current=store.path if store else None)
 
     def open_run(self, path: Path) -> None:
@@ -190,20 +173,13 @@ class RunScreen(Screen[None]):
         self.show_runs()
         self.loaded = True
 
-    def set_cut_files(self, cut: list[tuple[str, int, int]]) -> None:
+    def set_cut_files(self, cut: list[CutFile]) -> None:
         """Warn (message bar, runs list) about event files that could not be read whole."""
         if cut == self.cut_files:
             return
         self.cut_files = list(cut)
         if cut:
-            name, offset, size = cut[0]
-            more = f" (and {len(cut) - 1} more file(s))" if len(cut) > 1 else ""
-            self.query_one(MessageBar).show_message(
-                f"{name} could not be read whole: it ends in an incomplete record at byte "
-                f"{offset} ({size - offset} bytes not read; its writer stopped mid-write){more}. "
-                "Steps and counts shown are those read.",
-                severity="warning",
-            )
+            self.query_one(MessageBar).show_message(cut_message(cut), severity="warning")
         self.show_runs()
 
     def select_module(self, name: str) -> None:
