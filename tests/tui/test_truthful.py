@@ -101,6 +101,8 @@ async def test_s_reaches_the_nan_steps_snapshot_and_the_one_after(tmp_path: Path
         assert f"of {GAP_NAN_STEP + 2}" in bar
         await pilot.press("s")  # wraps to the first snapshot
         assert screen.step == GAP_NAN_STEP
+        await pilot.press("1", "s")  # on a step with a snapshot: that snapshot first
+        assert screen.step == GAP_NAN_STEP and screen.active_tab == "inspector"
 
 
 async def test_slash_filters_modules_tags_and_health_rows(logdir: Path) -> None:

@@ -241,7 +241,8 @@ class RunStore:
 
     def _add(self, item: Any, delta: Delta) -> None:
         step = getattr(item, "step", -1)
-        if isinstance(step, int) and step > self.last_step:
+        # run info carries the writer's step counter at open/close, not a training step
+        if isinstance(step, int) and step > self.last_step and not isinstance(item, RunInfo):
             self.last_step = step
         if isinstance(item, StatsBlock):
             self.events += len(item.rows)

@@ -102,8 +102,10 @@ def problems(stats: Latest, role: str) -> list[tuple[str, str]]:
         out.append(("exploding", "error"))
     if numel and role == "output" and stats.get("zeros") / numel > DEAD_ZERO_FRACTION:
         out.append(("zeros", "warning"))
-    # A gradient without finite values is NaN/Inf, not vanishing (its stored l2 may read 0).
-    if role in _GRAD_ROLES and l2 is not None and l2 < VANISHING_L2:
+    # A gradient with NaN/Inf is a NaN/Inf gradient, never "vanishing" (the l2 of its finite
+    # part, or the 0 stored for a tensor with none, may well be tiny).
+    nonfinite = stats.get("nan") or stats.get("posinf") or stats.get("neginf")
+    if role in _GRAD_ROLES and not nonfinite and l2 is not None and l2 < VANISHING_L2:
         out.append(("vanishing", "warning"))
     return out
 

@@ -25,7 +25,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("↑ / ↓, mouse", "move in a list, table or tree; click to select"),
     ("Enter", "on an anomaly: jump to its step and module"),
     ("t", "cycle the tensor role shown (output, grad_output, weight, grad, ...)"),
-    ("s", "jump to the next step with a tensor snapshot"),
+    ("s", "show this step's tensor snapshot, or jump to the next step with one"),
     ("a", "jump to the next anomaly"),
     ("/", "filter modules and tags by name (Enter keeps the filter, Escape clears it)"),
     ("r", "rescan the log directory for runs"),

@@ -238,7 +238,7 @@ class RunScreen(Screen[None]):
             self.views.refresh(module_changed=True)
 
     def action_next_snapshot(self) -> None:
-        """Go to the next step with a snapshot (wrapping) and show the inspector."""
+        """Show the cursor step's snapshot, else go to the next step with one (wrapping)."""
         if self.store is None:
             return
         steps = sorted({s.step for s in self.store.snapshots})
@@ -246,6 +246,9 @@ class RunScreen(Screen[None]):
             self.notify("This run has no tensor snapshots.", severity="warning")
             return
         current = self.step if self.step is not None else -1
+        if current in steps and self.active_tab != "inspector":
+            self.action_tab("inspector")  # this step's own snapshot first (the NaN step's)
+            return
         later = [s for s in steps if s > current]
         self.go_to_step(later[0] if later else steps[0])
         self.action_tab("inspector")
