@@ -43,6 +43,7 @@ COLOURS = (
     (" nan ", NONFINITE_STYLES["nan"][1], "NaN values (red text in tables: the tensor has NaN)"),
     (" +inf ", NONFINITE_STYLES["posinf"][1], "+Inf values (orange text: the tensor has +Inf)"),
     (" -inf ", NONFINITE_STYLES["neginf"][1], "-Inf values (magenta text: the tensor has -Inf)"),
+    ("! ▲ ▼", "bold red", "in a chart: a step whose value is NaN, +Inf, -Inf (own colours)"),
     ("red", "bold red", "magnitudes above 1e4 (exploding)"),
     ("yellow", "yellow", "over 90% exact zeros in an activation, or a gradient norm below 1e-8"),
     ("-", "", "no such statistic: a tensor with no finite values has no mean, l2, ..."),
