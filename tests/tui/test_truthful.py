@@ -288,3 +288,36 @@ async def test_d_opens_the_stepper_on_the_nan_steps_snapshot(tmp_path: Path) -> 
         await wait_for(pilot, lambda: stepper.current is not None, what="its first module")
         await pilot.press("n")  # the next snapshot: the step after, without statistics
         assert stepper.refs[stepper.snap].step == GAP_NAN_STEP + 1
+
+
+async def test_runs_list_follows_a_live_run_that_is_not_open(tmp_path: Path) -> None:
+    make_gap_run(tmp_path / "runs" / "closed")
+    w = vizdebug.Writer(tmp_path / "runs" / "other", framework="torch", flush_secs=0.05)
+    try:
+        # (run.json's last_step, what a run that is not open is summarized from, follows
+        # the scalars only: the loss is logged each step, as training does)
+        w.stats("m", "output", reference_stats(np.ones(4, dtype=np.float32)), step=0)
+        w.scalar("loss", 1.0, step=0)
+        w.flush()
+        app = VizdebugApp(tmp_path / "runs")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_loaded(pilot)
+            screen = app.run_screen
+            screen.open_run(tmp_path / "runs" / "closed")
+            runs = screen.query_one(RunsList)
+
+            def other() -> str:
+                for i, entry in enumerate(runs.entries):
+                    if entry.path.name == "other":
+                        return str(runs.get_option_at_index(i).prompt)
+                return ""
+
+            await wait_for(pilot, lambda: "1 steps" in other(), what="the live run listed")
+            for step in range(1, 25):
+                w.stats("m", "output", reference_stats(np.ones(4, dtype=np.float32)), step=step)
+                w.scalar("loss", 1.0, step=step)
+            w.flush()
+            await wait_for(pilot, lambda: "25 steps" in other(), what="25 steps without r")
+            assert screen.store is not None and screen.store.name == "closed"
+    finally:
+        w.close()

@@ -49,6 +49,14 @@ def _label(root: Path, path: Path) -> str:
     return str(rel) if str(rel) != "." else path.name
 
 
+def _newest(path: Path) -> float:
+    """Newest modification time of a run directory's own files (0.0 if unreadable)."""
+    try:
+        return max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0.0)
+    except OSError:
+        return 0.0
+
+
 def _is_live(path: Path) -> bool:
     # summarize() reads other tools' runs in full; only vizdebug runs (run.json) can be live.
     return bool(read_info(path)) and summarize(path).live
@@ -61,8 +69,9 @@ class Loader:
         self.screen = screen
         self._busy = False
         self._live_checked = 0.0
-        #: The last summary of each run; only new and live runs are summarized again.
-        self._entries: dict[Path, RunEntry] = {}
+        #: The last summary of each run and the newest file time it saw: only runs whose
+        #: files changed since are summarized again.
+        self._entries: dict[Path, tuple[RunEntry, float]] = {}
 
     def _call(self, func: Any, *args: Any, **kwargs: Any) -> None:
         try:
@@ -103,25 +112,25 @@ class Loader:
         if self.screen.store is None:
             self._call(self.screen.open_run, pick_run(runs))
         known = dict(self._entries)
-        entries = [known.get(p) or RunEntry(p, _label(root, p)) for p in runs]
+        entries = [known[p][0] if p in known else RunEntry(p, _label(root, p)) for p in runs]
         if any(p not in known for p in runs):
             self._call(self.screen.set_runs, entries)
-        summarized = []
+        summarized: dict[Path, tuple[RunEntry, float]] = {}
         for entry in entries:
+            newest = _newest(entry.path)
             old = known.get(entry.path)
-            if old is not None and not old.live:
-                summarized.append(old)  # a finished run's facts do not change
+            if old is not None and old[1] == newest and not old[0].live:
+                summarized[entry.path] = old  # nothing changed on disk
                 continue
             try:
                 s = summarize(entry.path)
                 warning = "; ".join(s.problems[:1])
-                summarized.append(
-                    RunEntry(entry.path, entry.label, s.live, s.steps, s.anomalies, warning)
-                )
+                found = RunEntry(entry.path, entry.label, s.live, s.steps, s.anomalies, warning)
             except Exception:  # an unreadable run keeps its plain entry
-                summarized.append(entry)
-        self._entries = {e.path: e for e in summarized}
-        self._call(self.screen.set_runs, summarized)
+                found = entry
+            summarized[entry.path] = (found, newest)
+        self._entries = summarized
+        self._call(self.screen.set_runs, [e for e, _ in summarized.values()])
 
     def _message(self, text: str, severity: str) -> None:
         self.screen.query_one(MessageBar).show_message(text, severity=severity)
