@@ -104,8 +104,9 @@ def test_inspector_screen(snap_compare: Compare, logdir: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("size", [SIZE, (80, 24)])
 def test_help_screen(
-    snap_compare: Compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    snap_compare: Compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
 ) -> None:
     # an empty log directory, named relatively: the help screen over the same background
     # every time (a run's health table settles at its own pace behind a pushed screen)
@@ -117,7 +118,7 @@ def test_help_screen(
         await pilot.pause()
 
     assert snap_compare(
-        VizdebugApp(Path("runs")), terminal_size=SIZE, run_before=_before("?", then=shown)
+        VizdebugApp(Path("runs")), terminal_size=size, run_before=_before("?", then=shown)
     )
 
 
