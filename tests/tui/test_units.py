@@ -98,3 +98,16 @@ def test_no_finite_values_are_a_dash_never_zero_or_vanishing(tmp_path: Path) -> 
     assert stat(None, "mean") is None
     tiny_nan = _latest(tmp_path, np.array([0.0, 1e-12, math.nan]), "grad")
     assert problems(tiny_nan, "grad") == [("NaN", "nan")]  # type: ignore[arg-type]
+
+
+def test_chart_buckets_keep_every_nonfinite_point_and_sort_by_step() -> None:
+    from vizdebug.tui.widgets.line_chart import bucket
+
+    steps = np.arange(1000)
+    values = np.linspace(0.0, 1.0, 1000)
+    values[[10, 500, 990]] = [np.nan, np.inf, -np.inf]
+    vals, kinds, last = bucket(steps, values, 50)  # 20 points a column
+    assert kinds.count("nan") == 1 and kinds.count("posinf") == 1 and kinds.count("neginf") == 1
+    assert last[-1] == 999 and all(math.isfinite(v) for v in vals)  # means of the finite rest
+    vals, kinds, last = bucket(np.array([5, 1, 3]), np.array([50.0, 10.0, 30.0]), 5)
+    assert vals == [10.0, 10.0, 30.0, 30.0, 50.0] and last == [1, 1, 3, 3, 5]

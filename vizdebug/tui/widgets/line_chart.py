@@ -41,19 +41,24 @@ def bucket(
     out_s = [-1] * width
     if not n or width <= 0:
         return out_v, out_k, out_s
-    s0, s1 = int(steps.min()), int(steps.max())
+    order = np.argsort(steps, kind="stable")  # scalars come in file order
+    steps, values = steps[order], values[order]
+    s0, s1 = int(steps[0]), int(steps[-1])
     span = max(1, s1 - s0)
     cols = np.minimum(width - 1, ((steps - s0) * (width - 1) + span // 2) // span).astype(int)
     if s1 == s0:
         cols[:] = 0
+    # columns are sorted: each one's points are a slice (no per-column scan of every point)
+    starts = np.searchsorted(cols, np.arange(width), side="left")
+    ends = np.searchsorted(cols, np.arange(width), side="right")
     for c in range(width):
-        mask = cols == c
-        if not mask.any():
+        lo, hi = int(starts[c]), int(ends[c])
+        if lo == hi:
             if c:  # a column between two points carries the one on its left (a step line)
                 out_v[c], out_s[c] = out_v[c - 1], out_s[c - 1]
             continue
-        v = values[mask]
-        out_s[c] = int(steps[mask].max())
+        v = values[lo:hi]
+        out_s[c] = int(steps[hi - 1])
         if np.isnan(v).any():
             out_k[c] = "nan"
         elif np.isposinf(v).any():
@@ -99,8 +104,9 @@ class LineChart(Widget):
         label: str = "",
     ) -> None:
         """Plot ``values`` over ``steps``; the readout shows the last point ``<= cursor``."""
-        self._steps = np.asarray(steps, dtype=np.int64)
-        self._values = np.asarray(values, dtype=np.float64)
+        order = np.argsort(np.asarray(steps, dtype=np.int64), kind="stable")
+        self._steps = np.asarray(steps, dtype=np.int64)[order]
+        self._values = np.asarray(values, dtype=np.float64)[order]
         self._cursor, self._label = cursor, label
         self._message = "" if len(self._steps) else "no data"
         self.refresh()
