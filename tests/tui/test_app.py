@@ -21,7 +21,7 @@ from vizdebug.tui.widgets import (
     TensorInspector,
     ValueGrid,
 )
-from vizdebug.tui.widgets.health_table import HealthRow
+from vizdebug.tui.widgets.health_table import COLUMNS, HealthRow
 
 from .conftest import wait_for, wait_loaded
 from .runs import HTML_NAME, MARKUP_NAME, NAN_STEP, STEPS
@@ -60,9 +60,11 @@ async def test_first_screen_and_step_keys(logdir: Path) -> None:
         # user-controlled text is shown literally, never interpreted as markup
         assert MARKUP_NAME in names and HTML_NAME in names
         act = rows[names.index("block.act")]
-        assert "zeros(output)" in act[-1]
+        assert "zeros(output)" in act[COLUMNS.index("flags")]
         weight = rows[names.index("block.fc1.weight")]
-        assert weight[1] == "-" and weight[6] != "-"
+        assert (
+            weight[COLUMNS.index("act mean")] == "-" and weight[COLUMNS.index("weight l2")] != "-"
+        )
 
 
 async def test_finished_run_opens_with_its_complete_health_table(
@@ -105,7 +107,9 @@ async def test_finished_run_opens_with_its_complete_health_table(
             shown.append(cells)
     names = [r[0] for r in shown[0]]
     assert len(names) == 7 and "block.fc1.weight" in names
-    assert shown[0][names.index("block.fc1.weight")][6] != "-"  # its weight column
+    assert (
+        shown[0][names.index("block.fc1.weight")][COLUMNS.index("weight l2")] != "-"
+    )  # its weight column
     assert all(cells == shown[0] for cells in shown)
 
 
@@ -179,7 +183,7 @@ async def test_inspector_slices_and_highlights(logdir: Path) -> None:
         assert inspector.selected == "block.fc2/input"
         assert (grid.row_count, len(grid.columns)) == (3, 4)  # index "0, :, :" of (2, 3, 4)
         assert grid.get_cell_at(Coordinate(2, 3)).plain == "11"
-        index = screen.query_one(Input)
+        index = screen.query_one("#tensor-index", Input)
         index.focus()
         index.value = "1, 1:3, ::2"
         await pilot.press("enter")

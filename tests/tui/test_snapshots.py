@@ -14,9 +14,10 @@ from textual.pilot import Pilot
 
 from vizdebug.tui.app import VizdebugApp
 from vizdebug.tui.screens import HelpScreen
-from vizdebug.tui.widgets import AnomalyTable, HealthTable, TensorInspector
+from vizdebug.tui.widgets import AnomalyTable, HealthTable, LineChart, TensorInspector
 
 from .conftest import wait_for, wait_loaded
+from .runs import NAN_STEP
 
 SIZE = (140, 40)
 Compare = Callable[..., bool]
@@ -52,6 +53,34 @@ def test_health_screen(snap_compare: Compare, logdir: Path) -> None:
     assert snap_compare(VizdebugApp(logdir), terminal_size=SIZE, run_before=_before("left"))
 
 
+async def _to_nan_step(pilot: Pilot[None]) -> None:
+    screen = pilot.app.run_screen  # type: ignore[attr-defined]
+    screen.go_to_step(NAN_STEP)
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [(80, 24), SIZE])
+def test_health_at_nan_step(snap_compare: Compare, logdir: Path, size: tuple[int, int]) -> None:
+    """Dashes for the gradients with no finite value, NaN/+Inf/-Inf flags in their colours."""
+    assert snap_compare(
+        VizdebugApp(logdir), terminal_size=size, run_before=_before(then=_to_nan_step)
+    )
+
+
+@pytest.mark.parametrize("size", [(80, 24), (203, 51)])
+def test_scalars_chart(snap_compare: Compare, logdir: Path, size: tuple[int, int]) -> None:
+    """The chart fills its pane, with axes and the readout at the cursor."""
+
+    async def chart(pilot: Pilot[None]) -> None:
+        view = pilot.app.screen.query_one("#scalar-chart", LineChart)
+        await wait_for(pilot, lambda: view.cursor_value is not None)
+        await pilot.press("left", "left")
+
+    assert snap_compare(
+        VizdebugApp(logdir), terminal_size=size, run_before=_before("5", then=chart)
+    )
+
+
 def test_series_screen_at_anomaly(snap_compare: Compare, logdir: Path) -> None:
     assert snap_compare(VizdebugApp(logdir), terminal_size=SIZE, run_before=_before("home", "a"))
 
@@ -75,8 +104,9 @@ def test_inspector_screen(snap_compare: Compare, logdir: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("size", [SIZE, (80, 24)])
 def test_help_screen(
-    snap_compare: Compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    snap_compare: Compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
 ) -> None:
     # an empty log directory, named relatively: the help screen over the same background
     # every time (a run's health table settles at its own pace behind a pushed screen)
@@ -88,10 +118,10 @@ def test_help_screen(
         await pilot.pause()
 
     assert snap_compare(
-        VizdebugApp(Path("runs")), terminal_size=SIZE, run_before=_before("?", then=shown)
+        VizdebugApp(Path("runs")), terminal_size=size, run_before=_before("?", then=shown)
     )
 
 
-@pytest.mark.parametrize("size", [(80, 24)])
+@pytest.mark.parametrize("size", [(80, 24), (203, 51)])
 def test_small_terminal(snap_compare: Compare, logdir: Path, size: tuple[int, int]) -> None:
     assert snap_compare(VizdebugApp(logdir), terminal_size=size, run_before=_before())

@@ -12,7 +12,14 @@ import vizdebug
 from vizdebug.cli import main
 from vizdebug.stats import reference_stats
 from vizdebug.tui.app import VizdebugApp
-from vizdebug.tui.widgets import AnomalyTable, HealthTable, MessageBar, RunsList, ScalarView
+from vizdebug.tui.widgets import (
+    AnomalyTable,
+    HealthTable,
+    LineChart,
+    MessageBar,
+    RunsList,
+    ScalarView,
+)
 
 from .conftest import wait_for, wait_loaded
 from .runs import make_demo_run
@@ -76,7 +83,7 @@ async def test_corrupt_record_is_reported_and_rest_shown(tmp_path: Path) -> None
 
 
 @pytest.mark.asyncio
-async def test_truncated_tail_is_not_an_error(tmp_path: Path) -> None:
+async def test_truncated_tail_of_a_finished_run_is_a_warning(tmp_path: Path) -> None:
     run_dir = make_demo_run(tmp_path / "runs" / "demo")
     path = _event_file(run_dir)
     data = path.read_bytes()
@@ -84,8 +91,18 @@ async def test_truncated_tail_is_not_an_error(tmp_path: Path) -> None:
     app = VizdebugApp(run_dir)
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
-        assert app.run_screen.query_one(MessageBar).text == ""
-        assert app.store is not None and app.store.steps
+        bar = app.run_screen.query_one(MessageBar)
+        await wait_for(pilot, lambda: "could not be read whole" in bar.text, what="warning")
+        assert path.name in bar.text and "-error" not in bar.classes  # a warning, not an error
+        assert app.store is not None and app.store.steps  # the rest is shown
+        runs = app.run_screen.query_one(RunsList)
+        await wait_for(
+            pilot,
+            lambda: (
+                runs.option_count and "not read whole" in str(runs.get_option_at_index(0).prompt)
+            ),
+            what="the runs list's mark",
+        )
 
 
 @pytest.mark.asyncio
@@ -147,7 +164,10 @@ async def test_tensorboardx_run_shows_scalars_and_histograms(tmp_path: Path) -> 
         view = screen.query_one(ScalarView)
         assert view.tags == ["train/loss", "histogram: fc.weight"]
         title = str(screen.query_one("#scalar-title", Static).content)
-        assert title.startswith("train/loss  step 4: 0.2")
+        assert title == "train/loss"
+        chart = screen.query_one("#scalar-chart", LineChart)
+        at = chart.cursor_value
+        assert at is not None and at[0] == 4 and at[1] == pytest.approx(0.2)
         view.query_one("#scalar-tags").focus()
         await pilot.press("down")
         await wait_for(pilot, lambda: view.current == "histogram: fc.weight")

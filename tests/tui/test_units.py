@@ -11,7 +11,7 @@ import pytest
 import vizdebug
 from vizdebug.stats import reference_stats
 from vizdebug.tui.data import RunStore
-from vizdebug.tui.health import problems
+from vizdebug.tui.health import fmt, problems, stat
 from vizdebug.tui.widgets.tensor_inspector import default_index, parse_index
 
 
@@ -77,10 +77,37 @@ def _latest(tmp_path: Path, values: np.ndarray, role: str = "output") -> object:
 def test_health_flags(tmp_path: Path) -> None:
     bad = np.array([1.0, math.nan, math.inf, 2e5])
     labels = [lbl for lbl, _ in problems(_latest(tmp_path, bad), "output")]  # type: ignore[arg-type]
-    assert labels == ["NaN", "Inf", "exploding"]
+    assert labels == ["NaN", "+Inf", "exploding"]
     dead = np.zeros(100)
     dead[0] = 1
     assert problems(_latest(tmp_path, dead), "output") == [("zeros", "warning")]  # type: ignore[arg-type]
     tiny = np.full(10, 1e-12)
     assert problems(_latest(tmp_path, tiny, "grad"), "grad") == [("vanishing", "warning")]  # type: ignore[arg-type]
     assert problems(_latest(tmp_path, np.ones(4), "weight"), "weight") == []  # type: ignore[arg-type]
+
+
+def test_no_finite_values_are_a_dash_never_zero_or_vanishing(tmp_path: Path) -> None:
+    all_nan = _latest(tmp_path, np.full(8, math.nan), "grad_output")
+    assert all_nan.get("l2") == 0.0  # type: ignore[attr-defined]  # what the writer stored
+    assert stat(all_nan, "l2") is None  # type: ignore[arg-type]
+    assert fmt(stat(all_nan, "l2")) == "-"  # type: ignore[arg-type]
+    assert problems(all_nan, "grad_output") == [("NaN", "nan")]  # type: ignore[arg-type]
+    mixed = _latest(tmp_path, np.array([math.inf, -math.inf, math.nan]), "grad")
+    assert [s for _, s in problems(mixed, "grad")] == ["nan", "posinf", "neginf"]  # type: ignore[arg-type]
+    assert stat(mixed, "min") is None  # type: ignore[arg-type]
+    assert stat(None, "mean") is None
+    tiny_nan = _latest(tmp_path, np.array([0.0, 1e-12, math.nan]), "grad")
+    assert problems(tiny_nan, "grad") == [("NaN", "nan")]  # type: ignore[arg-type]
+
+
+def test_chart_buckets_keep_every_nonfinite_point_and_sort_by_step() -> None:
+    from vizdebug.tui.widgets.line_chart import bucket
+
+    steps = np.arange(1000)
+    values = np.linspace(0.0, 1.0, 1000)
+    values[[10, 500, 990]] = [np.nan, np.inf, -np.inf]
+    vals, kinds, last = bucket(steps, values, 50)  # 20 points a column
+    assert kinds.count("nan") == 1 and kinds.count("posinf") == 1 and kinds.count("neginf") == 1
+    assert last[-1] == 999 and all(math.isfinite(v) for v in vals)  # means of the finite rest
+    vals, kinds, last = bucket(np.array([5, 1, 3]), np.array([50.0, 10.0, 30.0]), 5)
+    assert vals == [10.0, 10.0, 30.0, 30.0, 50.0] and last == [1, 1, 3, 3, 5]

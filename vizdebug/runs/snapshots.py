@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -106,4 +107,22 @@ def load_snapshot(path: Path, *, run_dir: Path | None = None) -> dict[str, npt.N
         path = snapshot_path(run_dir, str(path))
     with open_regular(path, follow=False) as f:
         data = f.read()
-    return dict(load(data))
+    loaded = load(data)
+    # the same order every time (safetensors hands its tensors over in hash order): the
+    # file's own layout, by data offset
+    layout = _layout(data)
+    return {name: loaded[name] for name in sorted(loaded, key=lambda n: layout.get(n, (-1, n)))}
+
+
+def _layout(data: bytes) -> dict[str, tuple[int, str]]:
+    """Each tensor's ``(data offset, name)`` in a safetensors file (names alone if unreadable)."""
+    try:
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + size])
+        return {
+            k: (int(v["data_offsets"][0]), k)
+            for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict)
+        }
+    except (ValueError, KeyError, TypeError, IndexError):
+        return {}

@@ -14,6 +14,7 @@ from ..runs.layout import default_root
 from .data import RunStore
 from .live_marks import LiveMarker
 from .screens import HelpScreen, RunScreen
+from .scrollbars import use_whole_cell_scrollbars
 
 if TYPE_CHECKING:
     from ..live import LiveRun
@@ -58,6 +59,7 @@ class VizdebugApp(App[None]):
 
     def on_mount(self) -> None:
         """Show the run screen (and the live debugger when asked to attach)."""
+        use_whole_cell_scrollbars()
         self.push_screen(RunScreen(self.root, poll_interval=self.poll_interval))
         self.live_marker.start()
         if len(self.attach_to) == 1:

@@ -157,7 +157,9 @@ class RunStore:
         path: The run directory.
         segments: Packed statistics by row layout.
         names: Every recorded tensor name, in first-seen order.
-        steps: Every step with statistics (or, without any, with scalars or histograms), sorted.
+        steps: The steps the cursor visits, sorted: every step with statistics (or, without
+            any, with scalars or histograms) and every step with an anomaly or a snapshot.
+        last_step: Highest step of any event read (-1 before one); see :attr:`step_count`.
         anomalies, structures, snapshots, notes, run_infos: Events of those kinds.
         scalars: Scalar (steps, values) lists by tag.
         histograms: Other tools' histograms by tag.
@@ -180,6 +182,7 @@ class RunStore:
     histograms: dict[str, list[Histogram]] = field(default_factory=lambda: defaultdict(list))
     events: int = 0
     polls: int = 0
+    last_step: int = -1
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _reader: RunReader | None = field(default=None, repr=False)
     _step_set: set[int] = field(default_factory=set, repr=False)
@@ -195,6 +198,25 @@ class RunStore:
     def problems(self) -> list[ReadProblem]:
         """Records that could not be read (file, offset, message)."""
         return list(self._reader.problems) if self._reader else []
+
+    def unread_tails(self) -> list[tuple[str, int, int]]:
+        """``(file, offset, size)`` of each event file that ends in an incomplete record.
+
+        Normal for a moment while a writer is mid-write; in a run nobody writes any more, the
+        file was cut (a killed process, a full disk) and could not be read whole.
+        """
+        # RunReader keeps where each file's reading stopped in its (private) file states.
+        states = getattr(self._reader, "_files", {}) if self._reader else {}
+        out = []
+        for path, state in list(states.items()):
+            offset = int(getattr(getattr(state, "reader", None), "offset", 0))
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            if size > offset and not getattr(state, "broken", False):
+                out.append((path.name, offset, size))
+        return out
 
     @property
     def lock(self) -> threading.RLock:
@@ -218,6 +240,10 @@ class RunStore:
         return delta
 
     def _add(self, item: Any, delta: Delta) -> None:
+        step = getattr(item, "step", -1)
+        # run info carries the writer's step counter at open/close, not a training step
+        if isinstance(step, int) and step > self.last_step and not isinstance(item, RunInfo):
+            self.last_step = step
         if isinstance(item, StatsBlock):
             self.events += len(item.rows)
             bins = item.matrix.shape[1] - NFIX
@@ -237,7 +263,8 @@ class RunStore:
             seg.append(item.step, item.matrix)
             if item.step not in self._step_set:
                 self._step_set.add(item.step)
-                self._insert_step(item.step)
+                if item.step not in self._other_steps:  # else already a cursor step
+                    self._insert_step(item.step)
                 delta.stats_steps += 1
             return
         self.events += 1
@@ -253,12 +280,14 @@ class RunStore:
             delta.scalars += 1
         elif isinstance(item, Anomaly):
             self.anomalies.append(item)
+            self._visit_step(item.step)
             delta.anomalies += 1
         elif isinstance(item, ModelStructure):
             self.structures.append(item)
             delta.structures += 1
         elif isinstance(item, SnapshotRef):
             self.snapshots.append(item)
+            self._visit_step(item.step)
             delta.snapshots += 1
         elif isinstance(item, Note):
             self.notes.append(item)
@@ -271,10 +300,17 @@ class RunStore:
         else:
             bisect.insort(self.steps, step)
 
+    def _visit_step(self, step: int) -> None:
+        # An anomaly's or a snapshot's step is a place to go even when its statistics were
+        # not recorded (a snapshot of the step after the NaN): `s` and `a` must reach it.
+        if step >= 0 and step not in self._step_set and step not in self._other_steps:
+            self._other_steps.add(step)
+            self._insert_step(step)
+
     def _other_step(self, step: int) -> None:
         # Runs without vizdebug statistics (other tools' files) step through their scalars.
         if self._step_set or step in self._other_steps:
-            return
+            return  # (a step first visited for an anomaly stays: it was inserted then)
         self._other_steps.add(step)
         self._insert_step(step)
 
@@ -335,6 +371,22 @@ class RunStore:
             s, seg, i, row = best
             r = seg.rows[row]
             return Latest(s, r[3], r[4], seg.fixed_at(i, row).copy(), seg.hist_at(i, row).copy())
+
+    @property
+    def step_count(self) -> int:
+        """Steps of the run: 1 + the highest step seen in its event files (0 before any)."""
+        return self.last_step + 1
+
+    @property
+    def recorded(self) -> int:
+        """Distinct steps with statistics rows."""
+        with self._lock:
+            return len(self._step_set)
+
+    def has_stats(self, step: int) -> bool:
+        """Whether statistics were recorded at ``step``."""
+        with self._lock:
+            return step in self._step_set
 
     def snapshots_at(self, step: int) -> list[SnapshotRef]:
         """The snapshots recorded at ``step``."""

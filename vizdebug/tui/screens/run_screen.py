@@ -11,15 +11,16 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from ...ui.safe import safe
 from ..data import Delta, RunStore, is_run_dir
-from ..loader import Loader
+from ..loader import RUNS_REFRESH_SECS, Loader
 from ..widgets import (
     AnomalyTable,
+    FilterBar,
     HealthTable,
     HistogramView,
     MessageBar,
@@ -30,7 +31,9 @@ from ..widgets import (
     StepBar,
     TensorInspector,
 )
+from ..widgets.anomaly_table import describe
 from ..widgets.runs_list import RunEntry
+from .runs_panel import CutFile, cut_message, with_open_run
 from .views import ViewUpdater
 
 __all__ = ["TABS", "RunScreen"]
@@ -61,6 +64,7 @@ class RunScreen(Screen[None]):
         Binding("s", "next_snapshot", "Snapshot"),
         Binding("a", "next_anomaly", "Anomaly"),
         Binding("r", "rescan", "Rescan", show=False),
+        Binding("slash", "filter", "Filter"),
     ]
 
     def __init__(self, root: Path, *, poll_interval: float = 0.1) -> None:
@@ -75,6 +79,11 @@ class RunScreen(Screen[None]):
         self.module = ""
         self.role = ""
         self.live = False
+        #: The ``/`` filter: module and tag names must contain it (case-insensitive).
+        self.filter = ""
+        self._run_entries: list[RunEntry] = []
+        #: Event files of the open run that end in an incomplete record while nothing writes it.
+        self.cut_files: list[CutFile] = []
         #: Set once the current run's first read is on screen.
         self.loaded = False
         self.loader = Loader(self)
@@ -85,6 +94,7 @@ class RunScreen(Screen[None]):
         yield Header()
         yield StepBar(id="step-bar")
         yield MessageBar(id="messages")
+        yield FilterBar(id="filter")
         with Horizontal(id="body"):
             with Vertical(id="left"):
                 yield RunsList(id="runs")
@@ -97,6 +107,9 @@ class RunScreen(Screen[None]):
                     yield HistogramView(id="series-hist")
                 with TabPane("Anomalies", id="anomalies"):
                     yield AnomalyTable(id="anomaly-table")
+                    # not focusable: focus moving there would switch back to this tab
+                    with VerticalScroll(id="anomaly-detail-box", can_focus=False):
+                        yield Static("", id="anomaly-detail")
                 with TabPane("Inspector", id="inspector"):
                     yield TensorInspector(id="tensor-inspector")
                 with TabPane("Scalars", id="scalars"):
@@ -109,6 +122,7 @@ class RunScreen(Screen[None]):
             self.open_run(self.root)
         self.loader.discover()
         self.set_interval(self.poll_interval, self.loader.tick)
+        self.set_interval(RUNS_REFRESH_SECS, lambda: self.loader.discover(again=False))
 
     # -- state ---------------------------------------------------------------------------
 
@@ -126,8 +140,16 @@ class RunScreen(Screen[None]):
 
     def set_runs(self, entries: list[RunEntry]) -> None:
         """Fill the runs list (from the discovery worker)."""
-        current = self.store.path if self.store else None
-        self.query_one(RunsList).set_runs(entries, current=current)
+        self._run_entries = list(entries)
+        self.show_runs()
+
+    def show_runs(self) -> None:
+        """Show the runs list, the open run's entry with the counts the step bar shows."""
+        store = self.store
+        entries = self._run_entries
+        if store is not None and store.polls:
+            entries = with_open_run(entries, store, live=self.live, cut=self.cut_files)
+        self.query_one(RunsList).set_runs(entries, current=store.path if store else None)
 
     def open_run(self, path: Path) -> None:
         """Show another run: reset every view and start reading it."""
@@ -138,7 +160,9 @@ class RunScreen(Screen[None]):
         self.loaded = False
         self.sub_title = safe(path.name)
         self.query_one(MessageBar).clear_message()
+        self.cut_files = []
         self.query_one(AnomalyTable).reset()
+        self.query_one("#anomaly-detail", Static).update("")
         self.views.reset()
         self.loader.poll_now()
 
@@ -147,7 +171,17 @@ class RunScreen(Screen[None]):
         if store is not self.store:
             return  # a poll of a run the user has left
         self.views.apply(store, delta, first=first)
+        self.show_runs()
         self.loaded = True
+
+    def set_cut_files(self, cut: list[CutFile]) -> None:
+        """Warn (message bar, runs list) about event files that could not be read whole."""
+        if cut == self.cut_files:
+            return
+        self.cut_files = list(cut)
+        if cut:
+            self.query_one(MessageBar).show_message(cut_message(cut), severity="warning")
+        self.show_runs()
 
     def select_module(self, name: str) -> None:
         """Make ``name`` the selected module and keep its role if it has one."""
@@ -205,7 +239,7 @@ class RunScreen(Screen[None]):
             self.views.refresh(module_changed=True)
 
     def action_next_snapshot(self) -> None:
-        """Go to the next step with a snapshot (wrapping) and show the inspector."""
+        """Show the cursor step's snapshot, else go to the next step with one (wrapping)."""
         if self.store is None:
             return
         steps = sorted({s.step for s in self.store.snapshots})
@@ -213,6 +247,9 @@ class RunScreen(Screen[None]):
             self.notify("This run has no tensor snapshots.", severity="warning")
             return
         current = self.step if self.step is not None else -1
+        if current in steps and self.active_tab != "inspector":
+            self.action_tab("inspector")  # this step's own snapshot first (the NaN step's)
+            return
         later = [s for s in steps if s > current]
         self.go_to_step(later[0] if later else steps[0])
         self.action_tab("inspector")
@@ -225,6 +262,31 @@ class RunScreen(Screen[None]):
         current = self.step if self.step is not None else -1
         found = [a for a in self.store.anomalies if a.step > current]
         self.jump_to(found[0] if found else self.store.anomalies[0])
+
+    def action_filter(self) -> None:
+        """Open the filter line (``/``)."""
+        self.query_one(FilterBar).open()
+
+    def on_input_changed(self, event: FilterBar.Changed) -> None:
+        """Narrow the module tree, the health table and the tag list as the filter changes."""
+        if not isinstance(event.input, FilterBar):
+            return
+        event.stop()
+        self.filter = event.value
+        self.query_one(ModuleTree).set_filter(self.filter)
+        self.query_one(ScalarView).set_filter(self.filter)
+        self.views.refresh(now=True)
+
+    def on_filter_bar_done(self, event: FilterBar.Done) -> None:
+        """Hand focus back to the visible tab."""
+        event.stop()
+        tabs = self.query_one("#tabs", TabbedContent)
+        pane = tabs.get_pane(tabs.active)
+        target = next((w for w in pane.query("*") if w.can_focus), None)
+        if target is not None:
+            target.focus()
+        else:
+            self.focus_next()
 
     def action_rescan(self) -> None:
         """Look for runs again."""
@@ -257,6 +319,10 @@ class RunScreen(Screen[None]):
         """Select the module under the table's cursor."""
         self.select_module(event.module)
         self.query_one(ModuleTree).select_name(event.module)
+
+    def on_anomaly_table_highlighted(self, event: AnomalyTable.Highlighted) -> None:
+        """Show the whole highlighted anomaly, wrapped, under the table."""
+        self.query_one("#anomaly-detail", Static).update(describe(event.anomaly))
 
     def on_anomaly_table_jump(self, event: AnomalyTable.Jump) -> None:
         """Jump to an anomaly."""

@@ -25,7 +25,7 @@ from ...ui.safe import safe
 from ..widgets import MessageBar, TensorInspector
 from ..widgets.breakpoint_list import BreakpointList
 from ..widgets.live_status import LiveStatus
-from .help import HelpScreen
+from .help import CLOSE_HINT, HelpScreen
 
 __all__ = ["StepHelpScreen", "StepScreen"]
 
@@ -50,8 +50,12 @@ class StepHelpScreen(HelpScreen):
         table.add_column()
         for key, what in self.keys:
             table.add_row(key, what)
-        with VerticalScroll():
-            yield Static(Text(self.heading, style="bold"))
+        box = VerticalScroll()
+        box.border_subtitle = CLOSE_HINT
+        with box:
+            heading = Text(self.heading, style="bold")
+            heading.append(f"    ({CLOSE_HINT})", style="dim")
+            yield Static(heading)
             yield Static(table)
 
 

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 from textual.timer import Timer
+from textual.widgets import Static
 
 from ...runs.snapshots import load_snapshot
 from ...ui.safe import safe
 from ..data import Delta, RunStore
+from ..health import stat
 from ..widgets import (
     AnomalyTable,
     HealthTable,
@@ -28,6 +30,8 @@ from ..widgets import (
     StepBar,
     TensorInspector,
 )
+from ..widgets.anomaly_table import describe
+from ..widgets.filter_bar import matches
 from ..widgets.health_table import health_rows
 from ..widgets.module_tree import tree_order
 from ..widgets.scalar_view import HIST_PREFIX
@@ -102,6 +106,9 @@ class ViewUpdater:
             names = list(store.names)
         if new:
             table.add_anomalies(new)
+            shown = table.current
+            if shown is not None:  # the whole message, wrapped, under the table
+                s.query_one("#anomaly-detail", Static).update(describe(shown))
         if first or delta.new_names or delta.structures:
             s.query_one(ModuleTree).set_modules(modules, names)
         if first or delta.scalars:
@@ -170,19 +177,22 @@ class ViewUpdater:
             return
         self._health_built = time.monotonic()
         step = self.screen.step
-        rows = health_rows(store, module_order(store), step)
+        names = [n for n in module_order(store) if matches(n, self.screen.filter)]
+        rows = health_rows(store, names, step)
         self.screen.query_one(HealthTable).show_rows(rows, step=step)
 
     def _step_bar(self) -> None:
         s = self.screen
-        total = len(s.store.steps) if s.store else 0
+        store, step = s.store, s.step
         s.query_one(StepBar).show(
-            step=s.step,
-            index=min(s.step_index, max(0, total - 1)),
-            total=total,
+            step=step,
+            steps=store.step_count if store else 0,
+            recorded=store.recorded if store else 0,
             module=s.module,
             role=s.role,
             live=s.live,
+            # runs without statistics (other tools') step through their scalars
+            has_stats=store is None or step is None or not store.recorded or store.has_stats(step),
         )
 
     def _series(self, store: RunStore) -> None:
@@ -190,28 +200,42 @@ class ViewUpdater:
         view = s.query_one(SeriesView)
         hist = s.query_one("#series-hist", HistogramView)
         if not s.module or not s.role:
-            view.show("select a module in the tree or the health table", {}, {})
+            view.show(
+                "select a module in the tree or the health table", np.zeros(0, np.int64), {}, {}
+            )
             hist.set_message("")
             return
         name, role = s.module, s.role
         series: dict[str, npt.NDArray[np.float64]] = {}
+        nonfinite = np.asarray(
+            sum(store.series(name, role, c).values for c in ("nan", "posinf", "neginf")),
+            dtype=np.float64,
+        )
+        numel_series = store.series(name, role, "numel")
+        numel = numel_series.values
+        # Steps where no value was finite have no mean/std/min/max/l2: NaN here, not 0.
+        none_finite = numel - nonfinite <= 0
         for col in ("mean", "std", "min", "max", "l2"):
-            series[col] = store.series(name, role, col).values
-        nonfinite = sum(store.series(name, role, c).values for c in ("nan", "posinf", "neginf"))
-        series["nonfinite"] = np.asarray(nonfinite, dtype=np.float64)
-        numel = store.series(name, role, "numel").values
+            series[col] = np.where(none_finite, np.nan, store.series(name, role, col).values)
+        series["nonfinite"] = nonfinite
         with np.errstate(invalid="ignore", divide="ignore"):
             series["zero%"] = store.series(name, role, "zeros").values / numel * 100
         at = store.at(name, role, s.step)
-        cursor: dict[str, float] = {}
+        cursor: dict[str, float | None] = {}
         if at is not None:
             for col in ("mean", "std", "min", "max", "l2"):
-                cursor[col] = at.get(col)
+                cursor[col] = stat(at, col)
             cursor["nonfinite"] = at.get("nan") + at.get("posinf") + at.get("neginf")
             n = at.get("numel")
             cursor["zero%"] = at.get("zeros") / n * 100 if n else float("nan")
         count = len(series["mean"])
-        view.show(f"{name} · {role} · {count} recorded steps", series, cursor)
+        view.show(
+            f"{name} · {role} · {count} recorded steps",
+            numel_series.steps,
+            series,
+            cursor,
+            cursor=s.step,
+        )
         if at is None:
             hist.set_message(f"no {role} statistics of {name} at or before this step")
         else:
@@ -238,6 +262,8 @@ class ViewUpdater:
             view.show_histograms(tag[len(HIST_PREFIX) :], hists, step)
         elif scalar is not None:
             view.show_scalar(tag, scalar[0], scalar[1], step)
+        elif not view.tags:
+            view.show_none("no tags match the filter" if self.screen.filter else "no scalars")
 
     # -- the inspector -------------------------------------------------------------------
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .anomaly_table import AnomalyTable
+from .filter_bar import FilterBar
 from .health_table import HealthTable
 from .histogram_view import HistogramView
+from .line_chart import LineChart
 from .message_bar import MessageBar
 from .module_tree import ModuleTree
 from .runs_list import RunsList
@@ -16,8 +18,10 @@ from .value_grid import ValueGrid
 
 __all__ = [
     "AnomalyTable",
+    "FilterBar",
     "HealthTable",
     "HistogramView",
+    "LineChart",
     "MessageBar",
     "ModuleTree",
     "RunsList",

@@ -10,11 +10,12 @@ from textual.widgets import DataTable
 
 from ...ui.safe import safe
 from ..data import Latest, RunStore
-from ..health import fmt, problems, styled
+from ..health import fmt, problems, severity_style, stat, styled
 
 __all__ = ["HealthRow", "HealthTable", "health_rows"]
 
-COLUMNS = ("module", "act mean", "act std", "act |max|", "zeros", "grad l2", "weight l2", "flags")
+#: Flags come right after the name: what went wrong stays in view at 80 columns.
+COLUMNS = ("module", "flags", "act mean", "act std", "act |max|", "zeros", "grad l2", "weight l2")
 
 HealthRow = tuple[str, Latest | None, Latest | None, str, Latest | None]
 
@@ -41,28 +42,31 @@ def _cells(row: HealthRow) -> list[Text]:
     name, out, grad, grole, weight = row
     cells = [Text(safe(name)) if name else Text("(root)", style="dim")]
     if out is not None:
-        biggest = max(abs(out.get("min")), abs(out.get("max")))
+        lo, hi = stat(out, "min"), stat(out, "max")
+        biggest = max(abs(lo), abs(hi)) if lo is not None and hi is not None else None
         numel = out.get("numel")
         zeros = out.get("zeros") / numel if numel else float("nan")
         cells += [
-            styled(fmt(out.get("mean")), out, "output"),
-            styled(fmt(out.get("std")), out, "output"),
+            styled(fmt(stat(out, "mean")), out, "output"),
+            styled(fmt(stat(out, "std")), out, "output"),
             styled(fmt(biggest), out, "output"),
             styled(f"{zeros:.0%}" if numel else "-", out, "output"),
         ]
     else:
         cells += [Text("-", style="dim")] * 4
-    cells.append(styled(fmt(grad.get("l2")), grad, grole) if grad else Text("-", style="dim"))
+    # A statistic over no finite values is a dash (never 0), coloured by the tensor's health.
+    cells.append(styled(fmt(stat(grad, "l2")), grad, grole) if grad else Text("-", style="dim"))
     cells.append(
-        styled(fmt(weight.get("l2")), weight, "weight") if weight else Text("-", style="dim")
+        styled(fmt(stat(weight, "l2")), weight, "weight") if weight else Text("-", style="dim")
     )
     flags = Text()
     for stats, role in ((out, "output"), (grad, grole), (weight, "weight")):
         if stats is None:
             continue
         for label, severity in problems(stats, role):
-            flags.append(f"{label}({role}) ", style="bold red" if severity == "error" else "yellow")
-    cells.append(flags)
+            flags.append(f"{label}({role}) ", style=severity_style(severity))
+    flags.rstrip()
+    cells.insert(1, flags)
     return cells
 
 

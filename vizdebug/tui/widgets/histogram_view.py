@@ -59,20 +59,20 @@ class HistogramView(Widget):
         if len(counts) > width:  # merge adjacent bins to fit
             groups = np.array_split(counts, width)
             counts = np.array([g.sum() for g in groups])
-        per = max(1, width // len(counts))
+        # every column shows a bin (bins stretched evenly over the whole width): no ragged
+        # remainder at the right edge, whatever the width
+        columns = counts[np.arange(width) * len(counts) // width]
         top = counts.max()
-        levels = counts / top * height * 8
+        levels = columns / top * height * 8
         lines: list[Text] = []
         for row in range(height, 0, -1):
-            line = Text()
-            for lv in levels:
-                fill = int(min(8, max(0, round(lv - (row - 1) * 8))))
-                line.append(_BLOCKS[fill] * per, style="cyan")
-            lines.append(line)
+            fills = np.clip(np.round(levels - (row - 1) * 8), 0, 8).astype(int)
+            lines.append(Text("".join(_BLOCKS[f] for f in fills), style="cyan"))
         lo, hi = self._edges
-        axis = Text(fmt(lo), style="dim")
-        right = fmt(hi)
-        pad = max(1, per * len(counts) - len(axis) - len(right))
-        axis.append(" " * pad + right, style="dim")
+        left, right = fmt(lo), fmt(hi)
+        if len(left) + 1 + len(right) <= width:
+            axis = Text(left + " " * (width - len(left) - len(right)) + right, style="dim")
+        else:
+            axis = Text(" " * width)  # no room for both: none, never a cut number
         lines.append(axis)
         return Text("\n").join(lines)

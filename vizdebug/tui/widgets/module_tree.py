@@ -11,6 +11,7 @@ from textual.widgets.tree import TreeNode
 
 from ...events import ModuleInfo
 from ...ui.safe import safe
+from .filter_bar import matches
 
 __all__ = ["ModuleTree", "tree_order"]
 
@@ -48,10 +49,27 @@ class ModuleTree(Tree[str]):
         self.show_root = False
         self._by_name: dict[str, TreeNode[str]] = {}
         self._types: dict[str, str] = {}
+        self._shown: tuple[Sequence[ModuleInfo], list[str]] = ((), [])
+        self._filter = ""
+
+    def set_filter(self, text: str) -> None:
+        """Show only names containing ``text`` (case-insensitive) and their parents."""
+        if text != self._filter:
+            self._filter = text
+            self.set_modules(*self._shown)
 
     def set_modules(self, modules: Sequence[ModuleInfo], names: Iterable[str]) -> None:
         """Show the modules of a structure plus every recorded name (dotted paths)."""
+        names = list(names)
+        self._shown = (modules, names)
         order = tree_order(modules, names)
+        if self._filter:
+            keep = {n for n in order if matches(n, self._filter)}
+            parents = {n.rpartition(".")[0] for n in keep}
+            while parents - keep - {""}:
+                keep |= parents - {""}
+                parents = {n.rpartition(".")[0] for n in keep}
+            order = [n for n in order if n in keep]
         types = {m.name: m.type for m in modules}
         if order == list(self._by_name) and types == self._types:
             return

@@ -24,8 +24,9 @@ class RunEntry:
         path: The run directory.
         label: Its name relative to the log directory.
         live: Whether a process is still writing it.
-        steps: Steps recorded (0 if unknown).
+        steps: Steps of the run: 1 + the highest step seen (0 if unknown).
         anomalies: Anomalies recorded.
+        warning: Why the run could not be read whole ("" if it could).
     """
 
     path: Path
@@ -33,6 +34,7 @@ class RunEntry:
     live: bool = False
     steps: int = 0
     anomalies: int = 0
+    warning: str = ""
 
 
 class RunsList(OptionList):
@@ -60,7 +62,11 @@ class RunsList(OptionList):
         return list(self._entries)
 
     def set_runs(self, entries: Sequence[RunEntry], *, current: Path | None = None) -> None:
-        """Replace the list, keeping ``current`` highlighted."""
+        """Replace the list, keeping the highlighted run (else ``current``) highlighted."""
+        if list(entries) == self._entries:
+            return
+        old = self._entries
+        was = old[self.highlighted].path if self.highlighted is not None and old else None
         self._entries = list(entries)
         self.clear_options()
         for entry in entries:
@@ -73,10 +79,14 @@ class RunsList(OptionList):
                 prompt.append(f"  {entry.anomalies}!", style="bold red")
             else:
                 prompt.append(extra, style="dim")
+            if entry.warning:
+                prompt.append("  ⚠ not read whole", style="bold yellow")
             self.add_option(Option(prompt, id=str(entry.path)))
-        for i, entry in enumerate(entries):
-            if entry.path == current:
-                self.highlighted = i
+        paths = [e.path for e in entries]
+        for keep in (was, current):
+            if keep in paths:
+                self.highlighted = paths.index(keep)
+                break
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         """Turn a selection into :class:`RunChosen`."""

@@ -19,7 +19,7 @@ from textual.widgets.option_list import Option
 
 from ...stats import reference_stats
 from ...ui.safe import safe
-from ..health import fmt
+from ..health import NONFINITE_STYLES, fmt
 from .histogram_view import HistogramView
 from .value_grid import ValueGrid
 
@@ -159,6 +159,8 @@ class TensorInspector(Horizontal):
         hist = self.query_one("#tensor-hist", HistogramView)
         if arr.dtype.kind in "fiub":
             s = reference_stats(arr)
+            # With no finite values there is no mean, ..., l2 (a dash, whatever was computed).
+            finite = s.numel - s.nan - s.posinf - s.neginf > 0
             for label, value in (
                 ("mean", s.mean),
                 ("std", s.std),
@@ -167,16 +169,17 @@ class TensorInspector(Horizontal):
                 ("l2", s.l2),
             ):
                 text.append(f"{label} ", style="dim")
-                text.append(f"{fmt(value)}  ")
+                text.append(f"{fmt(value if finite else None)}  ")
             text.append("\n")
-            for label, count in (
-                ("nan", s.nan),
-                ("+inf", s.posinf),
-                ("-inf", s.neginf),
-                ("zeros", s.zeros),
+            for label, count, kind in (
+                ("nan", s.nan, "nan"),
+                ("+inf", s.posinf, "posinf"),
+                ("-inf", s.neginf, "neginf"),
+                ("zeros", s.zeros, ""),
             ):
                 text.append(f"{label} ", style="dim")
-                text.append(f"{count}  ", style="bold red" if count and label != "zeros" else "")
+                style = NONFINITE_STYLES[kind][0] if count and kind else ""
+                text.append(f"{count}  ", style=style)
             hist.set_histogram(s.hist_counts, s.hist_lo, s.hist_hi, title="histogram")
         else:
             hist.set_message(f"no statistics for dtype {arr.dtype}")
@@ -217,13 +220,24 @@ class TensorInspector(Horizontal):
         )
         note = f"showing {list(np.shape(part))}: {shown}"
         if grid.truncated:
-            note += " (first 500 rows x 64 columns; slice to see the rest)"
-        info.update(Text(note, style="dim"))
+            note += (
+                f" (first {min(500, grid.row_count)} rows x {grid.shown_cols} of "
+                f"{grid.total_cols} columns; slice to see the rest)"
+            )
+        line = Text(note, style="dim")
+        if arr.dtype.kind == "f" and not np.isfinite(part).all():
+            line.append("   legend: ", style="dim")
+            for kind, label in (("nan", "nan"), ("posinf", "+inf"), ("neginf", "-inf")):
+                line.append(f" {label} ", style=NONFINITE_STYLES[kind][1])
+                line.append(" ")
+        info.update(line)
         return True
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         """Show the highlighted tensor."""
         event.stop()
+        if event.option_index != event.option_list.highlighted:
+            return  # a stale message from before the list was refilled (a new snapshot)
         if event.option.id is not None and event.option.id != self._selected:
             self.select(event.option.id)
 
