@@ -83,6 +83,11 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             safetensors snapshot (at most ``max_snapshots`` per callback).
         max_snapshots: See ``flight_recorder``.
         bins: Histogram bins.
+        max_stall: Seconds a recorded step may wait for the writer to make room for its
+            statistics. Default None: as long as the writer thread runs -- nothing scheduled is
+            dropped, the writer's queue applies back-pressure, so memory stays within its
+            budget (or one step's values). Past a set limit the step's statistics are dropped,
+            counted in ``run.json`` and warned about the first time.
         writer: An existing :class:`~vizdebug.Writer` (never closed by the callback).
         keep_open: Keep the callback's own writer open across ``fit`` calls (one run, steps
             keep counting); call :meth:`close` when done. Default: close it at train end, and a
@@ -114,6 +119,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         flight_recorder: bool = True,
         max_snapshots: int = 3,
         bins: int = HIST_BINS,
+        max_stall: float | None = None,
         writer: Writer | None = None,
         keep_open: bool = False,
         live: bool = True,
@@ -134,6 +140,9 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         self.on_anomaly: OnAnomaly = on_anomaly
         self.check_numerics = check_numerics
         self.flight_recorder, self.max_snapshots, self.bins = flight_recorder, max_snapshots, bins
+        if max_stall is not None and not max_stall >= 0:
+            raise ValueError(f"max_stall must be None or >= 0 seconds, got {max_stall!r}")
+        self.max_stall = max_stall
         self.keep_open, self.live, self.break_on = keep_open, live, break_on
         self.live_timeout = live_timeout
         self._live: KerasLive | None = None
@@ -173,7 +182,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
                 model, self.writer, every=self.every, first=self.first, what=self.what,
                 include=self.include, exclude=self.exclude, on_anomaly=self.on_anomaly,
                 flight_recorder=self.flight_recorder, max_snapshots=self.max_snapshots,
-                bins=self.bins,
+                bins=self.bins, max_stall=self.max_stall,
             )  # fmt: skip
         self.engine = engine
         engine.numerics = self.check_numerics
