@@ -48,7 +48,7 @@ def _expected(model: keras.Model) -> set[tuple[str, str]]:
 
 
 def test_every_layer_and_weight_at_every_step_with_a_small_budget(tmp_path: Path) -> None:
-    """MobileNetV2's step (~4 MB of values) through a 1 MiB queue: chunks, back-pressure, no loss."""
+    """MobileNetV2 (~4 MB of values a step) through a 1 MiB queue: chunks, back-pressure."""
     model = _mobilenet()
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = _data(12, 32)
