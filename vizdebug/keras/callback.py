@@ -34,6 +34,7 @@ from ..live.breaks import parse_breaks
 from ..runs.native import Graph
 from ..sinks import Sink
 from ..stats import HIST_BINS
+from ..tf.ops import own_function
 from ..writer import Writer
 from .engine import (
     DEFAULT_EVERY,
@@ -47,6 +48,7 @@ from .engine import (
 )
 from .live import KerasLive
 from .numerics import finding_from_error, is_check_numerics_error
+from .outside import OutsideStep, applies, pull
 from .plan import Plan
 from .replay import Replayer
 from .step import EXTRA, make_replay, make_step, uses_default_train_step
@@ -157,6 +159,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         self._fns_engine: Engine | None = None
         self._plans: dict[str, Plan] = {}
         self._original: Any = None
+        self._outside: OutsideStep | None = None
         self._installed = False
         self._built = False
         self._last_logs: Any = {}
@@ -200,7 +203,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             )
         engine.probe.install()
         reuse = (
-            self._fns
+            (self._fns or self._outside is not None)
             and model.train_function is self._original
             and self._fns_engine is engine
             and model.train_function is not None
@@ -225,10 +228,16 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         if not engine.weights and self.model.trainable_weights:
             engine.refresh()
         self._fns_engine = engine
-        for kind in (["check"] if engine.sentinel else []) + (["record"] if self.what else []):
-            self._build(kind)
+        replayer = None
         if engine.sentinel and uses_default_train_step(self.model):
-            engine.replay = Replayer(engine, make_replay(engine))
+            replayer = engine.replay = Replayer(engine, make_replay(engine))
+        self._outside = None
+        if applies(self.model) and self._original is not None:
+            # Keras's own function trains; vizdebug's functions run beside it (outside.py)
+            self._outside = OutsideStep(engine, self._original, replayer)
+        else:
+            for kind in (["check"] if engine.sentinel else []) + (["record"] if self.what else []):
+                self._build(kind)
         self._built = True
 
     def _build(self, kind: str) -> Any:
@@ -291,12 +300,27 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             self._capturing = live.armed
             engine.capture.assign(self._capturing)
         kind = "record" if engine.scheduled(step) else "check"
-        if (engine.exact or self._capturing) and self._built and kind in self._fns:
+        wanted = kind in self._fns or (self._outside is not None and (
+            kind == "record" or engine.sentinel))  # fmt: skip
+        if (engine.exact or self._capturing) and self._built and wanted:
             # every layer checked in the step (and, armed, returned to the debugger)
             kind = "full" if kind == "check" else "record_full"
-        fn = self._fns.get(kind) or (self._build(kind) if "full" in kind else self._original)
+        outside = self._outside if self._built and "full" not in kind else None
+        finding = None
         try:
-            out = fn(iterator)
+            if outside is not None:
+                data = pull(iterator)  # StopIteration ends the epoch, as in Keras's function
+                if kind == "record":
+                    out, finding = outside.record(step, data)
+                elif engine.sentinel:
+                    out, finding = outside.check(step, data)
+                else:
+                    out = self._original([data])
+            else:
+                fn = self._fns.get(kind) or (
+                    self._build(kind) if "full" in kind else self._original
+                )
+                out = fn(iterator)
         except tf.errors.InvalidArgumentError as exc:
             if not (self.check_numerics and is_check_numerics_error(exc)):
                 raise
@@ -311,9 +335,9 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         extra = out.pop(EXTRA, None) if isinstance(out, dict) else None
         if extra is not None:
             finding = engine.finish(step, self._plans[kind], extra)
-            if finding is not None:
-                self.findings.append(finding)
-                self._act(finding)
+        if finding is not None:
+            self.findings.append(finding)
+            self._act(finding)
         if live is not None and live.armed:
             io, engine.last_io = engine.last_io, {}
             live.batch_end(step, io if self._capturing else {})
@@ -339,7 +363,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             def forward(*xs: Any) -> Any:
                 return model(xs[0] if len(xs) == 1 else list(xs), training=False)
 
-            concrete = tf.function(forward).get_concrete_function(*specs)
+            concrete = own_function(forward).get_concrete_function(*specs)
             graph_def = concrete.graph.as_graph_def().SerializeToString()
         except Exception as exc:  # a model that cannot be traced symbolically: say why
             engine.note(f"model graph not recorded: {type(exc).__name__}: {exc}"[:300])

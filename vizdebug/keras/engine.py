@@ -30,7 +30,7 @@ from ..adapters import (
     globs,
 )
 from ..stats import HIST_BINS
-from ..tf.deferred import stats_items
+from ..tf.deferred import Row, stats_items
 from ..writer import Writer
 from .plan import Plan, Site, WeightRef
 from .probe import LayerProbe, layer_slots, structure
@@ -194,9 +194,19 @@ class Engine:
             writer.scalar("loss", loss, step)
         values = extra.get("values")
         if values is not None and plan.rows:
+            self.defer_stats(step, plan.rows, values, extra["shapes"])
+        light = extra.get("light")
+        if light is not None:
+            return self._light(step, plan, np.asarray(light))
+        return self.locate(step, plan, extra)
+
+    def defer_stats(self, step: int, rows: Sequence[Row], values: Any, shapes: Any) -> None:
+        """Hand packed values to the writer thread, in bounded chunks, waiting for room."""
+        writer = self.writer
+        if rows:
             # bounded chunks with back-pressure: a step waits for the writer, nothing is dropped
             items = stats_items(
-                step, time.time(), plan.rows, values, extra["shapes"], bins=self.bins,
+                step, time.time(), rows, values, shapes, bins=self.bins,
                 chunk_bytes=max(1 << 16, min(8 << 20, writer.max_queue_bytes // 8)),
                 wait_for_room=self.max_stall,
             )  # fmt: skip
@@ -205,10 +215,6 @@ class Engine:
                 writer.defer(item)
             if writer.dropped.get("deferred", 0) > before:
                 self._lost(step)
-        light = extra.get("light")
-        if light is not None:
-            return self._light(step, plan, np.asarray(light))
-        return self.locate(step, plan, extra)
 
     def _lost(self, step: int) -> None:
         """A recorded step's statistics the writer could not take in time: say so, once."""
@@ -299,10 +305,28 @@ class Engine:
                     " It was already present in the layer's input: it came from the data or "
                     "from code outside the model's layers."
                 )
+            elif site.role == "grad_output" and plan.users.get(int(i)):
+                # the layers consuming this output had finite output gradients (they come
+                # first in backward order): the backward of one of them produced it
+                users = plan.users[int(i)]
+                detail = (
+                    f" The gradient of {site.describe()} was computed by the backward of "
+                    + ", ".join(f"{u.module!r} ({u.module_type})" for u in users)
+                    + ", whose own output gradient was finite."
+                )
+                where, site, role = site, users[0], "grad_input"
+                kind = "nan" if nan or not (pos or neg) else "inf"
+                message = (
+                    f"step {step}: first non-finite value ({kind}) in the backward pass: "
+                    f"grad_input of layer {site.module!r} ({site.module_type}) [{nan} NaN, "
+                    f"{pos} +Inf, {neg} -Inf] (the gradient it passed to "
+                    f"{where.module or '(model)'!r}).{detail}"
+                )
+                return Finding(kind, site, role, message, nan, pos, neg, step)
             elif site.role == "grad_output":
                 detail = (
-                    " The gradient reaching this output was already non-finite: it was computed "
-                    "by the backward pass of the layers that consume it (or of the loss)."
+                    " It was already non-finite when it reached this output: it comes from "
+                    "the loss or from code outside the model's layers."
                 )
             kind = "nan" if nan or not (pos or neg) else "inf"
             message = (
@@ -323,6 +347,9 @@ class Engine:
         if self.flight_recorder and io and self._snapshots < self.max_snapshots:
             self._snapshots += 1
             self.writer.snapshot(io, f.step, reason="anomaly")
-        log.warning("vizdebug: %s", f.message)
+        # one report per anomaly: a warning the user can filter, else (raise mode: the error
+        # follows; check_numerics only) the log
         if self.on_anomaly in ("warn", "stop"):
             warnings.warn(f.message, NonFiniteWarning, stacklevel=2)
+        else:
+            log.warning("vizdebug: %s", f.message)

@@ -8,7 +8,7 @@ or Inf constant is ever made (``enable_check_numerics`` would flag it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -17,6 +17,7 @@ __all__ = [
     "dtype_name",
     "finite_flags",
     "nonfinite_counts",
+    "own_function",
     "pack",
     "shape_vector",
     "skip_reason",
@@ -89,3 +90,18 @@ def shape_vector(tensors: Sequence[Any]) -> tf.Tensor:
     if not tensors:
         return tf.zeros([0], tf.int32)
     return tf.concat([tf.shape(t, out_type=tf.int32) for t in tensors], axis=0)
+
+
+def own_function(fn: Callable[..., Any], **options: Any) -> Any:
+    """``tf.function(fn, autograph=False, **options)`` for vizdebug's own step functions.
+
+    Each model (each ``compile``) needs its own trace of these functions, so a process that
+    fits several models traces the same Python code several times; TensorFlow's "triggered
+    tf.function retracing" heuristic counts traces by code object and would then warn about
+    vizdebug, not about the user's code. The warning is turned off for these functions only
+    (a private attribute of TensorFlow's ``Function``; left alone where it does not exist).
+    """
+    function = tf.function(fn, autograph=False, **options)
+    if hasattr(function, "_omit_frequent_tracing_warning"):
+        function._omit_frequent_tracing_warning = True
+    return function
