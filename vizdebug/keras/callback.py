@@ -198,8 +198,9 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             )  # fmt: skip
         if not uses_default_train_step(model) and "gradients" in self.what:
             engine.note(
-                f"{type(model).__name__} overrides train_step: gradients are not recorded "
-                "(activations, weights and updates are); use vizdebug.tf.watch inside it"
+                f"{type(model).__name__} overrides train_step: output gradients are not "
+                "recorded (the tape is its own); weight gradients are when it hands them to "
+                "the optimizer (apply / apply_gradients)"
             )
         engine.probe.install()
         reuse = (
@@ -293,8 +294,15 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         if engine is None or self.writer is None:
             raise RuntimeError("vizdebug.keras.Callback: train function called before train begin")
         step = self._step
+        data: Any = None
+        if not self._built and not self.model.built:
+            # a subclassed model Keras would build while tracing step 0: build it here from
+            # the batch's shapes (as fit does under a distribution strategy), so step 0 is
+            # recorded and checked like any other
+            data = pull(iterator)
+            self.model._symbolic_build(data_batch=data)
         if not self._built and self.model.built:
-            self._build_functions()  # a model first built by step 0 (subclassed, unbuilt)
+            self._build_functions()
         live = self._live
         if live is not None and live.armed != self._capturing:
             self._capturing = live.armed
@@ -309,7 +317,8 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         finding = None
         try:
             if outside is not None:
-                data = pull(iterator)  # StopIteration ends the epoch, as in Keras's function
+                if data is None:  # StopIteration ends the epoch, as in Keras's function
+                    data = pull(iterator)
                 if kind == "record":
                     out, finding = outside.record(step, data)
                 elif engine.sentinel:
@@ -320,7 +329,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
                 fn = self._fns.get(kind) or (
                     self._build(kind) if "full" in kind else self._original
                 )
-                out = fn(iterator)
+                out = fn(iterator if data is None else [data])
         except tf.errors.InvalidArgumentError as exc:
             if not (self.check_numerics and is_check_numerics_error(exc)):
                 raise
