@@ -57,12 +57,8 @@ def applies(model: Any) -> bool:
 
 def pull(iterator: Any) -> Any:
     """The next batch, read here (eagerly); raises ``StopIteration`` at the end."""
-    if isinstance(iterator, tf.data.Iterator):
-        optional = iterator.get_next_as_optional()
-        if not optional.has_value():
-            raise StopIteration
-        return optional.get_value()
-    return next(iter(iterator))
+    # one op (a tf.data iterator's __next__ turns the end of the data into StopIteration)
+    return next(iterator if hasattr(iterator, "__next__") else iter(iterator))
 
 
 class OutsideStep:
