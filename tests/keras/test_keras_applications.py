@@ -70,6 +70,25 @@ def test_every_layer_and_weight_at_every_step_with_a_small_budget(tmp_path: Path
     assert load_run(tmp_path).info[0]["dropped"] == {}
 
 
+@pytest.mark.parametrize("name", ["EfficientNetB0", "ResNet50"])
+def test_every_layer_and_weight_of_efficientnet_and_resnet(tmp_path: Path, name: str) -> None:
+    model = getattr(keras.applications, name)(
+        input_shape=(32, 32, 3), weights=None, classes=10, classifier_activation=None
+    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data(4, 32)
+    cb = Callback(logdir=tmp_path, every=1)
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False, callbacks=[cb])
+    assert cb.writer is not None and cb.writer.dropped == {}
+    steps = _coverage(tmp_path, model)
+    assert sorted(steps) == [0, 1]
+    want = _expected(model)
+    for step, got in steps.items():
+        assert want <= got, (step, sorted(want - got)[:5])
+        for role in ("weight", "update", "grad"):
+            assert len({n for n, r in got if r == role}) == len(model.trainable_weights)
+
+
 class Arm(keras.callbacks.Callback):  # type: ignore[misc]
     """Sets a flag variable at one global batch index and clears it elsewhere."""
 
