@@ -99,3 +99,33 @@ def test_a_closed_writer_refuses(tmp_path: Path, wait: float | None) -> None:
 
     with pytest.raises(WriterClosedError):
         w.defer(_items(0, 1, wait=wait)[0])  # type: ignore[arg-type]
+
+
+def test_a_callback_with_max_stall_warns_once_and_counts(tmp_path: Path) -> None:
+    from keras_models import compile_, digits_like, sequential_cnn
+
+    import vizdebug
+
+    gate = Gate()
+    writer = Writer(tmp_path, max_queue_bytes=4096)
+    writer.defer(gate)  # holds the writer thread: no room will come
+    assert gate.entered.wait(10)
+    writer.scalar("x", 1.0, 0)
+    x, y = digits_like(32)
+    cb = vizdebug.keras.Callback(writer=writer, every=1, max_stall=0.0)
+    with pytest.warns(RuntimeWarning, match="statistics dropped") as seen:
+        compile_(sequential_cnn()).fit(x, y, batch_size=8, verbose=0, callbacks=[cb])
+    assert len([w for w in seen if "statistics dropped" in str(w.message)]) == 1
+    gate.release.set()
+    writer.close()
+    assert writer.dropped["deferred"] >= 4  # every step lost at least one chunk, counted
+    run = load_run(tmp_path)
+    assert run.info[0]["dropped"]["deferred"] == writer.dropped["deferred"]
+    assert any("max_stall=0.0" in n.text for n in run.notes)
+
+
+def test_max_stall_must_be_a_duration() -> None:
+    import vizdebug
+
+    with pytest.raises(ValueError, match="max_stall"):
+        vizdebug.keras.Callback(max_stall=-1.0)
