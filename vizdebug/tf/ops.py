@@ -45,15 +45,6 @@ def skip_reason(t: object) -> str | None:
     return None
 
 
-def _concat(tensors: Sequence[Any]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, int]:
-    """All values in one vector, and the segment (tensor index) of each value."""
-    dt = tf.float64 if any(t.dtype == tf.float64 for t in tensors) else tf.float32
-    flat = [tf.reshape(tf.cast(t, dt), [-1]) for t in tensors]
-    sizes = tf.stack([tf.size(f) for f in flat])
-    seg = tf.repeat(tf.range(len(tensors)), sizes)
-    return tf.concat(flat, axis=0), seg, sizes, len(tensors)
-
-
 def finite_flags(tensors: Sequence[Any]) -> tf.Tensor:
     """One float32 value per tensor, finite when every element of that tensor is finite.
 
@@ -67,13 +58,23 @@ def finite_flags(tensors: Sequence[Any]) -> tf.Tensor:
 
 
 def nonfinite_counts(tensors: Sequence[Any]) -> tf.Tensor:
-    """``[len(tensors), 3]`` int32: NaN, +Inf and -Inf counts of each tensor."""
+    """``[len(tensors), 3]`` int32: NaN, +Inf and -Inf counts of each tensor.
+
+    Counted tensor by tensor: one concatenated vector with ``tf.repeat`` segment ids let
+    grappler's constant folding materialise ``[tensors, largest size]`` masks of a graph with
+    static shapes (MobileNetV2 at 96 px, batch 16: a 16 GB process instead of 2 GB).
+    """
     if not tensors:
         return tf.zeros([0, 3], tf.int32)
-    x, seg, _, n = _concat(tensors)
-    big = tf.constant(x.dtype.max, x.dtype)
-    flags = tf.stack([tf.math.is_nan(x), x > big, x < -big], axis=1)
-    return tf.math.unsorted_segment_sum(tf.cast(flags, tf.int32), seg, n)
+    rows = []
+    for t in tensors:
+        big = tf.constant(t.dtype.max, t.dtype)
+        rows.append(tf.stack([
+            tf.math.count_nonzero(tf.math.is_nan(t), dtype=tf.int32),
+            tf.math.count_nonzero(t > big, dtype=tf.int32),
+            tf.math.count_nonzero(t < -big, dtype=tf.int32),
+        ]))  # fmt: skip
+    return tf.stack(rows)
 
 
 def pack(tensors: Sequence[Any], *, wide: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
