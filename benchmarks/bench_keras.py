@@ -13,7 +13,12 @@ machine changes over seconds, so neighbours cancel it better than turns further 
 A second table times the train functions alone, called in turn step by step (Keras's own,
 vizdebug's checking and recording functions): per-step costs without the epoch-level noise.
 
-Run: ``python benchmarks/bench_keras.py [--rounds 16] [--steps 600]`` (about 5 minutes).
+A third table trains MobileNetV2 (96x96, batch 16, ``weights=None``) the same way, with Keras's
+``TensorBoard(histogram_freq=1)`` and ``enable_check_numerics`` beside vizdebug, plus the time
+to the first batch of a fresh model (tracing included) and what each writer dropped.
+
+Run: ``python benchmarks/bench_keras.py [--rounds 16] [--steps 600] [--only mobilenet]``
+(about 5 minutes for the digits CNN, 15 for MobileNetV2).
 """
 
 from __future__ import annotations
@@ -104,21 +109,30 @@ def run(model: keras.Model, callbacks: list[Any], epochs: int, numerics: bool) -
 def per_step(steps: int, logdir: str) -> dict[str, list[float]]:
     """Seconds per call of the train functions themselves, called in turn on the same data.
 
-    Keras's own train function, vizdebug's checking function (unscheduled steps) and its
-    recording function (scheduled steps), each on its own model and iterator: no callbacks, no
-    epoch boundaries, so the figures isolate what each function costs a step in the graph plus
-    the host work of reading its results (the writer thread's statistics are not included).
+    Keras's own train function, and the callback's train function on an unscheduled step (the
+    NaN check beside Keras's function) and on a scheduled one (the record pass, Keras's
+    function, the weights and updates), each on its own model and iterator: no other
+    callbacks, no epoch boundaries (the writer thread's statistics are not included).
     """
     x, y = data()
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64, drop_remainder=True).repeat()
-    model = cnn()
-    cb = vizdebug.keras.Callback(logdir=logdir, keep_open=True)
-    model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[cb])  # builds the functions
-    fns = {
-        "Keras's own train function": cb._original,
-        "vizdebug checking function (unscheduled steps)": cb._fns["check"],
-        "vizdebug recording function (scheduled steps)": cb._fns["record"],
-    }
+    fns: dict[str, Any] = {}
+    hooked: list[vizdebug.keras.Callback] = []
+    for name, opts in [
+        ("Keras's own train function", None),
+        ("vizdebug unscheduled step (NaN check)", {"what": ()}),
+        ("vizdebug scheduled step (record pass + Keras's step)", {"every": 1}),
+    ]:
+        model = cnn()
+        model.fit(x[:64], y[:64], batch_size=64, epochs=1, verbose=0)  # builds Keras's function
+        if opts is None:
+            fns[name] = model.train_function
+            continue
+        cb = vizdebug.keras.Callback(logdir=f"{logdir}/{len(fns)}", **opts)
+        cb.set_model(model)
+        cb.on_train_begin()
+        hooked.append(cb)
+        fns[name] = cb._train_function
     iters = {name: iter(ds) for name in fns}
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(steps):
@@ -129,15 +143,125 @@ def per_step(steps: int, logdir: str) -> dict[str, list[float]]:
                 if hasattr(v, "numpy"):
                     v.numpy()
             times[name].append(time.perf_counter() - t)
-    cb.close()
+    for cb in hooked:
+        cb.on_train_end()
     return {name: v[steps // 10 :] for name, v in times.items()}  # warm-up dropped
+
+
+def mobilenet() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(
+        input_shape=(96, 96, 3), weights=None, classes=10, classifier_activation=None
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    return model
+
+
+class FirstBatch(keras.callbacks.Callback):  # type: ignore[misc]
+    """Seconds from ``fit`` being called (``start``) to the end of its first batch."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__()
+        self.start, self.took = start, 0.0
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if not self.took:
+            self.took = time.perf_counter() - self.start
+
+
+def real_model(rounds: int, steps: int) -> None:
+    """MobileNetV2 (96x96, batch 16, weights=None): the same comparison, plus the first batch."""
+    rng_data = np.random.default_rng(0)
+    x = rng_data.random((16 * steps, 96, 96, 3), dtype=np.float32)
+    y = rng_data.integers(0, 10, 16 * steps)
+    configs: list[tuple[str, Callable[[str], list[Any]], bool]] = [
+        ("bare `model.fit`", lambda d: [], False),
+        ("vizdebug default (every 100, first 5, NaN check)",
+         lambda d: [vizdebug.keras.Callback(logdir=d, keep_open=True)], False),
+        ("vizdebug NaN/Inf check only (`what=()`)",
+         lambda d: [vizdebug.keras.Callback(logdir=d, what=(), keep_open=True)], False),
+        ("vizdebug everything, every batch",
+         lambda d: [vizdebug.keras.Callback(logdir=d, every=1, keep_open=True)], False),
+        ("keras TensorBoard(histogram_freq=1)",
+         lambda d: [keras.callbacks.TensorBoard(d, histogram_freq=1)], False),
+        ("tf.debugging.enable_check_numerics", lambda d: [], True),
+    ]  # fmt: skip
+
+    def fit(model: keras.Model, cbs: list[Any], epochs: int, numerics: bool) -> list[float]:
+        timer = EpochTimer()
+        if numerics:
+            tf.debugging.enable_check_numerics()
+        try:
+            model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, shuffle=False,
+                      callbacks=[timer, *cbs])  # fmt: skip
+        finally:
+            if numerics:
+                tf.debugging.disable_check_numerics()
+        return timer.times
+
+    tmp = tempfile.TemporaryDirectory()
+    first: dict[str, float] = {}
+    for i, (name, make, numerics) in enumerate(configs):  # a fresh model: tracing included
+        model = mobilenet()
+        start = time.perf_counter()
+        probe = FirstBatch(start)
+        fit(model, [probe, *make(f"{tmp.name}/first{i}")], 1, numerics)
+        first[name] = probe.took
+    models = {name: mobilenet() for name, _, _ in configs}
+    callbacks = {name: make(f"{tmp.name}/{i}") for i, (name, make, _) in enumerate(configs)}
+    for name, _, numerics in configs:
+        fit(models[name], callbacks[name], 1, numerics)
+    bare = configs[0][0]
+    numerics_of = {name: flag for name, _, flag in configs}
+    results: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    neighbours: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    rng = random.Random(0)
+    for _ in range(rounds):
+        for name, turn in beside_bare(rng, [n for n, _, _ in configs[1:]], bare):
+            took = fit(models[name], callbacks[name], 2, numerics_of[name])[1:]
+            if name == turn:
+                results[name] += took
+            else:
+                neighbours[turn] += took
+                results[bare] += took
+    neighbours[bare] = results[bare]
+    dropped: dict[str, dict[str, int]] = {}
+    for name, cbs in callbacks.items():
+        for cb in cbs:
+            if isinstance(cb, vizdebug.keras.Callback):
+                cb.close()
+                dropped[name] = cb.writer.dropped if cb.writer is not None else {}
+    tmp.cleanup()
+    print(f"\nKeras adapter, MobileNetV2 (96x96, batch 16, weights=None, {steps} steps/epoch), "
+          f"one thread; {rounds} rounds, each turn next to a bare turn; second epoch of each "
+          "turn; first batch: a fresh model's fit from the call to the end of batch 0 "
+          "(tracing included).\n")  # fmt: skip
+    print("| configuration | s / epoch | x bare (paired) | 95% CI | first batch s | x bare "
+          "| dropped |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for name, _, _ in configs:
+        ratio, lo, hi = paired_ratio(results[name], neighbours[name])
+        median = statistics.median(results[name])
+        lost = dropped.get(name, {})
+        print(f"| {name} | {median:.2f} | {ratio:.2f}x | {lo:.2f}x - {hi:.2f}x | "
+              f"{first[name]:.1f} | {first[name] / first[bare]:.2f}x | "
+              f"{sum(lost.values()) if name in dropped else '-'} |")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--steps", type=int, default=600, help="calls per function, per-step")
+    parser.add_argument("--only", choices=["digits", "mobilenet"], default=None)
+    parser.add_argument("--mobilenet-rounds", type=int, default=3)
+    parser.add_argument("--mobilenet-steps", type=int, default=6, help="steps per epoch")
     args = parser.parse_args(argv)
+    if args.only != "digits":
+        real_model(args.mobilenet_rounds, args.mobilenet_steps)
+        if args.only == "mobilenet":
+            return 0
     configs: list[tuple[str, Callable[[str], list[Any]], bool]] = [
         ("bare `model.fit`", lambda d: [], False),
         ("bare `model.fit`, a second copy (A/A: the noise floor)", lambda d: [], False),
@@ -162,14 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     # the bare epoch run next to each configuration's: the other side of its ratio
     neighbours: dict[str, list[float]] = {name: [] for name, _, _ in configs}
     bare = configs[0][0]
-    numerics = {name: flag for name, _, flag in configs}
+    numerics_of = {name: flag for name, _, flag in configs}
     steal = Steal()
     rng = random.Random(0)
     others = [name for name, _, _ in configs[1:]]
     for _ in range(args.rounds):  # interleaved, so drift hits every row alike
         for name, turn in beside_bare(rng, others, bare):
             # the first epoch of a fit traces vizdebug's train functions again: time the second
-            took = run(models[name], callbacks[name], 2, numerics[name])[1:]
+            took = run(models[name], callbacks[name], 2, numerics_of[name])[1:]
             if name == turn:
                 results[name] += took
             else:

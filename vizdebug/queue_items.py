@@ -30,7 +30,9 @@ class Deferred(Protocol):
 
     ``resolve`` runs on the writer thread and returns the events (a step's tensor statistics
     as one :class:`~vizdebug.batch.StatsBlock`); ``nbytes`` is what the item holds in memory
-    while queued.
+    while queued. An item may also declare ``wait_for_room`` (seconds, or None for as long as
+    the writer thread runs): the queue applies back-pressure to it instead of dropping it (see
+    :meth:`vizdebug.writer.Writer.defer`).
     """
 
     nbytes: int

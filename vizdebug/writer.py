@@ -286,10 +286,38 @@ class Writer(WriterLoop):
         return relpath
 
     def defer(self, item: Deferred) -> None:
-        """Enqueue work to be turned into events on the writer thread."""
-        if self._admit(int(item.nbytes), "deferred"):
+        """Enqueue work to be turned into events on the writer thread.
+
+        An item that declares ``wait_for_room`` (seconds, or None: as long as the writer thread
+        runs) is not dropped by ``when_full="drop_newest"``: the caller waits until it fits in
+        half the budget (the other half stays free for items that are dropped when full) -- or,
+        for an item larger than that, until the queue is empty. Past the wait it is dropped and
+        counted like any other.
+        """
+        nbytes = int(item.nbytes)
+        wait = getattr(item, "wait_for_room", False)
+        admitted = self._admit(nbytes, "deferred") if wait is False else self._wait(nbytes, wait)
+        if admitted:
             self._queue.append(item)
             self._wake.set()  # statistics hold memory until resolved: no waiting for a drain
+
+    def _wait(self, nbytes: int, timeout: float | None) -> bool:
+        """Back-pressure for one item: wait for room (see :meth:`defer`); False if dropped."""
+        if self._closed:
+            raise WriterClosedError("this Writer is closed; create a new one to keep writing")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            pending = self._enq_bytes - self._deq_bytes
+            if pending + nbytes <= self.max_queue_bytes // 2 or pending <= 0:
+                self._enq_bytes += nbytes
+                return True
+            self._wake.set()
+            if not self._thread.is_alive() or (
+                deadline is not None and time.monotonic() >= deadline
+            ):
+                self._dropped["deferred"] += 1
+                return False
+            time.sleep(0.001)
 
     def _step(self, step: int | None) -> int:
         return self.step if step is None else step

@@ -9,6 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras_models import (
     LOSS,
     Subclassed,
@@ -109,9 +110,10 @@ def test_subclassed_model_with_nested_model_and_two_output_layer(tmp_path: Path)
     cb = vizdebug.keras.Callback(logdir=tmp_path, every=1, include=["block*", "split*"])
     fit(model, x, y, cb)
     run = load_run(tmp_path)
-    # the model is built by its first call: step 0 runs Keras's own step, recording starts at 1
-    assert min(s.step for s in run.stats) == 1
-    names = {(s.name, s.role) for s in run.stats if s.step == 1}
+    # unbuilt at train begin: the callback builds it from the first batch's shapes, so step 0
+    # is recorded like the others
+    assert sorted({s.step for s in run.stats}) == [0, 1]
+    names = {(s.name, s.role) for s in run.stats if s.step == 0}
     assert {("block", "output"), ("block.d1", "output"), ("block.d2", "output")} <= names
     assert {("split[0]", "output"), ("split[1]", "output"), ("split[1]", "grad_output")} <= names
     assert ("head", "output") not in names  # not included
@@ -193,8 +195,46 @@ def test_custom_train_step_keeps_users_step(tmp_path: Path) -> None:
         callbacks=[cb],
     )
     run = load_run(tmp_path)
-    assert {s.role for s in run.stats} == {"output", "weight", "update"}
+    # the gradients it handed the optimizer are recorded; output gradients are the user's tape's
+    assert {s.role for s in run.stats} == {"output", "weight", "update", "grad"}
+    assert sorted({s.step for s in run.stats if s.role == "grad"}) == [0, 1]
     assert any("overrides train_step" in n.text for n in run.notes)
+
+
+class OwnStep(keras.Model):
+    """A subclassed model with its own GradientTape step (built by its first call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = keras.layers.Dense(6, activation="relu", name="fc1")
+        self.fc2 = keras.layers.Dense(3, name="fc2")
+
+    def call(self, x: Any) -> Any:
+        return self.fc2(self.fc1(x))
+
+    def train_step(self, data: Any) -> Any:
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        return {"loss": loss}
+
+
+def test_subclassed_own_step_has_step_0_and_its_gradients(tmp_path: Path) -> None:
+    model = OwnStep()
+    model.compile(keras.optimizers.SGD(0.1), LOSS)
+    rng = np.random.default_rng(5)
+    x, y = rng.random((16, 5), dtype=np.float32), rng.integers(0, 3, 16)
+    cb = vizdebug.keras.Callback(logdir=tmp_path, every=1)
+    model.fit(x, y, batch_size=4, verbose=0, shuffle=False, callbacks=[cb])
+    run = load_run(tmp_path)
+    got = {(s.step, s.name, s.role) for s in run.stats}
+    for step in range(4):
+        for name in ("fc1.kernel", "fc1.bias", "fc2.kernel", "fc2.bias"):
+            assert {(step, name, r) for r in ("weight", "update", "grad")} <= got
+        assert {(step, "fc1", "output"), (step, "fc2", "output")} <= got
+    assert not any(r == "grad_output" for _, _, r in got)  # the user's tape: noted
 
 
 def test_writer_kept_across_fits_and_given_writer_not_closed(tmp_path: Path) -> None:
@@ -217,11 +257,13 @@ def test_fit_called_again_reuses_the_traced_functions(tmp_path: Path) -> None:
     x, y = digits_like(64)
     cb = vizdebug.keras.Callback(logdir=tmp_path, every=3, first=1, keep_open=True)
     fit(model, x, y, cb)  # steps 0-3
-    fns = dict(cb._fns)
+    outside = cb._outside  # Keras's function trains, vizdebug's run beside it
+    assert outside is not None and not cb._fns
     fit(model, x, y, cb)  # steps 4-7: 6 recorded, with the same functions
-    assert cb._fns == fns and fns
+    assert cb._outside is outside
     model.compile(keras.optimizers.SGD(0.01), LOSS)  # a new train function: traced again
     fit(model, x, y, cb)  # steps 8-11: 9 recorded
-    assert cb._fns.keys() == fns.keys() and all(cb._fns[k] is not fns[k] for k in fns)
+    assert cb._outside is not None and cb._outside is not outside
+    assert cb._outside.original is model.train_function
     cb.close()
     assert sorted({s.step for s in load_run(tmp_path).stats}) == [0, 3, 6, 9]

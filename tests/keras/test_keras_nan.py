@@ -138,12 +138,13 @@ def test_backward_only_nan_on_an_unscheduled_step_is_traced_by_replay(tmp_path: 
     )
     compile_(model)
     cb = vizdebug.keras.Callback(logdir=tmp_path, first=1, on_anomaly="stop")
-    with pytest.warns(NonFiniteWarning, match="fc1"):
+    with pytest.warns(NonFiniteWarning, match="'sq'"):
         off_at_4 = SwitchAt(sq, 4, at=0.0, other=1.0)
         model.fit(X, Y, batch_size=8, verbose=0, shuffle=False, callbacks=[off_at_4, cb])
     (a,) = load_run(tmp_path).anomalies
-    assert (a.step, a.module, a.phase, a.role) == (4, "fc1", "backward", "grad_output")
-    assert a.nan > 0 and "consume it" in a.message
+    # named at its producer: the layer whose backward made it, as the torch adapter does
+    assert (a.step, a.module, a.phase, a.role) == (4, "sq", "backward", "grad_input")
+    assert a.nan > 0 and "computed by the backward of 'sq'" in a.message and "'fc1'" in a.message
     assert not cb.engine.exact  # type: ignore[union-attr]
     # the replay put every variable back: training went on from the real step's weights
     assert np.isnan(model.get_layer("fc1").kernel.numpy()).any()
@@ -174,17 +175,18 @@ def test_a_replay_that_does_not_reproduce_says_so_and_checks_exactly_from_then_o
     cb = vizdebug.keras.Callback(logdir=tmp_path, first=1, on_anomaly="stop", keep_open=True)
     with pytest.warns(NonFiniteWarning, match="did not reproduce"):
         model.fit(X, Y, batch_size=8, verbose=0, shuffle=False, callbacks=[cb])
-    # call 3 is step 2; its replay made call 4, which is fine
+    # step 0 is recorded beside the training step (calls 1 and 2): call 3 is step 1; its
+    # replay made call 4, which is fine
     (first,) = load_run(tmp_path).anomalies
-    assert (first.step, first.module, first.role) == (2, "", "loss")
+    assert (first.step, first.module, first.role) == (1, "", "loss")
     assert cb.engine.exact  # type: ignore[union-attr]
-    # from then on every layer is checked in the step itself: call 7 (step 5) is named
+    # from then on every layer is checked in the step itself: call 7 (step 4) is named
     model.set_weights(start)  # the NaN update of step 2 undone
     with pytest.warns(NonFiniteWarning, match="counted"):
         model.fit(X, Y, batch_size=8, verbose=0, shuffle=False, callbacks=[cb])
     cb.close()
     second = load_run(tmp_path).anomalies[1]
-    assert (second.step, second.module, second.role) == (5, "counted", "output")
+    assert (second.step, second.module, second.role) == (4, "counted", "output")
     assert "full" in cb._fns
 
 

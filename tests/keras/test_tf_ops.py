@@ -12,7 +12,7 @@ from vizdebug import hoststats
 from vizdebug.batch import EventBatch
 from vizdebug.hoststats import host_row, host_rows
 from vizdebug.stats import HIST_BINS, HIST_SAMPLE, reference_stats, stats_from_row
-from vizdebug.tf.deferred import Row, StatsItem
+from vizdebug.tf.deferred import Row, stats_items
 from vizdebug.tf.ops import finite_flags, pack, skip_reason
 
 RNG = np.random.default_rng(0)
@@ -83,11 +83,28 @@ def test_flags_pack_and_deferred_item() -> None:
     values, shapes = pack([a, b])
     assert values.dtype == tf.float32 and shapes.numpy().tolist() == [1, 2, 2]
     rows = [Row("w", "weight", 0, "float32", 2), Row("w", "update", 0, "float32", 1)]
-    item = StatsItem(7, 1.0, rows, values, shapes)
+    (item,) = stats_items(7, 1.0, rows, values, shapes)
     events = list(EventBatch(list(item.resolve("run", 0)), "run", 0))  # the block unpacked
     assert [e.stats.shape for e in events[:2]] == [(1, 2), (2,)]
     assert events[1].stats.nan == 1 and events[1].stats.max == 1.0
     assert events[2].tag == "update_ratio/w" and events[2].value == pytest.approx(1 / math.sqrt(5))
+
+
+def test_a_step_is_cut_into_bounded_chunks_that_keep_every_row() -> None:
+    tensors = [tf.fill([300], float(i)) for i in range(5)] + [tf.ones([2000])]
+    values, shapes = pack(tensors)
+    rows = [Row(f"l{i}", "output", 0, "float32", 1) for i in range(4)]
+    rows += [Row("w", "weight", 0, "float32", 1), Row("w", "update", 0, "float32", 1)]
+    items = stats_items(3, 1.0, rows, values, shapes, chunk_bytes=2500, wait_for_room=None)
+    # 1200 bytes a row: two rows a chunk; the weight keeps its (oversized) update
+    assert [len(i.meta) for i in items] == [2, 2, 2]
+    assert all(i.nbytes <= 2500 + 256 for i in items[:2]) and items[2].wait_for_room is None
+    events = [e for i in items for e in EventBatch(list(i.resolve("run", 0)), "run", 0)]
+    stats = [e for e in events if hasattr(e, "stats")]
+    assert [e.name for e in stats] == ["l0", "l1", "l2", "l3", "w", "w"]
+    assert [e.stats.mean for e in stats[:5]] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert any(getattr(e, "tag", "") == "update_ratio/w" for e in events)
+    assert list(items[0].resolve("run", 0)) == []  # resolved once
 
 
 def test_skip_reason() -> None:

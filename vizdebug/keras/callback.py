@@ -34,6 +34,7 @@ from ..live.breaks import parse_breaks
 from ..runs.native import Graph
 from ..sinks import Sink
 from ..stats import HIST_BINS
+from ..tf.ops import own_function
 from ..writer import Writer
 from .engine import (
     DEFAULT_EVERY,
@@ -47,6 +48,7 @@ from .engine import (
 )
 from .live import KerasLive
 from .numerics import finding_from_error, is_check_numerics_error
+from .outside import OutsideStep, applies, pull
 from .plan import Plan
 from .replay import Replayer
 from .step import EXTRA, make_replay, make_step, uses_default_train_step
@@ -83,6 +85,11 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             safetensors snapshot (at most ``max_snapshots`` per callback).
         max_snapshots: See ``flight_recorder``.
         bins: Histogram bins.
+        max_stall: Seconds a recorded step may wait for the writer to make room for its
+            statistics. Default None: as long as the writer thread runs -- nothing scheduled is
+            dropped, the writer's queue applies back-pressure, so memory stays within its
+            budget (or one step's values). Past a set limit the step's statistics are dropped,
+            counted in ``run.json`` and warned about the first time.
         writer: An existing :class:`~vizdebug.Writer` (never closed by the callback).
         keep_open: Keep the callback's own writer open across ``fit`` calls (one run, steps
             keep counting); call :meth:`close` when done. Default: close it at train end, and a
@@ -114,6 +121,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         flight_recorder: bool = True,
         max_snapshots: int = 3,
         bins: int = HIST_BINS,
+        max_stall: float | None = None,
         writer: Writer | None = None,
         keep_open: bool = False,
         live: bool = True,
@@ -134,6 +142,9 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         self.on_anomaly: OnAnomaly = on_anomaly
         self.check_numerics = check_numerics
         self.flight_recorder, self.max_snapshots, self.bins = flight_recorder, max_snapshots, bins
+        if max_stall is not None and not max_stall >= 0:
+            raise ValueError(f"max_stall must be None or >= 0 seconds, got {max_stall!r}")
+        self.max_stall = max_stall
         self.keep_open, self.live, self.break_on = keep_open, live, break_on
         self.live_timeout = live_timeout
         self._live: KerasLive | None = None
@@ -148,6 +159,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         self._fns_engine: Engine | None = None
         self._plans: dict[str, Plan] = {}
         self._original: Any = None
+        self._outside: OutsideStep | None = None
         self._installed = False
         self._built = False
         self._last_logs: Any = {}
@@ -173,7 +185,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
                 model, self.writer, every=self.every, first=self.first, what=self.what,
                 include=self.include, exclude=self.exclude, on_anomaly=self.on_anomaly,
                 flight_recorder=self.flight_recorder, max_snapshots=self.max_snapshots,
-                bins=self.bins,
+                bins=self.bins, max_stall=self.max_stall,
             )  # fmt: skip
         self.engine = engine
         engine.numerics = self.check_numerics
@@ -186,12 +198,13 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             )  # fmt: skip
         if not uses_default_train_step(model) and "gradients" in self.what:
             engine.note(
-                f"{type(model).__name__} overrides train_step: gradients are not recorded "
-                "(activations, weights and updates are); use vizdebug.tf.watch inside it"
+                f"{type(model).__name__} overrides train_step: output gradients are not "
+                "recorded (the tape is its own); weight gradients are when it hands them to "
+                "the optimizer (apply / apply_gradients)"
             )
         engine.probe.install()
         reuse = (
-            self._fns
+            (self._fns or self._outside is not None)
             and model.train_function is self._original
             and self._fns_engine is engine
             and model.train_function is not None
@@ -216,10 +229,16 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         if not engine.weights and self.model.trainable_weights:
             engine.refresh()
         self._fns_engine = engine
-        for kind in (["check"] if engine.sentinel else []) + (["record"] if self.what else []):
-            self._build(kind)
+        replayer = None
         if engine.sentinel and uses_default_train_step(self.model):
-            engine.replay = Replayer(engine, make_replay(engine))
+            replayer = engine.replay = Replayer(engine, make_replay(engine))
+        self._outside = None
+        if applies(self.model) and self._original is not None:
+            # Keras's own function trains; vizdebug's functions run beside it (outside.py)
+            self._outside = OutsideStep(engine, self._original, replayer)
+        else:
+            for kind in (["check"] if engine.sentinel else []) + (["record"] if self.what else []):
+                self._build(kind)
         self._built = True
 
     def _build(self, kind: str) -> Any:
@@ -275,19 +294,42 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         if engine is None or self.writer is None:
             raise RuntimeError("vizdebug.keras.Callback: train function called before train begin")
         step = self._step
+        data: Any = None
+        if not self._built and not self.model.built:
+            # a subclassed model Keras would build while tracing step 0: build it here from
+            # the batch's shapes (as fit does under a distribution strategy), so step 0 is
+            # recorded and checked like any other
+            data = pull(iterator)
+            self.model._symbolic_build(data_batch=data)
         if not self._built and self.model.built:
-            self._build_functions()  # a model first built by step 0 (subclassed, unbuilt)
+            self._build_functions()
         live = self._live
         if live is not None and live.armed != self._capturing:
             self._capturing = live.armed
             engine.capture.assign(self._capturing)
         kind = "record" if engine.scheduled(step) else "check"
-        if (engine.exact or self._capturing) and self._built and kind in self._fns:
+        wanted = kind in self._fns or (self._outside is not None and (
+            kind == "record" or engine.sentinel))  # fmt: skip
+        if (engine.exact or self._capturing) and self._built and wanted:
             # every layer checked in the step (and, armed, returned to the debugger)
             kind = "full" if kind == "check" else "record_full"
-        fn = self._fns.get(kind) or (self._build(kind) if "full" in kind else self._original)
+        outside = self._outside if self._built and "full" not in kind else None
+        finding = None
         try:
-            out = fn(iterator)
+            if outside is not None:
+                if data is None:  # StopIteration ends the epoch, as in Keras's function
+                    data = pull(iterator)
+                if kind == "record":
+                    out, finding = outside.record(step, data)
+                elif engine.sentinel:
+                    out, finding = outside.check(step, data)
+                else:
+                    out = self._original([data])
+            else:
+                fn = self._fns.get(kind) or (
+                    self._build(kind) if "full" in kind else self._original
+                )
+                out = fn(iterator if data is None else [data])
         except tf.errors.InvalidArgumentError as exc:
             if not (self.check_numerics and is_check_numerics_error(exc)):
                 raise
@@ -302,9 +344,9 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
         extra = out.pop(EXTRA, None) if isinstance(out, dict) else None
         if extra is not None:
             finding = engine.finish(step, self._plans[kind], extra)
-            if finding is not None:
-                self.findings.append(finding)
-                self._act(finding)
+        if finding is not None:
+            self.findings.append(finding)
+            self._act(finding)
         if live is not None and live.armed:
             io, engine.last_io = engine.last_io, {}
             live.batch_end(step, io if self._capturing else {})
@@ -330,7 +372,7 @@ class Callback(keras.callbacks.Callback):  # type: ignore[misc]
             def forward(*xs: Any) -> Any:
                 return model(xs[0] if len(xs) == 1 else list(xs), training=False)
 
-            concrete = tf.function(forward).get_concrete_function(*specs)
+            concrete = own_function(forward).get_concrete_function(*specs)
             graph_def = concrete.graph.as_graph_def().SerializeToString()
         except Exception as exc:  # a model that cannot be traced symbolically: say why
             engine.note(f"model graph not recorded: {type(exc).__name__}: {exc}"[:300])

@@ -30,7 +30,7 @@ from ..adapters import (
     globs,
 )
 from ..stats import HIST_BINS
-from ..tf.deferred import StatsItem
+from ..tf.deferred import Row, stats_items
 from ..writer import Writer
 from .plan import Plan, Site, WeightRef
 from .probe import LayerProbe, layer_slots, structure
@@ -108,7 +108,7 @@ class Engine:
         model: The model.
         writer: Where events go.
         every, first, what, include, exclude, on_anomaly, flight_recorder, max_snapshots,
-            bins: As documented on :class:`vizdebug.keras.Callback`.
+            bins, max_stall: As documented on :class:`vizdebug.keras.Callback`.
     """
 
     def __init__(
@@ -125,8 +125,10 @@ class Engine:
         flight_recorder: bool,
         max_snapshots: int,
         bins: int = HIST_BINS,
+        max_stall: float | None = None,
     ) -> None:
         self.model = model
+        self.max_stall = max_stall
         self.writer = writer
         self.every, self.first, self.what = every, first, what
         self.on_anomaly = on_anomaly
@@ -152,6 +154,7 @@ class Engine:
         self.numerics = False
         self._structure_done = False
         self._snapshots = 0
+        self._lost_steps = 0
         self._noted: set[tuple[str, str]] = set()
 
     def _weight_refs(self) -> list[WeightRef]:
@@ -191,13 +194,40 @@ class Engine:
             writer.scalar("loss", loss, step)
         values = extra.get("values")
         if values is not None and plan.rows:
-            writer.defer(
-                StatsItem(step, time.time(), plan.rows, values, extra["shapes"], self.bins)
-            )
+            self.defer_stats(step, plan.rows, values, extra["shapes"])
         light = extra.get("light")
         if light is not None:
             return self._light(step, plan, np.asarray(light))
         return self.locate(step, plan, extra)
+
+    def defer_stats(self, step: int, rows: Sequence[Row], values: Any, shapes: Any) -> None:
+        """Hand packed values to the writer thread, in bounded chunks, waiting for room."""
+        writer = self.writer
+        if rows:
+            # bounded chunks with back-pressure: a step waits for the writer, nothing is dropped
+            items = stats_items(
+                step, time.time(), rows, values, shapes, bins=self.bins,
+                chunk_bytes=max(1 << 16, min(8 << 20, writer.max_queue_bytes // 8)),
+                wait_for_room=self.max_stall,
+            )  # fmt: skip
+            before = writer.dropped.get("deferred", 0)
+            for item in items:
+                writer.defer(item)
+            if writer.dropped.get("deferred", 0) > before:
+                self._lost(step)
+
+    def _lost(self, step: int) -> None:
+        """A recorded step's statistics the writer could not take in time: say so, once."""
+        self._lost_steps += 1
+        if self._lost_steps > 1:
+            return
+        text = (
+            f"step {step}: statistics dropped: the writer had no room for them within "
+            f"max_stall={self.max_stall} s (counted in run.json under dropped.deferred; later "
+            "losses are counted, not warned)"
+        )
+        self.writer.note("vizdebug/keras", text, step=step)
+        warnings.warn(f"vizdebug: {text}", RuntimeWarning, stacklevel=3)
 
     def _light(self, step: int, plan: Plan, vector: np.ndarray[Any, Any]) -> Finding | None:
         self.writer.scalar("loss", float(vector[0]), step)
@@ -275,10 +305,28 @@ class Engine:
                     " It was already present in the layer's input: it came from the data or "
                     "from code outside the model's layers."
                 )
+            elif site.role == "grad_output" and plan.users.get(int(i)):
+                # the layers consuming this output had finite output gradients (they come
+                # first in backward order): the backward of one of them produced it
+                users = plan.users[int(i)]
+                detail = (
+                    f" The gradient of {site.describe()} was computed by the backward of "
+                    + ", ".join(f"{u.module!r} ({u.module_type})" for u in users)
+                    + ", whose own output gradient was finite."
+                )
+                where, site, role = site, users[0], "grad_input"
+                kind = "nan" if nan or not (pos or neg) else "inf"
+                message = (
+                    f"step {step}: first non-finite value ({kind}) in the backward pass: "
+                    f"grad_input of layer {site.module!r} ({site.module_type}) [{nan} NaN, "
+                    f"{pos} +Inf, {neg} -Inf] (the gradient it passed to "
+                    f"{where.module or '(model)'!r}).{detail}"
+                )
+                return Finding(kind, site, role, message, nan, pos, neg, step)
             elif site.role == "grad_output":
                 detail = (
-                    " The gradient reaching this output was already non-finite: it was computed "
-                    "by the backward pass of the layers that consume it (or of the loss)."
+                    " It was already non-finite when it reached this output: it comes from "
+                    "the loss or from code outside the model's layers."
                 )
             kind = "nan" if nan or not (pos or neg) else "inf"
             message = (
@@ -299,6 +347,9 @@ class Engine:
         if self.flight_recorder and io and self._snapshots < self.max_snapshots:
             self._snapshots += 1
             self.writer.snapshot(io, f.step, reason="anomaly")
-        log.warning("vizdebug: %s", f.message)
+        # one report per anomaly: a warning the user can filter, else (raise mode: the error
+        # follows; check_numerics only) the log
         if self.on_anomaly in ("warn", "stop"):
             warnings.warn(f.message, NonFiniteWarning, stacklevel=2)
+        else:
+            log.warning("vizdebug: %s", f.message)

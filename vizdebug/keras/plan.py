@@ -80,6 +80,8 @@ class Plan:
         io_of: For each forward-output site, the indices into ``io_names`` of that call's inputs.
         io_ranks: Rank of each flight-recorder tensor (to unpack them).
         shapes: Static output shapes of each layer's first call (for the structure event).
+        users: For each output-gradient site, the innermost layer calls that consumed that
+            output (as ``grad_input`` sites): the backward of one of them produced its gradient.
         layout: The light check's payload layout (steps checked by
             :func:`vizdebug.keras.replay.light_check` only).
     """
@@ -91,6 +93,7 @@ class Plan:
     io_ranks: list[int] = field(default_factory=list)
     shapes: dict[str, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
     layout: Layout | None = None
+    users: dict[int, list[Site]] = field(default_factory=dict)
 
 
 def _rank(t: Any) -> int:
@@ -202,7 +205,17 @@ def collect(
         if loss is not None:
             check(Site("", "loss", "forward", "loss"), loss)
         if out_grads is not None:
-            for (c, path, _), g in reversed(list(zip(outs, out_grads, strict=True))):
+            consumers: dict[int, list[Call]] = {}
+            for c in calls:
+                for t in c.inputs:
+                    consumers.setdefault(id(t), []).append(c)
+            for (c, path, t), g in reversed(list(zip(outs, out_grads, strict=True))):
+                users = _innermost(consumers.get(id(t), []), calls)
+                if users:
+                    plan.users[len(plan.sites)] = [
+                        Site(u.slot.name, u.slot.type, "backward", "grad_input", u.call)
+                        for u in users
+                    ]
                 check(Site(c.slot.name, c.slot.type, "backward", "grad_output", c.call, path), g)
         if grads is not None:
             for w, g in reversed(list(zip(weights, grads, strict=True))):
@@ -239,3 +252,15 @@ def collect(
         extra["io"] = io_flat
         extra["io_shapes"] = io_shapes
     return plan, extra
+
+
+def _innermost(users: list[Call], calls: Sequence[Call]) -> list[Call]:
+    """The consumers that are not containers of another consumer, in backward order."""
+    parent = {c.slot.index: c.slot.parent for c in calls}
+    ancestors: set[int] = set()
+    for u in users:
+        p = parent.get(u.slot.index, -1)
+        while p >= 0:
+            ancestors.add(p)
+            p = parent.get(p, -1)
+    return [u for u in reversed(users) if u.slot.index not in ancestors]

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tensorflow as tf
 
+from ..tf.ops import own_function
+
 if TYPE_CHECKING:
     from .engine import Engine, Finding
     from .plan import Plan
@@ -161,13 +163,39 @@ class Replayer:
 
     def __call__(self, step: int, layout: Layout, vector: np.ndarray[Any, Any]) -> Finding | None:
         """The finding of flagged step ``step`` (None: a sum that overflowed, nothing else)."""
-        engine = self.engine
-        loss = float(vector[0])
         weights, state, data = layout.unpack(vector[2:])
+        variables = [v for v, _ in layout.state]
+        return self.run(step, float(vector[0]), float(vector[1]), weights, variables, state, data)
+
+    def run(
+        self,
+        step: int,
+        loss: float,
+        total: float,
+        weights: list[np.ndarray[Any, Any]],
+        variables: Sequence[Any],
+        state: list[np.ndarray[Any, Any]],
+        data: Any,
+        after: list[np.ndarray[Any, Any]] | None = None,
+    ) -> Finding | None:
+        """The finding of flagged step ``step`` replayed from these values.
+
+        Args:
+            step: The step.
+            loss: Its loss (NaN if unknown): a replay with another loss did not reproduce it.
+            total: The check's non-finite sum.
+            weights: The trainable weights before the step (``Engine.weights`` order).
+            variables: The non-trainable variables to set back ...
+            state: ... and their values before the step.
+            data: The batch.
+            after: The weights after the step, when it was flagged by them: a replay with
+                every value finite then names the step's optimizer update.
+        """
+        engine = self.engine
         stale = engine.stale_weight(step, weights)
         if stale is not None:
             return stale
-        extra = self._run(weights, layout, state, data)
+        extra = self._run(weights, variables, state, data)
         plan = self.plan
         if plan is None:  # the replay step sets it when traced or run: never absent here
             raise RuntimeError("vizdebug: the replay step produced no plan")
@@ -175,14 +203,17 @@ class Replayer:
         if finding is not None:
             return finding
         again = float(np.asarray(extra["loss"]))
-        if math.isfinite(loss) and math.isclose(again, loss, rel_tol=1e-4, abs_tol=1e-6):
-            return None  # reproduced, and every value finite: the sum overflowed
-        return engine.unreproduced(step, loss, float(vector[1]))
+        # a loss read back from Keras's running sums (``after`` given) carries their rounding
+        tol = 1e-4 if after is None else 1e-3
+        if math.isfinite(loss) and math.isclose(again, loss, rel_tol=tol, abs_tol=1e-6):
+            # reproduced, every value finite: the update itself overflowed, or the sum did
+            return None if after is None else engine.stale_weight(step + 1, after)
+        return engine.unreproduced(step, loss, total)
 
     def _run(
         self,
         weights: list[np.ndarray[Any, Any]],
-        layout: Layout,
+        variables: Sequence[Any],
         state: list[np.ndarray[Any, Any]],
         data: Any,
     ) -> dict[str, Any]:
@@ -198,14 +229,14 @@ class Replayer:
                 return extra
 
             eager = model.run_eagerly
-            self._fn = run if eager else tf.function(run, reduce_retracing=True, autograph=False)
+            self._fn = run if eager else own_function(run, reduce_retracing=True)
         # metrics too: a model with several losses feeds per-output loss metrics from
         # compute_loss
         saved = [(v, v.numpy()) for v in [*model.variables, *model.metrics_variables]]
         try:
             for ref, value in zip(engine.weights, weights, strict=True):
                 ref.variable.assign(tf.cast(value, ref.variable.dtype))
-            for (v, _), value in zip(layout.state, state, strict=True):
+            for v, value in zip(variables, state, strict=True):
                 v.assign(tf.cast(value, v.dtype))
             extra = self._fn(data)
             return {k: v.numpy() if hasattr(v, "numpy") else v for k, v in extra.items()}

@@ -11,8 +11,9 @@ the light check of :mod:`vizdebug.keras.replay` (one sum, one returned vector), 
 :func:`make_replay` builds the step that runs a flagged batch again.
 
 A model that overrides ``train_step`` keeps it: the probe records the layer outputs while it runs
-and weights are read before and after it, but gradients (and the loss tensor) stay inside the
-user's step, so only activations, weights, updates and their NaN checks are available.
+and weights are read before and after it. The gradients it hands the optimizer (``apply`` and
+``apply_gradients`` are wrapped while the step is traced) are recorded and checked when every
+trainable weight gets one; output gradients (and the loss tensor) stay inside the user's tape.
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ def make_step(engine: Engine, *, kind: str, plans: dict[str, Plan]) -> Callable[
                         model.optimizer.apply_gradients(zip(grads, variables, strict=True))
             logs = model.compute_metrics(x, y, y_pred, sample_weight=sw)
         else:
-            with engine.probe.recording(None) as calls:
+            with engine.probe.recording(None) as calls, _applied(model) as applied:
                 logs = own_step(data)
+            grads = _own_gradients(engine, applied)
         with unchecked(engine.numerics):
             plan, extra = _describe(engine, calls, loss, out_grads, grads, before, check, kind)
         if check is not None:
@@ -216,3 +218,46 @@ def _loss(model: Any, x: Any, y: Any, y_pred: Any, sw: Any, *, track: bool) -> A
             loss * replicas if replicas > 1 else loss, sample_weight=tf.shape(first)[0]
         )
     return loss
+
+
+@contextmanager
+def _applied(model: Any) -> Iterator[dict[int, Any]]:
+    """The gradients the user's ``train_step`` hands the optimizer, by variable id."""
+    got: dict[int, Any] = {}
+    optimizer: Any = getattr(model, "optimizer", None)
+    apply = getattr(optimizer, "apply", None)
+    if apply is None:
+        yield got
+        return
+
+    def wrapped(grads: Any, trainable_variables: Any = None) -> Any:
+        grads = list(grads)
+        variables = list(
+            model.trainable_variables if trainable_variables is None else trainable_variables
+        )
+        for g, v in zip(grads, variables, strict=False):
+            if g is not None:
+                got[id(v)] = g
+        return apply(grads, trainable_variables)
+
+    optimizer.apply = wrapped  # apply_gradients calls apply
+    try:
+        yield got
+    finally:
+        del optimizer.apply
+
+
+def _own_gradients(engine: Engine, applied: dict[int, Any]) -> list[Any] | None:
+    """The weights' gradients in ``engine.weights`` order, or None (with a note) if incomplete."""
+    if not engine.weights:
+        return None
+    grads = [applied.get(id(w.variable)) for w in engine.weights]
+    if all(g is not None for g in grads):
+        return grads
+    engine.note(
+        f"{type(engine.model).__name__}.train_step did not hand the optimizer a gradient for "
+        "every trainable weight (optimizer.apply / apply_gradients): weight gradients are not "
+        "recorded; output gradients never are for an own train_step",
+        key="own-grads",
+    )
+    return None

@@ -1,0 +1,216 @@
+"""Training arithmetic untouched: the model's own train function trains, vizdebug looks outside.
+
+Any tensor an instrumented train function fetches (a layer output for statistics, a sum for the
+NaN check) is one more consumer in the graph grappler optimizes, and grappler then rewrites the
+step differently (fusions and arithmetic rewrites apply only to single-consumer nodes):
+MobileNetV2's weights drifted by up to 3e-2 after four watched steps. So, for a model that keeps
+Keras's default ``train_step`` (one step per execution, the default distribution strategy),
+:class:`OutsideStep` pulls each batch from the iterator itself and hands it to Keras's own
+function (which runs one ``one_step_on_data`` per element of a Python iterable: the same traced
+step as ``fit``'s, bit for bit), and does its own work in functions of its own:
+
+* a scheduled step first runs the *record* function on the same batch with the same weights:
+  forward and backward pass with every layer probed, no update, no metrics, the non-trainable
+  state (moving statistics, seed-generator states) put back, so the training step that follows
+  sees exactly what it would have. Its statistics and per-layer checks are those of
+  :func:`vizdebug.keras.plan.collect`; the weights before the update are kept, and after the
+  training step one small function returns each weight and its update (after - before). The
+  gradients described are those of the record pass (the same values up to the rounding of
+  grappler's rewrites);
+* any other step copies the weights and the non-trainable state into shadow variables, trains,
+  and sums the weights after the update: a NaN or Inf made anywhere in the step reaches them
+  (a loss-scale optimizer that skips a non-finite step is, rightly, not flagged). A flagged step
+  is replayed from the shadow copy (:class:`vizdebug.keras.replay.Replayer`), which names the
+  layer, role and phase.
+
+A recorded step costs a second forward and backward pass; the default schedule records few.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ..tf.deferred import Row
+from ..tf.ops import own_function, pack
+from .engine import Engine, Finding
+from .plan import Plan, collect
+from .replay import Replayer
+from .step import _forward, _loss, unchecked, uses_default_train_step
+
+__all__ = ["OutsideStep", "applies", "pull"]
+
+
+def applies(model: Any) -> bool:
+    """Whether the model's steps can run outside (see the module docstring)."""
+    return (
+        uses_default_train_step(model)
+        and int(getattr(model, "steps_per_execution", 1) or 1) == 1
+        and not tf.distribute.has_strategy()
+        and not getattr(model, "run_eagerly", False)
+    )
+
+
+def pull(iterator: Any) -> Any:
+    """The next batch, read here (eagerly); raises ``StopIteration`` at the end."""
+    # one op (a tf.data iterator's __next__ turns the end of the data into StopIteration)
+    return next(iterator if hasattr(iterator, "__next__") else iter(iterator))
+
+
+class OutsideStep:
+    """The record, backup and health functions of one model (see the module docstring).
+
+    Args:
+        engine: The engine.
+        original: Keras's own train function (called with a one-element list).
+        replayer: Runs a flagged step again, or None without the NaN check.
+    """
+
+    def __init__(self, engine: Engine, original: Any, replayer: Replayer | None) -> None:
+        self.engine = engine
+        self.original = original
+        self.replayer = replayer
+        self.plan: Plan | None = None
+        self.update_rows: list[Row] = []
+        model = engine.model
+        self._variables = [w.variable for w in engine.weights]
+        self._state = list(model.non_trainable_variables)
+        what = engine.what
+        self._wu = bool(what & {"weights", "updates"})
+        self._chosen = [i for i, w in enumerate(engine.weights) if w.slot.selected]
+        for i in self._chosen:
+            v, name = self._variables[i], engine.weights[i].name
+            for role in ("weight", "update"):
+                if f"{role}s" in what:
+                    self.update_rows.append(Row(name, role, 0, str(v.dtype), len(v.shape)))
+        self._record = self._function(self._record_step)
+        self._updates = own_function(self._update_step, reduce_retracing=True)
+        self._shadow: list[Any] | None = None
+        self._backup: Callable[[], Any] | None = None
+        self._health: Callable[[], Any] | None = None
+
+    @staticmethod
+    def _function(fn: Callable[[Any], Any]) -> Any:
+        return own_function(fn, reduce_retracing=True)
+
+    # -- a scheduled step ----------------------------------------------------------------
+
+    def _record_step(self, data: Any) -> dict[str, Any]:
+        engine, model = self.engine, self.engine.model
+        variables = self._variables
+        with unchecked(engine.numerics):
+            saved = [tf.identity(tf.convert_to_tensor(v)) for v in self._state]
+            before = [tf.identity(tf.convert_to_tensor(v)) for v in variables] if self._wu else []
+        x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred, calls = _forward(engine, x, tape)
+            loss = _loss(model, x, y, y_pred, sw, track=False)
+            scaled = model.optimizer.scale_loss(loss) if model.optimizer else loss
+        outs = [t for c in calls for _, t in c.outputs]
+        g = tape.gradient(
+            scaled, variables + outs, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
+        with unchecked(engine.numerics):
+            plan, extra = collect(
+                calls, loss=loss, out_grads=g[len(variables) :], weights=engine.weights,
+                grads=g[: len(variables)], before=None, after=None, record=True,
+                sentinel=engine.sentinel, recorder=engine.flight_recorder, what=engine.what,
+                bins=engine.bins,
+            )  # fmt: skip
+        # the forward pass in training mode moved the moving statistics and seed states: back
+        # (ordered after it: stateful ops of one resource run in program order in a function)
+        with tf.control_dependencies([t for t in g if t is not None]):
+            for v, value in zip(self._state, saved, strict=True):
+                v.assign(value)
+        self.plan = plan
+        extra["before"] = before
+        return extra
+
+    def _update_step(self, before: list[Any]) -> tuple[Any, Any]:
+        parts = []
+        for i in self._chosen:
+            v = tf.convert_to_tensor(self._variables[i])
+            if "weights" in self.engine.what:
+                parts.append(before[i])
+            if "updates" in self.engine.what:
+                parts.append(v - before[i])
+        return pack(parts, wide=any(p.dtype == tf.float64 for p in parts))
+
+    def record(self, step: int, data: Any) -> tuple[Any, Finding | None]:
+        """Run scheduled step ``step`` on ``data``; returns Keras's logs and any finding."""
+        engine = self.engine
+        extra = self._record(data)
+        plan = self.plan
+        if plan is None:  # set while tracing: never absent after a call
+            raise RuntimeError("vizdebug: the record step produced no plan")
+        before = extra.pop("before")
+        logs = self.original([data])
+        finding = engine.finish(step, plan, extra)
+        if self._wu and self.update_rows:
+            values, shapes = self._updates(list(before))
+            engine.defer_stats(step, self.update_rows, values, shapes)
+        return logs, finding
+
+    # -- any other step ------------------------------------------------------------------
+
+    def _build_check(self) -> None:
+        watched = [*self._variables, *self._state]
+        self._shadow = [
+            tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="vizdebug_shadow")
+            for v in watched
+        ]
+        shadow = self._shadow
+
+        tracker = getattr(self.engine.model, "_loss_tracker", None)
+        pair = [getattr(tracker, name, None) for name in ("total", "count")]
+        running = pair if all(v is not None for v in pair) else []
+
+        def sums() -> Any:  # the loss tracker's running total and count (float64)
+            if not running:
+                return tf.zeros([2], tf.float64)
+            return tf.stack([tf.cast(tf.convert_to_tensor(v), tf.float64) for v in running])
+
+        def backup() -> Any:
+            for s, v in zip(shadow, watched, strict=True):
+                s.assign(v)
+            return sums()
+
+        variables = self._variables
+
+        def health() -> Any:
+            parts = [tf.cast(tf.reduce_sum(v), tf.float64) for v in variables]
+            total = tf.add_n(parts) if parts else tf.zeros([], tf.float64)
+            return tf.concat([tf.reshape(total, [1]), sums()], axis=0)
+
+        self._backup = own_function(backup)
+        self._health = own_function(health)
+
+    def check(self, step: int, data: Any) -> tuple[Any, Finding | None]:
+        """Run unscheduled step ``step`` on ``data`` with the NaN check."""
+        if self._backup is None or self._health is None:
+            self._build_check()
+        assert self._backup is not None and self._health is not None and self._shadow
+        with unchecked(self.engine.numerics):
+            start = self._backup().numpy()
+        logs = self.original([data])
+        with unchecked(self.engine.numerics):
+            total, loss_sum, count = (float(v) for v in self._health().numpy())
+        # the step's loss: what it added to Keras's loss tracker (its running mean's parts)
+        loss = float("nan")
+        if count > start[1]:
+            loss = (loss_sum - start[0]) / (count - start[1])
+            self.engine.writer.scalar("loss", loss, step)
+        if np.isfinite(total) or self.replayer is None:
+            return logs, None
+        n = len(self._variables)
+        weights = [s.numpy() for s in self._shadow[:n]]
+        state = [s.numpy() for s in self._shadow[n:]]
+        after = [np.asarray(v.numpy()) for v in self._variables]
+        finding = self.replayer.run(
+            step, loss, total, weights, self._state, state, data, after=after
+        )
+        return logs, finding
