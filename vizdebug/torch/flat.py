@@ -21,6 +21,7 @@ a step). The watch drops the spares when the next step records nothing.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -33,8 +34,13 @@ __all__ = ["FlatGroup", "Parts", "flat_groups"]
 #: ``optimizer.zero_grad(set_to_none=False)``, which waits for the worker (see the watch).
 FLAT_GRAD_BYTES = 16 << 20
 
-#: Spare flat tensors a group keeps for the next recorded step.
-_SPARES = 3
+#: Flat tensors of a group alive at once (handed out or kept as spares): the weights and
+#: the update, plus the gradients where they are copied. A copy past it waits (up to
+#: :data:`WAIT_SECONDS`) for the worker to give one back rather than map new memory: a
+#: ResNet-18's is 47 MB a tensor, and a worker a step behind held four at once.
+_LIVE = 2
+#: How long a copy waits for a tensor the worker has not given back yet.
+WAIT_SECONDS = 10.0
 
 #: Dtypes whose parameters are copied flat (the statistics kernel reads them); others keep
 #: one entry per parameter.
@@ -70,7 +76,7 @@ class FlatGroup:
         total: Their element count.
     """
 
-    __slots__ = ("_spares", "params", "parts", "total")
+    __slots__ = ("_cond", "_live", "_out", "_spares", "params", "parts", "total")
 
     def __init__(self, named: Sequence[tuple[str, torch.nn.Parameter]]) -> None:
         self.params: list[torch.Tensor] = [p for _, p in named]
@@ -78,21 +84,39 @@ class FlatGroup:
         self.total = sum(self.parts.sizes)
         #: Flat tensors read by the worker, with their per-parameter views, to copy into.
         self._spares: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
+        #: Flat tensors handed out and not given back yet.
+        self._out = 0
+        size = self.params[0].element_size() if self.params else 4
+        self._live = _LIVE + (self.total * size <= FLAT_GRAD_BYTES)  # gradients copied too
+        self._cond = threading.Condition()
 
     def recycle(self, flat: torch.Tensor) -> None:
         """Give back a flat tensor of this group that the worker has read (any thread)."""
-        if flat.numel() == self.total and len(self._spares) < _SPARES:
+        views = None
+        if flat.numel() == self.total:
             views = [
                 v.view(shape)
                 for v, shape in zip(
                     torch.split(flat, self.parts.sizes), self.parts.shapes, strict=True
                 )
             ]
-            self._spares.append((flat, views))
+        with self._cond:
+            self._out = max(0, self._out - 1)
+            if views is not None and len(self._spares) + self._out < self._live:
+                self._spares.append((flat, views))
+            self._cond.notify_all()
 
     def drop_spares(self) -> None:
         """Free the kept tensors (the next step records nothing)."""
-        self._spares = []
+        with self._cond:
+            self._spares = []
+
+    def _spare(self) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """A spare to copy into, waiting for the worker while too many are out."""
+        with self._cond:
+            if not self._spares and self._out >= self._live:
+                self._cond.wait_for(lambda: bool(self._spares), WAIT_SECONDS)
+            return self._spares.pop() if self._spares else None
 
     def copy(self) -> torch.Tensor | None:
         """The parameters' values, concatenated into one new 1-D tensor (one call); None when
@@ -118,21 +142,24 @@ class FlatGroup:
         return self._flatten(dense)
 
     def _flatten(self, tensors: list[torch.Tensor]) -> torch.Tensor | None:
+        flat = self._copy(tensors)
+        if flat is not None:
+            with self._cond:
+                self._out += 1
+        return flat
+
+    def _copy(self, tensors: list[torch.Tensor]) -> torch.Tensor | None:
         first = tensors[0]
-        while self._spares:
-            flat, views = self._spares.pop()
-            if flat.dtype != first.dtype or flat.device != first.device:
-                continue
+        spare = self._spare()
+        if spare is not None:
+            flat, views = spare
             if any(
-                t.device != flat.device or t.shape != v.shape
+                t.device != flat.device or t.dtype != flat.dtype or t.shape != v.shape
                 for t, v in zip(tensors, views, strict=True)
             ):
-                return None  # moved, or resized, under the watch: regroup
-            try:
-                with torch.no_grad():
-                    torch._foreach_copy_(views, tensors)
-            except RuntimeError:  # another dtype under the watch: regroup
-                return None
+                return None  # moved, resized or cast under the watch: regroup
+            with torch.no_grad():
+                torch._foreach_copy_(views, tensors)
             return flat
         with torch.no_grad():
             if len(tensors) == 1:  # flatten_dense_tensors returns a single tensor's view
@@ -147,9 +174,10 @@ class FlatGroup:
     def update(self, before: torch.Tensor) -> torch.Tensor | None:
         """The parameters' values now minus ``before`` (from :meth:`copy`), in one new tensor."""
         now = self.copy()
-        if now is None or now.dtype != before.dtype:
+        if now is not None and now.dtype != before.dtype:
+            self.recycle(now)
             return None
-        return now.sub_(before)
+        return None if now is None else now.sub_(before)
 
 
 def flat_groups(
