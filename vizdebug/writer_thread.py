@@ -116,6 +116,8 @@ class WriterLoop:
                     self._last_step = top
                     self._dispatch(batch, scalars)
                     batch, scalars = [], 0
+                    if self._unsaved:  # a flush (close's last one too) retries them first
+                        self._retry_snapshots(time.monotonic())
                     item.acks = [r.request_flush() for r in self._runners]
                     item.dispatched.set()
                 elif type(item) is SnapshotRequest:

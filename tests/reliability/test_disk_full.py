@@ -1,4 +1,4 @@
-"""A full disk (a real 2 MB tmpfs) during a run: recording comes back when space is freed.
+"""A full disk (a real 8 MB tmpfs) during a run: recording comes back when space is freed.
 
 The NaN anomaly and its snapshot recorded during the outage are written afterwards, what was
 let go is counted in run.json and shown by ``vizdebug show``, and the outage is logged once.
@@ -27,11 +27,12 @@ from vizdebug.runs.snapshots import load_snapshot
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs; skipped with the reason where mounting is not permitted."""
+    """An 8 MB tmpfs (room, once the filler is gone, for what a training at every=1 held
+    during the outage); skipped with the reason where mounting is not permitted."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
         capture_output=True,
         text=True,
     )
