@@ -31,7 +31,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -40,7 +39,7 @@ from ..tf.ops import own_function, pack
 from .engine import Engine, Finding
 from .plan import Plan, collect
 from .replay import Replayer
-from .step import _forward, _loss, unchecked, uses_default_train_step
+from .step import forward_backward, unchecked, uses_default_train_step
 
 __all__ = ["OutsideStep", "applies", "pull"]
 
@@ -100,20 +99,12 @@ class OutsideStep:
     # -- a scheduled step ----------------------------------------------------------------
 
     def _record_step(self, data: Any) -> dict[str, Any]:
-        engine, model = self.engine, self.engine.model
+        engine = self.engine
         variables = self._variables
         with unchecked(engine.numerics):
             saved = [tf.identity(tf.convert_to_tensor(v)) for v in self._state]
             before = [tf.identity(tf.convert_to_tensor(v)) for v in variables] if self._wu else []
-        x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            y_pred, calls = _forward(engine, x, tape)
-            loss = _loss(model, x, y, y_pred, sw, track=False)
-            scaled = model.optimizer.scale_loss(loss) if model.optimizer else loss
-        outs = [t for c in calls for _, t in c.outputs]
-        g = tape.gradient(
-            scaled, variables + outs, unconnected_gradients=tf.UnconnectedGradients.ZERO
-        )
+        loss, calls, g = forward_backward(engine, data, variables)
         with unchecked(engine.numerics):
             plan, extra = collect(
                 calls, loss=loss, out_grads=g[len(variables) :], weights=engine.weights,
@@ -193,7 +184,8 @@ class OutsideStep:
         """Run unscheduled step ``step`` on ``data`` with the NaN check."""
         if self._backup is None or self._health is None:
             self._build_check()
-        assert self._backup is not None and self._health is not None and self._shadow
+        if self._backup is None or self._health is None or not self._shadow:
+            raise RuntimeError("vizdebug: the Keras check functions could not be built")
         with unchecked(self.engine.numerics):
             start = self._backup().numpy()
         logs = self.original([data])

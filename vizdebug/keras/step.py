@@ -151,20 +151,11 @@ def make_replay(engine: Engine) -> Callable[[dict[str, Plan]], Callable[[Any], d
     layer-output gradients) with every layer checked and its inputs and outputs packed; it
     applies no update and touches no metric.
     """
-    model = engine.model
 
     def build(plans: dict[str, Plan]) -> Callable[[Any], dict[str, Any]]:
         def step(data: Any) -> dict[str, Any]:
             variables = [w.variable for w in engine.weights]
-            x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
-            with tf.GradientTape() as tape:
-                y_pred, calls = _forward(engine, x, tape)
-                loss = _loss(model, x, y, y_pred, sw, track=False)
-                scaled = model.optimizer.scale_loss(loss) if model.optimizer else loss
-            outs = [t for c in calls for _, t in c.outputs]
-            g = tape.gradient(
-                scaled, variables + outs, unconnected_gradients=tf.UnconnectedGradients.ZERO
-            )
+            loss, calls, g = forward_backward(engine, data, variables)
             plan, extra = collect(
                 calls, loss=loss, out_grads=g[len(variables) :], weights=engine.weights,
                 grads=g[: len(variables)], before=None, after=None, record=False,
@@ -195,6 +186,24 @@ def unchecked(numerics: bool) -> Iterator[None]:
         yield
     finally:
         tf.debugging.enable_check_numerics()
+
+
+def forward_backward(engine: Engine, data: Any, variables: list[Any]) -> tuple[Any, Any, Any]:
+    """A batch's forward pass with every layer recorded, and its backward pass without update.
+
+    Returns:
+        The loss, the recorded layer calls, and the gradients of ``variables`` followed by
+        those of every recorded output (zeros where unconnected).
+    """
+    model = engine.model
+    x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
+    with tf.GradientTape() as tape:
+        y_pred, calls = _forward(engine, x, tape)
+        loss = _loss(model, x, y, y_pred, sw, track=False)
+        scaled = model.optimizer.scale_loss(loss) if model.optimizer else loss
+    outs = [t for c in calls for _, t in c.outputs]
+    g = tape.gradient(scaled, variables + outs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return loss, calls, g
 
 
 def _forward(engine: Engine, x: Any, tape: Any) -> tuple[Any, list[Any]]:
