@@ -125,7 +125,7 @@ class StepClock:
     def _record_param_grads(self) -> None:
         # One flat copy per group up to FLAT_GRAD_BYTES (see .flat); else by reference:
         # zero_grad() replaces .grad by default, and optimizer.zero_grad(set_to_none=False)
-        # waits for the worker's read (the watch's _ZeroGradGuard); any other in-place change
+        # waits for the worker's read (zerograd.ZeroGradGuard); any other in-place change
         # before the read moves the version counter, which replaces the row by a note.
         stats = self.stats
         for group in self._flat:

@@ -54,6 +54,7 @@ from .statqueue import StatQueue
 from .stepping import StepClock
 from .structure import module_infos
 from .worker import StatsWorker
+from .zerograd import ZeroGradGuard
 
 __all__ = ["DEFAULT_EVERY", "DEFAULT_FIRST", "WHAT", "Watch", "watch"]
 
@@ -213,7 +214,7 @@ class Watch:
         if self.optimizer is not None:
             add(self.optimizer.register_step_pre_hook(self._clock.opt_pre))
             add(self.optimizer.register_step_post_hook(self._clock.opt_post))
-            add(_ZeroGradGuard(self.optimizer, self._worker.wait_idle))
+            add(ZeroGradGuard(self.optimizer, self._worker.wait_idle))
 
     def _hook_modules(self, on: bool) -> None:
         """Add (or remove) the other modules' hooks: only a hooked step needs them.
@@ -449,26 +450,3 @@ def watch(
         AlreadyWatchedError: The model (or a submodule) is already watched; close that first.
     """
     return Watch(model, optimizer, **options)
-
-
-class _ZeroGradGuard:
-    """``optimizer.zero_grad(set_to_none=False)`` zeroes the gradients in place, which the
-    statistics worker may not have read yet (it reads them by reference, see .flat): it waits
-    for the worker first. A handle: ``remove()`` restores the optimizer's own method."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, wait: Any) -> None:
-        self.optimizer = optimizer
-        original = optimizer.zero_grad
-
-        def zero_grad(set_to_none: bool = True) -> None:
-            if not set_to_none:
-                wait()
-            original(set_to_none=set_to_none)
-
-        zero_grad.__doc__ = original.__doc__
-        self.installed = zero_grad
-        optimizer.zero_grad = zero_grad  # type: ignore[method-assign]
-
-    def remove(self) -> None:
-        if self.optimizer.__dict__.get("zero_grad") is self.installed:
-            del self.optimizer.zero_grad
