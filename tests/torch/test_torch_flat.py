@@ -32,8 +32,42 @@ def test_a_lone_parameter_is_copied_not_viewed() -> None:
     with torch.no_grad():
         p.add_(1.0)
     assert torch.equal(flat, torch.ones(6))
+    group.hold(flat)
+    group.recycle(flat)  # the worker has read it
     update = group.update(flat)
     assert update is not None and torch.equal(update, torch.ones(6))
+
+
+def test_the_update_is_written_into_the_read_weights_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 32)
+    (group,), _ = flat_groups([(n, p, True) for n, p in lin.named_parameters()])
+    before = group.copy()
+    assert before is not None
+    kept = before.clone()
+    group.hold(before)
+    with torch.no_grad():
+        for p in lin.parameters():
+            p.mul_(1.0 + 1e-3).add_(torch.randn_like(p) * 1e-4)
+    now = torch.cat([lin.weight.detach().reshape(-1), lin.bias.detach()])
+    assert group.grads() is None  # no gradients: nothing copied
+    group.recycle(before)
+    assert group.copy() is not before  # held for the update: no other copy reuses it
+    update = group.update(before)
+    assert update is before  # no second tensor
+    assert torch.equal(update, now - kept)
+    # not read yet (still handed out): a second tensor, the weights left to the reader
+    monkeypatch.setattr("vizdebug.torch.flat.WAIT_SECONDS", 0.01)
+    group.recycle(update)
+    again = group.copy()
+    assert again is not None
+    group.hold(again)
+    snapshot = again.clone()
+    update = group.update(again)
+    assert update is not None and update is not again
+    assert torch.equal(again, snapshot) and torch.equal(update, torch.zeros_like(update))
 
 
 def test_stale_layouts_are_refused() -> None:

@@ -7,12 +7,15 @@ Transformer benchmark 52 allocations and 52 entries a step, each touched in Pyth
 training thread, the statistics worker and the writer (a step with weights and updates
 recorded read about 5% slower than one without). Here the selected parameters of one device
 and dtype are copied by one call into one new tensor (``flatten_dense_tensors``, the
-primitive DDP buckets use), the update is that tensor subtracted from a second flat copy in
-place, and each flat tensor is one :class:`~vizdebug.torch.worker.Entry` whose :class:`Parts`
-give one statistics row per parameter. The gradients are copied the same way up to
-:data:`FLAT_GRAD_BYTES` a group (beyond it they go by reference, one entry each). The copies
-go into tensors the group keeps while consecutive steps are recorded: the worker gives each
-back once it has read it (:meth:`FlatGroup.recycle`), and the next copy reuses it. A fresh
+primitive DDP buckets use), and each flat tensor is one :class:`~vizdebug.torch.worker.Entry`
+whose :class:`Parts` give one statistics row per parameter. The update is written into that
+same tensor once the worker has read the weights from it (``now - before`` in one pass, the
+subtraction a second copy would have made, bit for bit): a second flat copy was 47 MB more on a
+ResNet-18, a third of the memory every-step recording added. The gradients are copied the
+same way up to :data:`FLAT_GRAD_BYTES` a group (beyond it they go by reference, one entry
+each). The copies go into tensors the group keeps while consecutive steps are recorded: the
+worker gives each back once it has read it (:meth:`FlatGroup.recycle`), and the next copy
+reuses it. A fresh
 tensor of a ResNet-18's 47 MB is new memory the kernel maps and zeroes page by page: 56 ms a
 copy against 5 ms into a reused one (three copies a step made every-step recording cost 1.9x
 a step). The watch drops the spares when the next step records nothing.
@@ -34,11 +37,11 @@ __all__ = ["FlatGroup", "Parts", "flat_groups"]
 #: ``optimizer.zero_grad(set_to_none=False)``, which waits for the worker (see the watch).
 FLAT_GRAD_BYTES = 16 << 20
 
-#: Flat tensors of a group alive at once (handed out or kept as spares): the weights and
-#: the update, plus the gradients where they are copied. A copy past it waits (up to
+#: Flat tensors of a group alive at once (handed out or kept as spares): the weights (which
+#: become the update), plus the gradients where they are copied. A copy past it waits (up to
 #: :data:`WAIT_SECONDS`) for the worker to give one back rather than map new memory: a
 #: ResNet-18's is 47 MB a tensor, and a worker a step behind held four at once.
-_LIVE = 2
+_LIVE = 1
 #: How long a copy waits for a tensor the worker has not given back yet.
 WAIT_SECONDS = 10.0
 
@@ -76,7 +79,7 @@ class FlatGroup:
         total: Their element count.
     """
 
-    __slots__ = ("_cond", "_live", "_out", "_spares", "params", "parts", "total")
+    __slots__ = ("_cond", "_held", "_live", "_out", "_read", "_spares", "params", "parts", "total")
 
     def __init__(self, named: Sequence[tuple[str, torch.nn.Parameter]]) -> None:
         self.params: list[torch.Tensor] = [p for _, p in named]
@@ -86,6 +89,9 @@ class FlatGroup:
         self._spares: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
         #: Flat tensors handed out and not given back yet.
         self._out = 0
+        #: Weights kept for their update (:meth:`hold`), and those of them the worker has read.
+        self._held: list[torch.Tensor] = []
+        self._read: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
         size = self.params[0].element_size() if self.params else 4
         self._live = _LIVE + (self.total * size <= FLAT_GRAD_BYTES)  # gradients copied too
         self._cond = threading.Condition()
@@ -102,14 +108,23 @@ class FlatGroup:
             ]
         with self._cond:
             self._out = max(0, self._out - 1)
-            if views is not None and len(self._spares) + self._out < self._live:
+            if views is not None and any(f is flat for f in self._held):
+                self._read.append((flat, views))  # for its update, not for any copy
+            elif views is not None and len(self._spares) + self._out < self._live:
                 self._spares.append((flat, views))
             self._cond.notify_all()
+
+    def hold(self, flat: torch.Tensor) -> None:
+        """Keep a copy of the weights for :meth:`update` once it is read (no other copy
+        reuses it meanwhile)."""
+        with self._cond:
+            self._held.append(flat)
 
     def drop_spares(self) -> None:
         """Free the kept tensors (the next step records nothing)."""
         with self._cond:
             self._spares = []
+            self._held, self._read = [], []
 
     def _spare(self) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
         """A spare to copy into, waiting for the worker while too many are out."""
@@ -148,9 +163,9 @@ class FlatGroup:
                 self._out += 1
         return flat
 
-    def _copy(self, tensors: list[torch.Tensor]) -> torch.Tensor | None:
+    def _copy(self, tensors: list[torch.Tensor], reuse: bool = True) -> torch.Tensor | None:
         first = tensors[0]
-        spare = self._spare()
+        spare = self._spare() if reuse else None
         if spare is not None:
             flat, views = spare
             if any(
@@ -172,12 +187,36 @@ class FlatGroup:
         return flat if flat.numel() == self.total else None
 
     def update(self, before: torch.Tensor) -> torch.Tensor | None:
-        """The parameters' values now minus ``before`` (from :meth:`copy`), in one new tensor."""
-        now = self.copy()
-        if now is not None and now.dtype != before.dtype:
-            self.recycle(now)
-            return None
-        return None if now is None else now.sub_(before)
+        """The parameters' values now minus ``before`` (from :meth:`copy`), written into
+        ``before`` itself; None when the layout is stale (``before`` is given back then).
+
+        ``before`` must be held (:meth:`hold`) and handed to the worker (or given back with
+        :meth:`recycle`): this waits until the worker has read it, up to :data:`WAIT_SECONDS`,
+        and then makes the update in a new tensor rather than write under a read.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: any(f is before for f, _ in self._read), WAIT_SECONDS)
+            at = next((i for i, (f, _) in enumerate(self._read) if f is before), -1)
+            views = self._read.pop(at)[1] if at >= 0 else None
+            self._held = [f for f in self._held if f is not before]
+            self._out += 1
+        params = self.params
+        if views is None:  # not read in time: a second tensor, as the worker may still read
+            now = self._copy(params, reuse=False)
+            if now is None or now.dtype != before.dtype:
+                self.recycle(now if now is not None else torch.empty(0))
+                return None
+            return now.sub_(before)
+        if any(
+            p.device != v.device or p.dtype != v.dtype or p.shape != v.shape
+            for p, v in zip(params, views, strict=True)
+        ):
+            self.recycle(before)
+            return None  # moved, resized or cast in the step: regroup
+        with torch.no_grad():
+            for p, v in zip(params, views, strict=True):
+                torch.sub(p, v, out=v)  # one pass; the very subtraction now - before
+        return before
 
 
 def flat_groups(

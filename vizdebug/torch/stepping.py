@@ -86,9 +86,18 @@ class StepClock:
         if live is not None and live.debugger.armed:
             live.optimizer_step(state.step)
         if state.recording and what & {"weights", "updates"}:
+            # the weights go to the worker first (before the gradients): the update is made
+            # in their tensor once the worker has read it (see .flat)
             self._before = self._copy_weights()
             with torch.no_grad():
                 self._before_single = [(name, p, p.clone()) for name, p in self._single]
+            for group, before in self._before:
+                if "updates" in what:
+                    group.hold(before)
+                if "weights" in what:
+                    self.stats.flat(group, "weight", before)
+                else:
+                    group.recycle(before)  # only the update is recorded: no read to wait for
         if state.recording and "gradients" in what:
             self._record_param_grads()
         self.worker.flush()  # the backward pass's gradients
@@ -97,16 +106,17 @@ class StepClock:
         """The optimizer's step post-hook: weights and updates, then the step's end."""
         if self.state.closed:
             return
-        updates = "updates" in self.options.what
-        for group, before in self._before:
-            # the update first: once handed over, ``before`` may be read and recycled into
-            # the very copy the update is made in
-            update = group.update(before) if updates else None
-            self.stats.flat(group, "weight", before)
-            if update is not None:  # None: p.data was reassigned in the step
-                self.stats.flat(group, "update", update)
+        what = self.options.what
+        updates = "updates" in what
+        if updates:
+            self.worker.flush()  # the weights' entries, if the worker is still to read them
+            for group, before in self._before:
+                update = group.update(before)  # into ``before`` once the worker has read it
+                if update is not None:  # None: p.data was reassigned in the step
+                    self.stats.flat(group, "update", update)
         for name, p, value in self._before_single:
-            self.stats.tensor(name, "weight", 0, value)
+            if "weights" in what:
+                self.stats.tensor(name, "weight", 0, value)
             if updates:
                 with torch.no_grad():
                     self.stats.tensor(name, "update", 0, p - value)
