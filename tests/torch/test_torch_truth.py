@@ -9,6 +9,7 @@ import math
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -241,6 +242,41 @@ def test_a_one_shot_fault_is_never_blamed_on_the_root_module(tmp_path: Path) -> 
     assert first.module == "" and first.module_type == ""  # unknown, not "the root module"
     assert "unknown" in first.message and "approximate" in first.message
     assert "produced by the root module" not in first.message
+
+
+def test_a_one_shot_backward_fault_is_placed_by_the_parameter_gradients(tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    class Spike(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            calls["n"] += 1  # Python-side state: the replay's backward stays finite
+            return grad * math.inf if calls["n"] == 4 else grad
+
+    class OneShotBackward(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return Spike.apply(x)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), OneShotBackward(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonFiniteWarning)
+        with vizdebug.watch(model, opt, logdir=tmp_path, every=100, first=1):
+            for _ in range(5):
+                opt.zero_grad()
+                model(torch.randn(3, 4)).square().mean().backward()
+                opt.step()
+    first = load_run(tmp_path).anomalies[0]
+    # step 3: unhooked, backward call 4; the replay (call 5) stays finite
+    assert (first.step, first.phase, first.role) == (3, "backward", "grad")
+    assert (first.module, first.module_type) == ("1", "Linear")  # the last with a bad gradient
+    assert "approximately '1' (Linear)" in first.message and "approximate" in first.message
+    assert "module '3', defined after it, has finite ones" in first.message
 
 
 def test_nothing_is_dropped_and_run_json_says_so(tmp_path: Path) -> None:

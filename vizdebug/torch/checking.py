@@ -119,12 +119,16 @@ class StepCheck:
         seen += [
             (f"the gradient reaching root output {k} (the backward pass)", g) for k, g in root_grads
         ]
-        seen += [(site.describe(), g) for site, g in original if g is not None]
         for where, t in seen:
             nan, pos, neg = count_nonfinite(t)
             if nan or pos or neg:
                 state.exact = True
                 return unreproduced(step, where, why, nan, pos, neg)
+        located = _from_parameter_gradients(original)
+        if located is not None:
+            state.exact = True
+            site, where, (nan, pos, neg) = located
+            return unreproduced(step, where, why, nan, pos, neg, site)
         return None  # a norm of huge finite values overflowed: nothing is non-finite
 
     def _weights_used(self) -> Sequence[tuple[Site, torch.Tensor]]:
@@ -147,21 +151,56 @@ def replay_target(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, ddp) else model
 
 
-def unreproduced(step: int, where: str, why: str, nan: int, pos: int, neg: int) -> Finding:
+def _from_parameter_gradients(
+    grads: Sequence[tuple[Site, torch.Tensor | None]],
+) -> tuple[Site, str, tuple[int, int, int]] | None:
+    """Where a backward-pass value was made, from the parameter gradients alone (root outputs
+    and the gradients reaching them finite): a non-finite value flows from where it is made
+    towards the inputs, so it reaches the gradients of the parameters used before that point
+    and not those used after it. In definition order (the order modules usually run in),
+    the last parameter with a non-finite gradient marks the place, approximately."""
+    bad = [(i, counts) for i, (_, g) in enumerate(grads) if sum(counts := count_nonfinite(g)) > 0]
+    if not bad:
+        return None
+    last, counts = bad[-1]
+    site = grads[last][0]
+    after = next(
+        (s for s, g in grads[last + 1 :] if g is not None and s.module != site.module), None
+    )
+    where = (
+        f"the {site.describe()} in the backward pass ({len(bad)} of {len(grads)} parameters "
+        "have non-finite gradients, the last of them in definition order is this one"
+        + (f"; module {after.module!r}, defined after it, has finite ones" if after else "")
+        + f"): the value was made at or after module {site.module!r} in forward order"
+    )
+    return site, where, counts
+
+
+def unreproduced(
+    step: int, where: str, why: str, nan: int, pos: int, neg: int, near: Site | None = None
+) -> Finding:
     """The finding of a flagged step whose replay did not reproduce the value (a one-shot fault:
     Python-side state, a stateful module, data the replay did not see).
 
     The origin is approximate, and said to be: the site is where the step's check saw the
-    value, with no module named as its producer (module "" and type "" mean unknown).
+    value, with no module named as its producer (module "" and type "" mean unknown), or
+    ``near``, the module the parameter gradients place it at (never the root module).
     """
     kind = "nan" if nan or not (pos or neg) else "inf"
+    who = (
+        f"The module that produced it is approximately {near.module!r} ({near.module_type})"
+        if near is not None and near.module
+        else "The module that produced it is unknown"
+    )
     message = (
         f"step {step}: a non-finite value ({kind}) was seen in {where} "
-        f"[{nan} NaN, {pos} +Inf, {neg} -Inf]. The module that produced it is unknown (origin "
-        f"approximate): replaying the step with every module hooked, RNG state restored, did "
-        f"not reproduce it ({why}), so the model's forward depends on state outside its "
-        "parameters, buffers and the RNG (a one-shot fault). From now on every step is traced "
-        "exactly, so a repeat is named at its module."
+        f"[{nan} NaN, {pos} +Inf, {neg} -Inf]. {who} (origin approximate): replaying the "
+        f"step with every module hooked, RNG state restored, did not reproduce it ({why}), so "
+        "the model depends on state outside its parameters, buffers and the RNG (a one-shot "
+        "fault). From now on every step is traced exactly, so a repeat is named at its module."
     )
+    if near is not None and near.module:
+        site = dataclasses.replace(near, phase="backward")
+        return Finding(kind, site, near.role, message, nan, pos, neg, step)
     site = Site("", "", "forward" if "forward" in where else "backward", "output")
     return Finding(kind, site, "output", message, nan, pos, neg, step)
