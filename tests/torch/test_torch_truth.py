@@ -239,8 +239,10 @@ def test_a_one_shot_fault_is_never_blamed_on_the_root_module(tmp_path: Path) -> 
                 opt.step()
     first = load_run(tmp_path).anomalies[0]
     assert first.step == 3
-    assert first.module == "" and first.module_type == ""  # unknown, not "the root module"
-    assert "unknown" in first.message and "approximate" in first.message
+    # placed from the step's autograd graph (vizdebug.torch.graphwalk), never at the root
+    assert (first.module, first.module_type, first.phase) == ("1", "OneShot", "forward")
+    assert "approximately '1' (OneShot)" in first.message and "approximate" in first.message
+    assert "after module '0' (Linear) ran, before module '2' (Linear) used it" in first.message
     assert "produced by the root module" not in first.message
 
 

@@ -134,6 +134,7 @@ def _inject(model: nn.Module, leaf: str, kind: str, at: dict[str, int]) -> None:
     ("name", "kind", "every"),
     [(n, "forward", 1000) for n in NAMES]
     + [(n, "one-shot", 1) for n in ("resnet18", "mobilenet_v3_small", "bert_tiny")]
+    + [(n, "one-shot", 1000) for n in NAMES]
     + [(n, "backward", 1000) for n in ("resnet18", "densenet", "gpt2_tiny")],
 )
 def test_a_nan_injected_deep_inside_is_traced_to_its_module(

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .finite import scan
+from .graphwalk import place
 from .index import ModelIndex
 from .losscheck import LossCheck
 from .recorder import FlightRecorder
@@ -59,6 +61,31 @@ class StepCheck:
         self._slots = len(index.slots)
         self._grad_sites = index.grad_sites
         self._weight_sites = index.weight_sites
+        self._owners = {id(p): (site.module, site.module_type) for site, p in index.grad_sites}
+        self._leaves = [
+            (slot.name, type(m).__name__)
+            for slot, m in zip(index.slots, index.modules, strict=True)
+            if slot.index and not any(True for _ in m.children())
+        ]
+        tape.at_backward = self.root_backward
+
+    def root_backward(self, t: torch.Tensor) -> None:
+        """A root output's gradient arrived on a step without module hooks: check the output
+        now, while the step's graph is whole (on CPU, where the check is a scan of its memory:
+        the step's end then skips it), and place a non-finite value from the graph."""
+        if self.state.replaying or self.tape.placed is not None:
+            return
+        found, rest = scan([t])
+        if rest:
+            return  # not on the CPU: checked at the step's end, as before
+        if not found:
+            roots = self.sentinel.roots
+            roots[:] = [r for r in roots if r is not t]
+            return
+        try:
+            self.tape.placed = place(t, self._owners, self._leaves)
+        except Exception:  # an autograd binding this torch lacks: the step's end still reports
+            self.tape.placed = None
 
     def check(self) -> Finding | None:
         """Check the step (before the optimizer update); report and return a finding."""
@@ -123,7 +150,15 @@ class StepCheck:
             nan, pos, neg = count_nonfinite(t)
             if nan or pos or neg:
                 state.exact = True
-                return unreproduced(step, where, why, nan, pos, neg)
+                placed = self.tape.placed if "forward" in where else None
+                if placed is not None:
+                    where += f" ({placed.text})"
+                near = (
+                    Site(placed.module, placed.module_type, "forward", "output")
+                    if placed is not None and placed.module
+                    else None
+                )
+                return unreproduced(step, where, why, nan, pos, neg, near)
         located = _from_parameter_gradients(original)
         if located is not None:
             state.exact = True
@@ -173,7 +208,7 @@ def _from_parameter_gradients(
         + (f"; module {after.module!r}, defined after it, has finite ones" if after else "")
         + f"): the value was made at or after module {site.module!r} in forward order"
     )
-    return site, where, counts
+    return dataclasses.replace(site, phase="backward"), where, counts
 
 
 def unreproduced(
@@ -200,7 +235,6 @@ def unreproduced(
         "fault). From now on every step is traced exactly, so a repeat is named at its module."
     )
     if near is not None and near.module:
-        site = dataclasses.replace(near, phase="backward")
-        return Finding(kind, site, near.role, message, nan, pos, neg, step)
+        return Finding(kind, near, near.role, message, nan, pos, neg, step)
     site = Site("", "", "forward" if "forward" in where else "backward", "output")
     return Finding(kind, site, "output", message, nan, pos, neg, step)

@@ -22,24 +22,40 @@ the replay did not reproduce it, and traces exactly (every module hooked) from t
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from .devstats import skip_reason
 from .finite import Flag, finite_flag
+from .graphwalk import Placement
 from .hooks import hang, iter_tensors
 
 __all__ = ["RootCall", "Tape", "grad_leaves", "replay"]
 
 
 class RootCall:
-    """One call of the root module: what running it again needs."""
+    """One call of the root module: what running it again needs.
 
-    __slots__ = ("args", "autocast", "grad_enabled", "grads", "kwargs", "rng")
+    Args:
+        args, kwargs: The call's arguments.
+        cuda: Whether to keep the CUDA generators' states too.
+        at_backward: Called with each root output when its gradient arrives (the backward
+            pass starting: the step's graph still whole), or None.
+    """
 
-    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any], cuda: bool) -> None:
+    __slots__ = ("args", "at_backward", "autocast", "grad_enabled", "grads", "kwargs", "rng")
+
+    def __init__(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        cuda: bool,
+        at_backward: Callable[[torch.Tensor], None] | None = None,
+    ) -> None:
         self.args = args
+        self.at_backward = at_backward
         self.kwargs = kwargs
         self.rng: tuple[torch.Tensor, list[torch.Tensor]] = (
             torch.get_rng_state(),
@@ -59,12 +75,15 @@ class RootCall:
         k = len(self.grads)
         self.grads.append(None)
         grads = self.grads
+        at_backward = self.at_backward
 
         def keep(nr: int, grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
             grad = grad_outputs[nr]
             if grad is not None:
                 grads[k] = grad
                 flags.append(finite_flag(grad))
+            if at_backward is not None:
+                at_backward(t)
 
         hang(t, keep)
 
@@ -79,16 +98,21 @@ class Tape:
     def __init__(self, cuda: bool = False) -> None:
         self.cuda = cuda
         self.calls: list[RootCall] = []
+        #: Called with a root output as the backward pass reaches it (see :class:`RootCall`).
+        self.at_backward: Callable[[torch.Tensor], None] | None = None
+        #: Where the step's graph placed a non-finite root output (:mod:`.graphwalk`).
+        self.placed: Placement | None = None
 
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RootCall:
         """Record a root call about to run."""
-        call = RootCall(args, kwargs, self.cuda)
+        call = RootCall(args, kwargs, self.cuda, self.at_backward)
         self.calls.append(call)
         return call
 
     def reset(self) -> None:
         """Forget the step."""
         self.calls = []
+        self.placed = None
 
 
 def replay(
