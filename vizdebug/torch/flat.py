@@ -98,14 +98,7 @@ class FlatGroup:
 
     def recycle(self, flat: torch.Tensor) -> None:
         """Give back a flat tensor of this group that the worker has read (any thread)."""
-        views = None
-        if flat.numel() == self.total:
-            views = [
-                v.view(shape)
-                for v, shape in zip(
-                    torch.split(flat, self.parts.sizes), self.parts.shapes, strict=True
-                )
-            ]
+        views = self._views(flat) if flat.numel() == self.total else None
         with self._cond:
             self._out = max(0, self._out - 1)
             if views is not None and any(f is flat for f in self._held):
@@ -113,6 +106,22 @@ class FlatGroup:
             elif views is not None and len(self._spares) + self._out < self._live:
                 self._spares.append((flat, views))
             self._cond.notify_all()
+
+    def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """A flat tensor's per-parameter views."""
+        splits = torch.split(flat, self.parts.sizes)
+        return [v.view(shape) for v, shape in zip(splits, self.parts.shapes, strict=True)]
+
+    def unhold(self, flat: torch.Tensor) -> None:
+        """No update will be made in ``flat`` (its step ended without an optimizer step): it
+        becomes a spare once read, or now if it was read already."""
+        with self._cond:
+            self._held = [f for f in self._held if f is not flat]
+            read = [r for r in self._read if r[0] is flat]
+            self._read = [r for r in self._read if r[0] is not flat]
+            for r in read:
+                if len(self._spares) + self._out < self._live:
+                    self._spares.append(r)
 
     def hold(self, flat: torch.Tensor) -> None:
         """Keep a copy of the weights for :meth:`update` once it is read (no other copy
@@ -132,6 +141,31 @@ class FlatGroup:
             if not self._spares and self._out >= self._live:
                 self._cond.wait_for(lambda: bool(self._spares), WAIT_SECONDS)
             return self._spares.pop() if self._spares else None
+
+    def buffer(self) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """A flat tensor to copy the parameters into later (:meth:`fill`), with its
+        per-parameter views; None when the layout is stale (see :meth:`copy`)."""
+        spare = self._spare()
+        if spare is None:
+            first = self.params[0]
+            flat = torch.empty(self.total, dtype=first.dtype, device=first.device)
+            spare = (flat, self._views(flat))
+        flat, views = spare
+        if any(
+            p.device != flat.device or p.dtype != flat.dtype or p.shape != v.shape
+            for p, v in zip(self.params, views, strict=True)
+        ):
+            return None  # moved, resized or cast under the watch: regroup
+        with self._cond:
+            self._out += 1
+        return spare
+
+    def fill(self, views: list[torch.Tensor]) -> None:
+        """Copy the parameters into a :meth:`buffer`'s views (the statistics worker does, while
+        the forward and backward passes run: the parameters do not change until the
+        optimizer step, which waits for it)."""
+        with torch.no_grad():
+            torch._foreach_copy_(views, self.params)
 
     def copy(self) -> torch.Tensor | None:
         """The parameters' values, concatenated into one new 1-D tensor (one call); None when

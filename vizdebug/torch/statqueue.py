@@ -6,6 +6,8 @@ gradients, updates); everything here runs on the training thread, with no host s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..writer import Writer
@@ -48,22 +50,32 @@ class StatQueue:
         self.state.entries.append(entry)
         return None
 
-    def flat(self, group: FlatGroup, role: str, flat: torch.Tensor) -> None:
+    def flat(
+        self,
+        group: FlatGroup,
+        role: str,
+        flat: torch.Tensor,
+        fill: Callable[[], None] | None = None,
+    ) -> Entry | None:
         """Statistics of a flat copy of parameters (:mod:`.flat`): one entry, a row per part;
-        the group takes the copy back once it is read."""
+        the group takes the copy back once it is read. ``fill`` makes the copy first (on the
+        worker); returns the worker's entry (None: read already, on the device)."""
         parts = group.parts
         if self.options.offload and flat.is_cpu:
             entry = Entry(
                 "parameters", role, 0, "", (), flat, flat._version, parts=parts,
-                recycle=group.recycle,
+                recycle=group.recycle, fill=fill,
             )  # fmt: skip
             self.worker.submit(entry)
             self.state.entries.append(entry)
-            return
+            return entry
+        if fill is not None:
+            fill()
         views = torch.split(flat, parts.sizes)
         for name, shape, part in zip(parts.names, parts.shapes, views, strict=True):
             self.tensor(name, role, 0, part.view(shape))
         group.recycle(flat)  # the device reads in stream order, before any later copy into it
+        return None
 
     def skip(self, name: str, role: str, reason: str) -> None:
         """Note once that a tensor is not recorded, and why."""

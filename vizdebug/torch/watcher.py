@@ -247,6 +247,8 @@ class Watch:
             state.evaluating += 1  # until _root_post: no module hook records this pass
             self._frames.append(_EVAL)
             return
+        if not state.root_calls and not state.replaying and self.optimizer is not None:
+            self._clock.begin_step()  # the weights, to the worker (before the guard's mode)
         if state.hooked and (state.recording or state.sentinel_on) and not state.compiled:
             self._guard.enter()  # outputs read before in-place ops overwrite them
             self._frames.append(_GUARDED)

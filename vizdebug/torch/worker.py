@@ -66,6 +66,8 @@ class Entry:
     parts: Parts | None = None
     #: Called with the tensor once the worker has read it (a flat copy's group takes it back).
     recycle: Callable[[torch.Tensor], None] | None = None
+    #: Fills ``tensor`` before it is read (the worker copies the parameters: :mod:`.flat`).
+    fill: Callable[[], None] | None = None
 
     @property
     def rows(self) -> int:
@@ -213,6 +215,13 @@ class StatsWorker:
             while entry.state == _BUSY:
                 self._lock.wait()
 
+    def wait_read(self, entry: Entry) -> None:
+        """Wait until the worker has read ``entry`` (training thread)."""
+        self.flush()
+        with self._lock:
+            while entry.state != _DONE and self._thread.is_alive():
+                self._lock.wait(1.0)
+
     def wait_idle(self) -> None:
         """Wait until every entry handed over so far is read (before tensors change in place)."""
         self.flush()
@@ -259,6 +268,9 @@ class StatsWorker:
     def _compute(self, entries: list[Entry], rows: CpuBatch) -> None:
         # Two loops over the entries, each under the lock: every line of Python here holds the
         # GIL the training thread waits for (a millisecond of it a step cost ~7% of a step).
+        for e in entries:
+            if e.fill is not None:
+                self._fill(e)
         todo: list[torch.Tensor | Flat] = []
         count = 0  # rows so far
         with self._lock:
@@ -308,6 +320,21 @@ class StatsWorker:
                     e.recycle(t)
             self._read += len(entries)
             self._lock.notify_all()
+
+    def _fill(self, e: Entry) -> None:
+        """Fill an entry's tensor before it is read (a copy of the parameters)."""
+        fill, e.fill = e.fill, None
+        try:
+            if fill is not None:
+                fill()
+        except Exception as exc:  # a failed copy must not stop the worker
+            e.problem = f"could not be copied: {exc!r}"
+            if e.recycle is not None and e.tensor is not None:
+                e.recycle(e.tensor)
+            e.tensor = None
+            return
+        if e.tensor is not None:
+            e.version = e.tensor._version
 
     def _part_rows(self, t: torch.Tensor, parts: Parts) -> torch.Tensor | None:
         """The rows of a flat entry's parts, one tensor at a time (the batch failed)."""
