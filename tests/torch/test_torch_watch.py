@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -446,3 +447,44 @@ def test_a_container_returning_its_childs_tensor_gets_the_same_output_gradient(
     _same_stats(grads["2"], out.grad)
     _same_stats(grads["1.inner"], h.grad)
     _same_stats(grads["1"], h.grad / 2)
+
+
+def test_steps_that_end_without_their_optimizer_step_leave_later_weights_right(
+    tmp_path: Path,
+) -> None:
+    # The weights of a recorded step are handed to the worker at its first root call and
+    # held for the update; a step stopped by on_anomaly="raise", or whose forward raised,
+    # never reaches opt.step(): the next steps must still record the values their forward used.
+    from vizdebug.torch import NonFiniteError
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    used: dict[int, torch.Tensor] = {}
+    with vizdebug.watch(model, opt, logdir=tmp_path, every=1, on_anomaly="raise") as w:
+        for step in range(5):
+            x = torch.randn(3, 4)
+            if step == 1:
+                x[0, 0] = math.nan
+            opt.zero_grad()
+            if step == 3:
+                with pytest.raises(ZeroDivisionError):
+                    model[0].register_forward_hook(lambda *a: 1 / 0)
+                    try:
+                        model(x)
+                    finally:
+                        model[0]._forward_hooks.clear()
+                w.step()
+                continue
+            used[w.step_index] = model[0].weight.detach().clone()
+            model(x).square().mean().backward()
+            if step == 1:
+                with pytest.raises(NonFiniteError):
+                    opt.step()
+                continue
+            opt.step()
+    run = load_run(tmp_path)
+    weights = {s.step: s.stats for s in run.stats if s.name == "0.weight" and s.role == "weight"}
+    for step, value in used.items():
+        if step != 1:
+            _same_stats(weights[step], value)
