@@ -15,9 +15,10 @@ Hooks (all removed by :meth:`Watch.close`):
   :class:`~vizdebug.torch.inplace.WriteGuard` copies a recorded output before an in-place op
   overwrites it. They are added and
   removed at step boundaries: on other steps the model runs at full speed, and a flagged step
-  is replayed with them (:mod:`.replay`). The module hooks live in :mod:`.modhooks`, the step's
-  check and replay in :mod:`.checking`, the optimizer hooks and the step's end in
-  :mod:`.stepping`.
+  is replayed with them (:mod:`.replay`). The root's hooks live in :mod:`.roothooks`, the
+  module hooks in :mod:`.modhooks`, the step's check and replay in :mod:`.checking`, the
+  optimizer hooks and the step's end in :mod:`.stepping`; this module builds them and holds
+  the public API.
 """
 
 from __future__ import annotations
@@ -32,14 +33,12 @@ import torch
 
 from ..adapters import DEFAULT_EVERY, DEFAULT_FIRST, WHAT, check_schedule, globs
 from ..live.breaks import parse_breaks
-from ..runs.native import Graph
 from ..sinks import Sink
 from ..stats import HIST_BINS
 from ..writer import Writer
 from .checking import StepCheck, replay_target
 from .compiled import compiled_original, eager, probe
-from .graph import trace_graph
-from .hooks import claim, dist_rank, iter_tensors, release
+from .hooks import claim, dist_rank, release
 from .index import ModelIndex
 from .inplace import WriteGuard
 from .live import TorchLive
@@ -48,11 +47,11 @@ from .modhooks import ModuleHooks
 from .recorder import FlightRecorder
 from .replay import Tape
 from .report import Reporter
+from .roothooks import RootHooks
 from .sentinel import Sentinel
 from .state import Options, StepState
 from .statqueue import StatQueue
 from .stepping import StepClock
-from .structure import module_infos
 from .worker import StatsWorker
 from .zerograd import ZeroGradGuard
 
@@ -61,7 +60,6 @@ __all__ = ["DEFAULT_EVERY", "DEFAULT_FIRST", "WHAT", "Watch", "watch"]
 log = logging.getLogger("vizdebug")
 
 _ANOMALY_MODES = ("warn", "raise", "pause", "log", None)
-_PLAIN, _EVAL, _GUARDED = 0, 1, 2
 OnAnomaly = Literal["warn", "raise", "pause", "log"] | None
 
 
@@ -129,8 +127,6 @@ class Watch:
             self.model, self.optimizer = model, optimizer
             self.every, self.first, self.what = every, first, frozenset(chosen)
             self.on_anomaly, self.break_on, self.live = on_anomaly, break_on, live
-            self.graph = graph
-            self._graph_args: tuple[Any, ...] | None = None
             self.offload, self.bins, self.max_snapshots = offload, bins, max_snapshots
             if writer is None:
                 rank, world = dist_rank()
@@ -146,10 +142,6 @@ class Watch:
                 if live
                 else None
             )
-            self._trained = False
-            self._eval_noted = False
-            #: What each root call under way began (for its _root_post): _PLAIN, _EVAL, _GUARDED
-            self._frames: list[int] = []
             index = ModelIndex(model, inc, exc)
             self._modules, self._slots = index.modules, index.slots
             # the collaborators (see .state): each gets the options, the step's state and
@@ -172,14 +164,18 @@ class Watch:
                 state, index, self._sentinel, recorder, reporter, self._tape, self._losses,
                 replay_target(model), self._hook_modules,
             )  # fmt: skip
-            self._hooks = ModuleHooks(
-                opts, state, stats, self._sentinel, recorder, self._guard, self._live,
-                self._root_done,
-            )  # fmt: skip
             self._clock = StepClock(
                 opts, state, index.params, stats, self._check.check, self._hook_modules,
                 self._worker, writer, self._sentinel, recorder, self._guard, self._tape,
                 self._live,
+            )  # fmt: skip
+            self._roots = RootHooks(
+                model, optimizer is not None, state, self._clock, self._tape, self._guard,
+                self._worker, writer, self._hook_modules, self._live, graph,
+            )  # fmt: skip
+            self._hooks = ModuleHooks(
+                opts, state, stats, self._sentinel, recorder, self._guard, self._live,
+                self._roots.done,
             )  # fmt: skip
             self._handles: list[Any] = []
             self._module_handles: list[Any] = []
@@ -204,13 +200,14 @@ class Watch:
         root = self._modules[0]
         # under torch.compile: the probe is traced and says so, the others run outside the
         # graph (see .compiled)
-        probed = functools.partial(probe, eager(self._saw_compiled))
+        roots = self._roots
+        probed = functools.partial(probe, eager(roots.saw_compiled))
         add(root.register_forward_pre_hook(probed, with_kwargs=True))
-        add(root.register_forward_pre_hook(eager(self._root_pre), with_kwargs=True))
+        add(root.register_forward_pre_hook(eager(roots.pre), with_kwargs=True))
         forward = eager(functools.partial(self._hooks.forward, self._slots[0]))
         add(root.register_forward_hook(forward))
         # runs after the one above, also when the forward raised: the guard's mode is popped
-        add(root.register_forward_hook(eager(self._root_post), always_call=True))
+        add(root.register_forward_hook(eager(roots.post), always_call=True))
         if self.optimizer is not None:
             add(self.optimizer.register_step_pre_hook(self._clock.opt_pre))
             add(self.optimizer.register_step_post_hook(self._clock.opt_post))
@@ -235,113 +232,6 @@ class Watch:
             for handle in self._module_handles:
                 handle.remove()
             self._module_handles = []
-
-    # -- root module hooks (the module hooks are in .modhooks; no host sync) ----------------
-
-    def _root_pre(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
-        state = self._state
-        if state.closed:
-            self._frames.append(_PLAIN)
-            return
-        if state.evaluating or self._is_evaluation():
-            state.evaluating += 1  # until _root_post: no module hook records this pass
-            self._frames.append(_EVAL)
-            return
-        if not state.root_calls and not state.replaying and self.optimizer is not None:
-            self._clock.begin_step()  # the weights, to the worker (before the guard's mode)
-        if state.hooked and (state.recording or state.sentinel_on) and not state.compiled:
-            self._guard.enter()  # outputs read before in-place ops overwrite them
-            self._frames.append(_GUARDED)
-        else:
-            self._frames.append(_PLAIN)
-        if state.replaying:
-            return
-        if state.need_structure and self.graph and self._graph_args is None:
-            self._graph_args = tuple(args)
-        if self.optimizer is None and state.root_calls:
-            self._clock.finish_step()
-        if not state.root_calls:
-            live = self._live
-            if live is not None and live.debugger.armed and not state.hooked:
-                self._hook_modules(True)  # the debugger's hook points: every module
-        state.root_calls += 1
-        if state.sentinel_on and not state.hooked:
-            state.root_call = self._tape.begin(tuple(args), dict(kwargs))
-
-    def _saw_compiled(self) -> None:
-        """The probe saw dynamo trace the root's forward: the model is compiled after all."""
-        if not self._state.compiled:
-            self._state.compiled = True
-            self._hook_modules(False)
-            self.writer.note(
-                "vizdebug/torch",
-                "the model runs under torch.compile: module outputs and output gradients are "
-                "not recorded (hooks would make dynamo recompile); weights, gradients and "
-                "updates are, and a NaN is traced by an eager replay of its step",
-            )
-
-    def _root_post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        frame = self._frames.pop() if self._frames else _PLAIN
-        if frame == _EVAL:
-            self._state.evaluating -= 1
-        elif frame == _GUARDED:
-            self._guard.leave()
-
-    def _is_evaluation(self) -> bool:
-        """Whether a root call is an evaluation pass, outside any training step.
-
-        Under ``no_grad``/``inference_mode``, or in ``eval()`` mode once training-mode calls
-        were seen: such passes are not recorded, so they never land in a training step's
-        statistics or call counts. Without an optimizer, a watch that never saw a gradient
-        (inference only) records every call as a step, as before.
-        """
-        if torch.is_grad_enabled() and self.model.training:
-            self._trained = True
-            return False
-        if not torch.is_grad_enabled():
-            evaluation = self._trained or self.optimizer is not None
-        else:
-            evaluation = self._trained
-        if evaluation and not self._eval_noted:
-            self._eval_noted = True
-            self.writer.note(
-                "vizdebug/torch",
-                "forward passes outside training (no_grad, inference_mode or eval() mode) "
-                "are not recorded: they are not part of a training step",
-                step=self._state.last_forward_step,
-            )
-        return evaluation
-
-    def _root_done(self, output: Any) -> None:
-        """The root module's forward returned (called by the root's module hook)."""
-        state = self._state
-        state.last_forward_step = state.step
-        self._worker.flush()  # the forward pass's outputs
-        if state.need_structure:
-            state.need_structure = False
-            infos = module_infos(self.model, state.shapes)
-            self.writer.structure("torch", infos, step=state.step)
-            state.shapes = {}
-            if self._graph_args is not None:
-                self._record_graph(self._graph_args)
-        if self.optimizer is None and not any(
-            isinstance(t, torch.Tensor) and t.requires_grad for _, t in iter_tensors(output)
-        ):
-            self._clock.finish_step()  # no backward can follow: end the step now
-
-    def _record_graph(self, args: tuple[Any, ...]) -> None:
-        self._graph_args = None
-        state = self._state
-        state.closed = True  # our hooks stay quiet while the tracer runs the model
-        try:
-            with self._guard.suspended():
-                result = trace_graph(self.model, args)
-        finally:
-            state.closed = False
-        if isinstance(result, bytes):
-            self.writer.write(Graph(step=state.step, graph_def=result))
-        else:
-            self.writer.note("vizdebug/torch", f"model graph not traced: {result}", state.step)
 
     # -- public API -----------------------------------------------------------------------
 
