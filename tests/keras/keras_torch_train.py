@@ -1,0 +1,122 @@
+"""Torch-backend training runs: ``KERAS_BACKEND=torch python keras_torch_train.py OUT``.
+
+Run as a script it trains one small functional model (Conv2D, BatchNormalization, Dropout,
+Dense, and a :class:`Poison` layer that can be armed to return NaN) several times from the
+same initial weights and RNG seed -- unwatched, watched on several schedules, and with a NaN
+injected on a step with and one without layer hooks -- writing each run under ``OUT``, the
+final weights to ``OUT/weights-<name>.npz`` and what the test checks to ``OUT/result.json``.
+The model builder is importable on any backend (the TensorFlow comparison uses it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+BATCH, BATCHES, EPOCHS = 16, 4, 2
+
+
+class Poison(keras.layers.Layer):
+    """Identity while ``armed`` is 0; NaN everywhere while it is 1 (a state variable, so a
+    replay of the step from its starting state sees the same)."""
+
+    def build(self, input_shape: Any) -> None:
+        self.armed = self.add_weight(shape=(), initializer="zeros", trainable=False, name="armed")
+
+    def call(self, x: Any) -> Any:
+        return x + ops.where(self.armed > 0, float("nan"), 0.0)
+
+
+class ArmAt(keras.callbacks.Callback):
+    """Arms the poison for training step ``at`` only (steps counted across epochs)."""
+
+    def __init__(self, poison: Poison, at: int) -> None:
+        super().__init__()
+        self.poison, self.at, self.step = poison, at, 0
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self.poison.armed.assign(1.0 if self.step == self.at else 0.0)
+        self.step += 1
+
+
+def build() -> keras.Model:
+    """The test model (uncompiled weights: random; copy them with ``set_weights``)."""
+    inp = keras.Input((8, 8, 1))
+    x = layers.Conv2D(4, 3, name="conv")(inp)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.Activation("relu", name="relu")(x)
+    x = layers.Flatten(name="flat")(x)
+    x = layers.Dropout(0.25, name="drop")(x)
+    x = layers.Dense(16, activation="relu", name="hidden")(x)
+    x = Poison(name="poison")(x)
+    out = layers.Dense(3, name="head")(x)
+    model = keras.Model(inp, out, name="small")
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def data() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH * BATCHES, 8, 8, 1)).astype("float32")
+    return x, rng.integers(0, 3, BATCH * BATCHES)
+
+
+def main(out: Path) -> None:
+    import torch
+
+    import vizdebug.keras
+
+    x, y = data()
+    init = build().get_weights()
+    result: dict[str, Any] = {"callback": ""}
+
+    def fit(name: str, options: dict[str, Any] | None, arm: int = -1) -> Any:
+        model = build()
+        model.set_weights(init)
+        callbacks: list[Any] = []
+        if arm >= 0:
+            callbacks.append(ArmAt(model.get_layer("poison"), arm))
+        cb = None
+        if options is not None:
+            cb = vizdebug.keras.Callback(logdir=out / name, **options)
+            callbacks.append(cb)
+            result["callback"] = type(cb).__module__ + "." + type(cb).__qualname__
+        torch.manual_seed(1)  # Dropout(seed=None) draws from torch's global generator
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
+                      validation_data=(x[:BATCH], y[:BATCH]), callbacks=callbacks)  # fmt: skip
+        np.savez(out / f"weights-{name}.npz", *model.get_weights())
+        result[name] = {
+            "warnings": [
+                str(w.message) for w in caught if "vizdebug" in type(w.message).__module__
+            ],
+            "findings": [
+                [f.step, f.site.module, f.site.phase, f.role] for f in getattr(cb, "findings", [])
+            ],
+            "steps": EPOCHS * BATCHES,
+        }
+        return model
+
+    fit("bare", None)
+    fit("every1", {"every": 1})
+    fit("default", {})
+    fit("sentinel_only", {"what": ()})
+    fit("nan_replayed", {"every": 100, "first": 2, "on_anomaly": "stop"}, arm=5)
+    fit("nan_hooked", {"every": 2, "first": 1, "on_anomaly": "stop"}, arm=4)
+    result["tensorflow_imported"] = "tensorflow" in sys.modules
+    (out / "result.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

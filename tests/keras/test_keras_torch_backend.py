@@ -1,0 +1,163 @@
+"""``vizdebug.keras.Callback`` on Keras 3's torch backend, in a training subprocess.
+
+One subprocess (``KERAS_BACKEND=torch``, :mod:`keras_torch_train`) trains the same small
+functional model from the same weights and seed unwatched, watched at every step, on the
+default schedule, with the NaN check only, and with a NaN injected in an inner layer on a step
+with layer hooks and on one without (found by the replay). The tests read its runs back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+from keras_torch_train import BATCHES, EPOCHS, build
+from safetensors.numpy import load_file
+
+from vizdebug.runs import load_run
+
+pytest.importorskip("torch")
+
+LAYERS = ["conv", "bn", "relu", "flat", "drop", "hidden", "poison", "head"]
+WEIGHTS = [
+    "conv.kernel", "conv.bias", "bn.gamma", "bn.beta",
+    "hidden.kernel", "hidden.bias", "head.kernel", "head.bias",
+]  # fmt: skip
+STEPS = EPOCHS * BATCHES
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("keras_torch")
+    env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    script = Path(__file__).with_name("keras_torch_train.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out)],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, json.loads((out / "result.json").read_text())
+
+
+def _coverage(run_dir: Path) -> dict[int, set[tuple[str, str]]]:
+    steps: dict[int, set[tuple[str, str]]] = {}
+    for s in load_run(run_dir).stats:
+        steps.setdefault(s.step, set()).add((s.name, s.role))
+    return steps
+
+
+def _expected() -> set[tuple[str, str]]:
+    want = {(n, r) for n in ["", *LAYERS] for r in ("output", "grad_output")}
+    return want | {(w, r) for w in WEIGHTS for r in ("weight", "grad", "update")}
+
+
+def _weights(out: Path, name: str) -> list[np.ndarray[Any, Any]]:
+    with np.load(out / f"weights-{name}.npz") as f:
+        return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+
+
+def test_no_tensorflow_and_the_torch_callback(runs: tuple[Path, dict[str, Any]]) -> None:
+    _, result = runs
+    assert result["tensorflow_imported"] is False
+    assert result["callback"] == "vizdebug.keras.torch_backend.TorchCallback"
+
+
+@pytest.mark.parametrize(
+    ("name", "recorded"),
+    [("every1", list(range(STEPS))), ("default", list(range(5)))],
+)
+def test_every_layer_and_weight_at_every_scheduled_step(
+    runs: tuple[Path, dict[str, Any]], name: str, recorded: list[int]
+) -> None:
+    out, result = runs
+    run = load_run(out / name)
+    assert run.info[0]["dropped"] == {}
+    assert result[name]["warnings"] == [] and result[name]["findings"] == []
+    steps = _coverage(out / name)
+    assert sorted(steps) == recorded
+    want = _expected()
+    for step, got in steps.items():
+        assert got == want, (step, sorted(want - got), sorted(got - want))
+    # the step's own loss at every step, Keras's running means, the epoch's metrics
+    assert [s.step for s in run.scalars["loss"]] == list(range(STEPS))
+    assert len(run.scalars["train/loss"]) == STEPS
+    assert [s.step for s in run.scalars["epoch/val_loss"]] == [BATCHES - 1, STEPS - 1]
+    (structure,) = run.structures
+    assert [m.name for m in structure.modules] == ["", *LAYERS]
+    assert structure.framework == "keras"
+
+
+def test_statistics_are_those_of_the_tensors(runs: tuple[Path, dict[str, Any]]) -> None:
+    """The last step's weight rows against the weights the fit started that step with."""
+    out, _ = runs
+    final = _weights(out, "every1")
+    model = build()
+    model.set_weights(final)
+    rows = {(s.name, s.role, s.step): s for s in load_run(out / "every1").stats}
+    last = STEPS - 1
+    for v in model.trainable_weights:
+        name = v.path.replace("/", ".")
+        weight, update = rows[(name, "weight", last)].stats, rows[(name, "update", last)].stats
+        after = np.asarray(v.numpy(), np.float64)
+        assert weight.shape == after.shape and update.shape == after.shape
+        # weight (before the update) + update = the final weight
+        np.testing.assert_allclose(weight.mean + update.mean, after.mean(), atol=1e-6, rtol=1e-5)
+        assert weight.nan == update.nan == 0
+
+
+@pytest.mark.parametrize("name", ["every1", "default", "sentinel_only"])
+def test_training_is_bit_identical(runs: tuple[Path, dict[str, Any]], name: str) -> None:
+    out, _ = runs
+    bare, watched = _weights(out, "bare"), _weights(out, name)
+    assert len(bare) == len(watched) > 0
+    for a, b in zip(bare, watched, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize(("name", "step"), [("nan_replayed", 5), ("nan_hooked", 4)])
+def test_nan_traced_to_the_inner_layer(
+    runs: tuple[Path, dict[str, Any]], name: str, step: int
+) -> None:
+    """Step 5 records nothing (first=2): found by replaying it; step 4 is hooked (every=2)."""
+    out, result = runs
+    assert result[name]["findings"] == [[step, "poison", "forward", "output"]]
+    (warning,) = result[name]["warnings"]
+    assert f"step {step}" in warning and "'poison'" in warning
+    run = load_run(out / name)
+    (a,) = run.anomalies
+    assert (a.kind, a.step, a.module, a.module_type, a.phase, a.role) == (
+        "nan", step, "poison", "Poison", "forward", "output",
+    )  # fmt: skip
+    assert a.nan == 16 * 16 and a.posinf == a.neginf == 0
+    assert max(s.step for s in run.scalars["loss"]) == step  # on_anomaly="stop"
+    (snap,) = run.snapshots
+    assert snap.step == step
+    tensors = load_file(str(out / name / snap.path))
+    assert np.isnan(tensors["poison/output0"]).all()
+    assert np.isfinite(tensors["poison/input0"]).all()
+    assert {f"{n}/output0" for n in LAYERS} <= set(tensors)
+
+
+def test_same_tags_as_the_tensorflow_backend(
+    runs: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """This process runs Keras on TensorFlow: one step of the same model, the same rows."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("needs the TensorFlow backend in the test process")
+    from keras_torch_train import data
+
+    from vizdebug.keras import Callback
+
+    out, _ = runs
+    x, y = data()
+    model = build()
+    model.fit(x[:16], y[:16], batch_size=16, epochs=1, verbose=0,
+              callbacks=[Callback(logdir=tmp_path, every=1)])  # fmt: skip
+    assert _coverage(tmp_path)[0] == _coverage(out / "every1")[0]
