@@ -33,17 +33,22 @@ WEIGHTS = [
 STEPS = EPOCHS * BATCHES
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("keras_torch")
+def _train(out: Path, *args: str) -> dict[str, Any]:
     env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
     script = Path(__file__).with_name("keras_torch_train.py")
     proc = subprocess.run(
-        [sys.executable, str(script), str(out)],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        [sys.executable, str(script), str(out), *args],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, json.loads((out / "result.json").read_text())
+    result: dict[str, Any] = json.loads((out / "result.json").read_text())
+    return result
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("keras_torch")
+    return out, _train(out)
 
 
 def _coverage(run_dir: Path) -> dict[int, set[tuple[str, str]]]:
@@ -161,3 +166,22 @@ def test_same_tags_as_the_tensorflow_backend(
     model.fit(x[:16], y[:16], batch_size=16, epochs=1, verbose=0,
               callbacks=[Callback(logdir=tmp_path, every=1)])  # fmt: skip
     assert _coverage(tmp_path)[0] == _coverage(out / "every1")[0]
+
+
+@pytest.mark.slow
+def test_jit_compile(tmp_path: Path) -> None:
+    """``jit_compile=True``: the step runs under torch.compile; vizdebug runs beside its graph
+    (weights, gradients, updates, the loss; a NaN traced by an eager replay), bit-identically."""
+    result = _train(tmp_path, "jit")
+    assert result["tensorflow_imported"] is False
+    for a, b in zip(_weights(tmp_path, "bare"), _weights(tmp_path, "every1"), strict=True):
+        assert np.array_equal(a, b)
+    run = load_run(tmp_path / "every1")
+    assert run.info[0]["dropped"] == {}
+    params = {(w, r) for w in WEIGHTS for r in ("weight", "grad", "update")}
+    assert _coverage(tmp_path / "every1") == dict.fromkeys(range(STEPS), params)
+    assert any("torch.compile" in n.text for n in run.notes)
+    assert [s.step for s in run.scalars["loss"]] == list(range(STEPS))
+    assert result["nan_replayed"]["findings"] == [[5, "poison", "forward", "output"]]
+    (snap,) = load_run(tmp_path / "nan_replayed").snapshots
+    assert np.isnan(load_file(str(tmp_path / "nan_replayed" / snap.path))["poison/output0"]).all()

@@ -114,6 +114,8 @@ class TorchCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.findings: list[Finding] = []
         self._step = 0
         self._original: Any = None
+        #: The writer that got the structure event (one per run).
+        self._structured: Writer | None = None
 
     # -- set-up and tear-down ------------------------------------------------------------
 
@@ -146,12 +148,23 @@ class TorchCallback(keras.callbacks.Callback):  # type: ignore[misc]
         writer = self.writer
         if writer is None:
             raise RuntimeError("vizdebug.keras.Callback: no writer before train begin")
+        first = self._structured is not writer  # a new run: its structure event, its notes
         self.watch = KerasTorchWatch(
             self.model, writer, what=self.what, every=self.every, first=self.first,
             bins=self.bins, include=self.include, exclude=self.exclude,
             on_anomaly=_REPORTER[self.on_anomaly], flight_recorder=self.flight_recorder,
             max_snapshots=self.max_snapshots, step=self._step,
+            structure=first, compiled=bool(self.model.jit_compile),
         )  # fmt: skip
+        self._structured = writer
+        if self.model.jit_compile and first:
+            writer.note(
+                "vizdebug/keras",
+                "the model trains under torch.compile (jit_compile=True): layer outputs and "
+                "output gradients are not recorded (hooks would break its graph); weights, "
+                "gradients, updates and the loss are, and a NaN is traced by an eager replay "
+                "of its step (a fault only in the backward pass is named where it was seen)",
+            )
         return self.watch
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
@@ -191,7 +204,7 @@ class TorchCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 self.model._symbolic_build(data_batch=data[0])
             watch = self._watch()
         seen = len(watch.findings)
-        watch.begin_step()
+        watch.begin_step(data)
         try:
             out = original(data)
         except NonFiniteError:

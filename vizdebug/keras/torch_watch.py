@@ -28,6 +28,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import keras
 import torch
 
 from ..torch.checking import StepCheck
@@ -62,6 +63,12 @@ class KerasTorchWatch:
         on_anomaly: The torch reporter's mode: ``"warn"``, ``"raise"``, ``"log"`` or None.
         flight_recorder, max_snapshots: The anomaly snapshots.
         step: The first step's index (a callback kept open across ``fit`` calls goes on).
+        structure: Write the structure event at the first step (once per run).
+        compiled: Keras runs the train step under ``torch.compile`` (``jit_compile=True``):
+            every hook and wrapper runs outside the compiled graph (:func:`~vizdebug.torch.
+            compiled.eager`) and no layer is hooked (dynamo would recompile), as the torch
+            adapter does on compiled models: weights, gradients and updates are recorded, and a
+            flagged step is replayed eagerly with every layer hooked.
 
     Attributes:
         findings: What the sentinel reported, in order.
@@ -82,13 +89,16 @@ class KerasTorchWatch:
         flight_recorder: bool,
         max_snapshots: int,
         step: int = 0,
+        structure: bool = True,
+        compiled: bool = False,
     ) -> None:
         self.model, self.writer = model, writer
         self.index = index = KerasIndex(model, include, exclude)
         opts = Options(what, every, first, bins, True, on_anomaly)
         self.state = state = StepState(
             calls=[0] * len(index.slots), sentinel_on=on_anomaly is not None,
-            recording=opts.scheduled(step), step=step, need_structure=step == 0,
+            recording=opts.scheduled(step), step=step, need_structure=structure,
+            compiled=compiled,
         )  # fmt: skip
         self.findings: list[Finding] = []
         recorder = FlightRecorder(writer.snapshot_max_bytes, flight_recorder)
@@ -125,14 +135,34 @@ class KerasTorchWatch:
     # -- installation ----------------------------------------------------------------------
 
     def _install(self) -> None:
-        root = self.index.modules[0]
-        add = self._handles.append
-        add(root.register_forward_pre_hook(self._root_pre, with_kwargs=True))
-        add(root.register_forward_hook(functools.partial(self.hooks.forward, self.index.slots[0])))
-        add(root.register_forward_hook(self._root_post, always_call=True))
+        if not self.state.compiled:
+            # Under torch.compile the model's hooks would break the graph inside Keras's
+            # Layer.__call__ (a name scope dynamo cannot resume in): the whole forward would
+            # fall back to eager. A compiled step gets its tape from the batch (begin_step).
+            root = self.index.modules[0]
+            add = self._handles.append
+            add(root.register_forward_pre_hook(self._root_pre, with_kwargs=True))
+            add(
+                root.register_forward_hook(
+                    functools.partial(self.hooks.forward, self.index.slots[0])
+                )
+            )
+            add(root.register_forward_hook(self._root_post, always_call=True))
         optimizer = self.model.optimizer
         self._patch(optimizer, "apply", self._wrap_apply(optimizer.apply))
         self._patch(self.model, "compute_loss", self._wrap_loss(self.model.compute_loss))
+
+    def _outside(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if not self.state.compiled:
+            return fn
+        # Outside a compiled step's graph: a graph break where train_step calls it. Dynamo's
+        # own disable (it is imported anyway when Keras compiles): a frame dynamo resumes
+        # into is then skipped too, which vizdebug.torch.compiled.eager's is not.
+        import torch._dynamo
+
+        disable: Any = torch._dynamo.disable
+        outside: Callable[..., Any] = disable(fn, reason="vizdebug runs outside the compiled graph")
+        return outside
 
     def _patch(self, owner: Any, name: str, fn: Callable[..., Any]) -> None:
         # an instance attribute shadowing the class's method: deleting it restores the method
@@ -140,34 +170,43 @@ class KerasTorchWatch:
         self._patched.append((owner, name))
 
     def _wrap_apply(self, apply: Callable[..., Any]) -> Callable[..., Any]:
+        pre, post = self._outside(self.clock.opt_pre), self._outside(self.clock.opt_post)
+
         @functools.wraps(apply)
         def applied(*args: Any, **kwargs: Any) -> Any:
             if not self.in_step or self.state.closed:
                 return apply(*args, **kwargs)
             self._applied = True
-            self.clock.opt_pre(None, args, kwargs)  # raises NonFiniteError in "raise" mode
+            pre(None, args, kwargs)  # raises NonFiniteError in "raise" mode
             out = apply(*args, **kwargs)
-            self.clock.opt_post(None, args, kwargs)
+            post(None, args, kwargs)
             return out
 
         return applied
 
     def _wrap_loss(self, compute_loss: Callable[..., Any]) -> Callable[..., Any]:
+        seen = self._outside(self._loss_seen)
+
         @functools.wraps(compute_loss)  # keeps the signature Keras inspects for ``training``
         def loss(*args: Any, **kwargs: Any) -> Any:
             value = compute_loss(*args, **kwargs)
-            if self.in_step and not self.state.replaying and isinstance(value, torch.Tensor):
-                step = self.state.step
-                if self.state.sentinel_on:
-                    self.losses.seen(step, value)
-                detached: Any = value.detach()  # read on the writer thread: no host sync here
-                self.writer.scalar("loss", detached, step=step)
+            seen(value)
             return value
 
         return loss
 
+    def _loss_seen(self, value: Any) -> None:
+        if self.in_step and not self.state.replaying and isinstance(value, torch.Tensor):
+            step = self.state.step
+            if self.state.sentinel_on:
+                self.losses.seen(step, value)
+            detached: Any = value.detach()  # read on the writer thread: no host sync here
+            self.writer.scalar("loss", detached, step=step)
+
     def _hook_modules(self, on: bool) -> None:
         """Add (or remove) every layer's forward hook: only a hooked step needs them."""
+        if on and self.state.compiled and not self.state.replaying:
+            on = False  # dynamo would recompile for every change of hooks
         self.state.hooked = on
         if on and not self._layer_handles:
             forward = self.hooks.forward
@@ -217,15 +256,26 @@ class KerasTorchWatch:
 
     # -- the step --------------------------------------------------------------------------
 
-    def begin_step(self) -> None:
-        """Keras's train function is about to run one step."""
+    def begin_step(self, data: Any) -> None:
+        """Keras's train function is about to run one step on ``data`` (its argument)."""
         self.in_step = True
         self._applied = False
+        state = self.state
+        if state.compiled and state.sentinel_on:
+            # no model hooks under torch.compile: what a replay needs, taken from the batch
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(data[0])
+            state.root_calls += 1
+            state.root_call = self.tape.begin((x,), {"training": True})
+            self.target.save()
 
     def end_step(self) -> None:
         """Keras's train function returned (or raised)."""
         self.in_step = False
         self.target.forget()
+        state = self.state
+        if state.need_structure and state.compiled:  # no root hook wrote it
+            state.need_structure = False
+            self.writer.structure("keras", structure(self.index.layers, {}), step=state.step)
         if not self._applied and not self.state.closed:
             # a train_step that never called optimizer.apply: end the step here
             self.clock.finish_step()
