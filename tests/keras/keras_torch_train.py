@@ -35,16 +35,58 @@ class Poison(keras.layers.Layer):
         return x + ops.where(self.armed > 0, float("nan"), 0.0)
 
 
-class ArmAt(keras.callbacks.Callback):
-    """Arms the poison for training step ``at`` only (steps counted across epochs)."""
+class Backfire(keras.layers.Layer):
+    """Identity; while ``armed`` is 1 its backward adds +Inf to the gradient it passes on
+    (a custom ``torch.autograd.Function``: a fault of the backward pass only)."""
 
-    def __init__(self, poison: Poison, at: int) -> None:
+    def build(self, input_shape: Any) -> None:
+        self.armed = self.add_weight(shape=(), initializer="zeros", trainable=False, name="armed")
+
+    def call(self, x: Any) -> Any:
+        if keras.backend.backend() != "torch":
+            return x + 0.0
+        return _backfire().apply(x, self.armed.value)
+
+
+def _backfire() -> Any:
+    import torch
+
+    class Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any, armed: Any) -> Any:
+            ctx.save_for_backward(armed)
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            (armed,) = ctx.saved_tensors
+            return grad + torch.where(armed > 0, float("inf"), 0.0), None
+
+    return Fn
+
+
+class ArmAt(keras.callbacks.Callback):
+    """Arms a layer (``armed``) for training step ``at`` only (steps counted across epochs)."""
+
+    def __init__(self, layer: Any, at: int) -> None:
         super().__init__()
-        self.poison, self.at, self.step = poison, at, 0
+        self.layer, self.at, self.step = layer, at, 0
 
     def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-        self.poison.armed.assign(1.0 if self.step == self.at else 0.0)
+        self.layer.armed.assign(1.0 if self.step == self.at else 0.0)
         self.step += 1
+
+
+class Subclassed(keras.Model):
+    """A subclassed model, unbuilt until its first call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.d1 = layers.Dense(8, activation="relu", name="d1")
+        self.d2 = layers.Dense(3, name="d2")
+
+    def call(self, x: Any) -> Any:
+        return self.d2(self.d1(x))
 
 
 def build(jit: bool = False) -> keras.Model:
@@ -57,6 +99,7 @@ def build(jit: bool = False) -> keras.Model:
     x = layers.Flatten(name="flat")(x)
     x = layers.Dropout(0.25, name="drop")(x)
     x = layers.Dense(16, activation="relu", name="hidden")(x)
+    x = Backfire(name="backfire")(x)
     x = Poison(name="poison")(x)
     out = layers.Dense(3, name="head")(x)
     model = keras.Model(inp, out, name="small")
@@ -83,24 +126,34 @@ def main(out: Path, jit: bool = False) -> None:
     init = build().get_weights()
     result: dict[str, Any] = {"callback": ""}
 
-    def fit(name: str, options: dict[str, Any] | None, arm: int = -1) -> Any:
+    def fit(name: str, options: dict[str, Any] | None, arm: int = -1, layer: str = "poison") -> Any:
         model = build(jit)
         model.set_weights(init)
         callbacks: list[Any] = []
         if arm >= 0:
-            callbacks.append(ArmAt(model.get_layer("poison"), arm))
+            callbacks.append(ArmAt(model.get_layer(layer), arm))
         cb = None
         if options is not None:
             cb = vizdebug.keras.Callback(logdir=out / name, **options)
             callbacks.append(cb)
             result["callback"] = type(cb).__module__ + "." + type(cb).__qualname__
         torch.manual_seed(1)  # Dropout(seed=None) draws from torch's global generator
+        raised = ""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
-                      validation_data=(x[:BATCH], y[:BATCH]), callbacks=callbacks)  # fmt: skip
+            try:
+                model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
+                          validation_data=(x[:BATCH], y[:BATCH]), callbacks=callbacks)  # fmt: skip
+            except vizdebug.keras.NonFiniteError as e:
+                raised = str(e)
         np.savez(out / f"weights-{name}.npz", *model.get_weights())
         result[name] = {
+            "raised": raised,
+            # everything vizdebug put on the model and its optimizer is gone
+            "restored": not any(
+                k in vars(o) for o, k in [(model, "compute_loss"), (model.optimizer, "apply")]
+            )
+            and getattr(model.train_function, "__self__", None) is not cb,
             "warnings": [
                 str(w.message) for w in caught if "vizdebug" in type(w.message).__module__
             ],
@@ -117,9 +170,27 @@ def main(out: Path, jit: bool = False) -> None:
         fit("default", {})
         fit("sentinel_only", {"what": ()})
         fit("nan_hooked", {"every": 2, "first": 1, "on_anomaly": "stop"}, arm=4)
+        fit("nan_raise", {"every": 100, "first": 2, "on_anomaly": "raise"}, arm=3)
+        fit("inf_backward", {"every": 100, "first": 2, "on_anomaly": "stop"}, 6, "backfire")
+        fit("inf_backward_hooked", {"every": 1, "on_anomaly": "stop"}, 2, "backfire")
+        subclassed(out, result)
     fit("nan_replayed", {"every": 100, "first": 2, "on_anomaly": "stop"}, arm=5)
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     (out / "result.json").write_text(json.dumps(result))
+
+
+def subclassed(out: Path, result: dict[str, Any]) -> None:
+    """A subclassed model, unbuilt at train begin: step 0 is recorded all the same."""
+    import vizdebug.keras
+
+    x, y = data()
+    model = Subclassed()
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False
+    )
+    cb = vizdebug.keras.Callback(logdir=out / "subclassed", every=1)
+    model.fit(x.reshape(len(x), -1), y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[cb])
+    result["subclassed"] = {"steps": BATCHES}
 
 
 if __name__ == "__main__":

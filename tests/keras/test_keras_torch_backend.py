@@ -25,7 +25,7 @@ from vizdebug.runs import load_run
 
 pytest.importorskip("torch")
 
-LAYERS = ["conv", "bn", "relu", "flat", "drop", "hidden", "poison", "head"]
+LAYERS = ["conv", "bn", "relu", "flat", "drop", "hidden", "backfire", "poison", "head"]
 WEIGHTS = [
     "conv.kernel", "conv.bias", "bn.gamma", "bn.beta",
     "hidden.kernel", "hidden.bias", "head.kernel", "head.bias",
@@ -85,11 +85,14 @@ def test_every_layer_and_weight_at_every_scheduled_step(
     run = load_run(out / name)
     assert run.info[0]["dropped"] == {}
     assert result[name]["warnings"] == [] and result[name]["findings"] == []
+    assert result[name]["restored"] is True
     steps = _coverage(out / name)
     assert sorted(steps) == recorded
     want = _expected()
     for step, got in steps.items():
         assert got == want, (step, sorted(want - got), sorted(got - want))
+    # one row each: validation passes between epochs are not recorded as calls of the step
+    assert len(run.stats) == len(want) * len(recorded)
     # the step's own loss at every step, Keras's running means, the epoch's metrics
     assert [s.step for s in run.scalars["loss"]] == list(range(STEPS))
     assert len(run.scalars["train/loss"]) == STEPS
@@ -150,6 +153,46 @@ def test_nan_traced_to_the_inner_layer(
     assert {f"{n}/output0" for n in LAYERS} <= set(tensors)
 
 
+@pytest.mark.parametrize(("name", "step"), [("inf_backward", 6), ("inf_backward_hooked", 2)])
+def test_backward_only_inf_named_at_its_producer(
+    runs: tuple[Path, dict[str, Any]], name: str, step: int
+) -> None:
+    """A custom backward adds +Inf: blamed on that layer's backward (grad_input), not on
+    'hidden' whose output gradient it wrote; found by a replay (step 6) or a hooked step."""
+    out, result = runs
+    assert result[name]["findings"] == [[step, "backfire", "backward", "grad_input"]]
+    (a,) = load_run(out / name).anomalies
+    assert (a.kind, a.step, a.module, a.module_type, a.phase, a.role) == (
+        "inf", step, "backfire", "Backfire", "backward", "grad_input",
+    )  # fmt: skip
+    assert a.posinf == 16 * 16 and "'hidden'" in a.message
+    (snap,) = load_run(out / name).snapshots
+    assert snap.step == step
+
+
+def test_raise_stops_before_the_update_and_restores_the_model(
+    runs: tuple[Path, dict[str, Any]],
+) -> None:
+    out, result = runs
+    r = result["nan_raise"]
+    assert (
+        r["raised"].startswith("step 3: first non-finite value (nan)") and "'poison'" in r["raised"]
+    )
+    assert r["findings"] == [[3, "poison", "forward", "output"]]
+    assert r["restored"] is True
+    assert all(np.isfinite(w).all() for w in _weights(out, "nan_raise"))  # the NaN step not applied
+    (a,) = load_run(out / "nan_raise").anomalies
+    assert (a.step, a.module) == (3, "poison")
+
+
+def test_subclassed_model_recorded_from_step_0(runs: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = runs
+    want = {(n, r) for n in ("", "d1", "d2") for r in ("output", "grad_output")}
+    want |= {(f"{n}.{w}", r) for n in ("d1", "d2") for w in ("kernel", "bias")
+             for r in ("weight", "grad", "update")}  # fmt: skip
+    assert _coverage(out / "subclassed") == dict.fromkeys(range(BATCHES), want)
+
+
 def test_same_tags_as_the_tensorflow_backend(
     runs: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -183,5 +226,6 @@ def test_jit_compile(tmp_path: Path) -> None:
     assert any("torch.compile" in n.text for n in run.notes)
     assert [s.step for s in run.scalars["loss"]] == list(range(STEPS))
     assert result["nan_replayed"]["findings"] == [[5, "poison", "forward", "output"]]
+    assert result["every1"]["restored"] is True
     (snap,) = load_run(tmp_path / "nan_replayed").snapshots
     assert np.isnan(load_file(str(tmp_path / "nan_replayed" / snap.path))["poison/output0"]).all()
