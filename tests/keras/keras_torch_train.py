@@ -174,9 +174,57 @@ def main(out: Path, jit: bool = False) -> None:
         fit("inf_backward", {"every": 100, "first": 2, "on_anomaly": "stop"}, 6, "backfire")
         fit("inf_backward_hooked", {"every": 1, "on_anomaly": "stop"}, 2, "backfire")
         subclassed(out, result)
+        user_error(out, result)
     fit("nan_replayed", {"every": 100, "first": 2, "on_anomaly": "stop"}, arm=5)
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     (out / "result.json").write_text(json.dumps(result))
+
+
+class Boom(keras.layers.Layer):
+    """Raises in its forward pass while ``fire`` is set (the user's bug, mid-fit)."""
+
+    fire = False
+
+    def call(self, x: Any) -> Any:
+        if self.fire:
+            raise RuntimeError("boom")
+        return x
+
+
+class FireAt(keras.callbacks.Callback):
+    def __init__(self, layer: Boom, at: int) -> None:
+        super().__init__()
+        self.layer, self.at = layer, at
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self.layer.fire = batch == self.at
+
+
+def user_error(out: Path, result: dict[str, Any]) -> None:
+    """The user's layer raises at step 2: the error reaches the caller, vizdebug is gone."""
+    import vizdebug.keras
+
+    x, y = data()
+    boom = Boom(name="boom")
+    model = keras.Sequential([keras.Input((64,)), layers.Dense(3, name="d"), boom])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = vizdebug.keras.Callback(logdir=out / "user_error", every=1)
+    error = ""
+    try:
+        model.fit(x.reshape(len(x), -1), y, batch_size=BATCH, epochs=1, verbose=0,
+                  callbacks=[FireAt(boom, 2), cb])  # fmt: skip
+    except Exception as e:  # Keras adds the layer's arguments to the message
+        error = f"{type(e).__name__}: {'boom' in str(e)}"
+    result["user_error"] = {
+        "error": error,
+        "restored": not any(
+            k in vars(o) for o, k in [(model, "compute_loss"), (model.optimizer, "apply")]
+        )
+        and getattr(model.train_function, "__self__", None) is not cb,
+        "writer_closed": cb.writer is not None and cb.writer.closed,
+    }
+    boom.fire = False
+    model.fit(x.reshape(len(x), -1)[:16], y[:16], verbose=0)  # trains on, unwatched
 
 
 def subclassed(out: Path, result: dict[str, Any]) -> None:

@@ -193,6 +193,20 @@ def test_subclassed_model_recorded_from_step_0(runs: tuple[Path, dict[str, Any]]
     assert _coverage(out / "subclassed") == dict.fromkeys(range(BATCHES), want)
 
 
+def test_an_error_in_the_users_step_leaves_nothing_behind(
+    runs: tuple[Path, dict[str, Any]],
+) -> None:
+    out, result = runs
+    r = result["user_error"]
+    assert r == {"error": "RuntimeError: True", "restored": True, "writer_closed": True}
+    run = load_run(out / "user_error")
+    assert run.info[0]["status"] == "closed"
+    steps = _coverage(out / "user_error")
+    assert sorted(steps) == [0, 1, 2]
+    # step 2 got as far as layer 'd' (and its root call began): what it recorded is kept
+    assert steps[2] == {("d", "output")}
+
+
 def test_same_tags_as_the_tensorflow_backend(
     runs: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:

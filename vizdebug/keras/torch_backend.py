@@ -29,7 +29,7 @@ import torch
 from ..adapters import DEFAULT_EVERY, DEFAULT_FIRST, check_schedule, globs
 from ..sinks import Sink
 from ..stats import HIST_BINS
-from ..torch.sentinel import Finding, NonFiniteError
+from ..torch.sentinel import Finding
 from ..writer import Writer
 from .torch_watch import KerasTorchWatch
 
@@ -207,13 +207,15 @@ class TorchCallback(keras.callbacks.Callback):  # type: ignore[misc]
         watch.begin_step(data)
         try:
             out = original(data)
-        except NonFiniteError:
+            watch.end_step()  # raises NonFiniteError ("raise") if the step never applied
+        except BaseException:
+            # on_anomaly="raise", or the user's step failed: fit ends here and on_train_end
+            # never runs, so nothing of vizdebug may stay on the model
+            watch.in_step = False
             self.findings += watch.findings[seen:]
-            self._teardown()  # on_anomaly="raise": fit stops here, on_train_end never runs
+            self._step = watch.step
+            self._teardown()
             raise
-        finally:
-            if self.watch is not None:
-                watch.end_step()
         self._step = watch.step
         new = watch.findings[seen:]
         self.findings += new
