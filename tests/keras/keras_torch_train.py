@@ -175,6 +175,7 @@ def main(out: Path, jit: bool = False) -> None:
         fit("inf_backward_hooked", {"every": 1, "on_anomaly": "stop"}, 2, "backfire")
         subclassed(out, result)
         user_error(out, result)
+        own_step(out, result)
     fit("nan_replayed", {"every": 100, "first": 2, "on_anomaly": "stop"}, arm=5)
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     (out / "result.json").write_text(json.dumps(result))
@@ -225,6 +226,48 @@ def user_error(out: Path, result: dict[str, Any]) -> None:
     }
     boom.fire = False
     model.fit(x.reshape(len(x), -1)[:16], y[:16], verbose=0)  # trains on, unwatched
+
+
+class OwnStep(keras.Model):
+    """A functional model with its own ``train_step`` (the torch backend's usual shape)."""
+
+    def train_step(self, data: Any) -> Any:
+        import torch
+
+        x, y = data
+        y_pred = self(x, training=True)
+        self.zero_grad()
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+        loss.backward()
+        grads = [v.value.grad for v in self.trainable_weights]
+        with torch.no_grad():
+            self.optimizer.apply(grads, self.trainable_weights)
+        return {"loss": loss}
+
+
+def own_step(out: Path, result: dict[str, Any]) -> None:
+    """A model's own train_step: recorded in full, trained bit-identically."""
+    import vizdebug.keras
+
+    x, y = data()
+    x = x.reshape(len(x), -1)
+
+    def fit(callbacks: list[Any], init: Any = None) -> Any:
+        inp = keras.Input((64,))
+        h = layers.Dense(8, activation="relu", name="a")(inp)
+        model = OwnStep(inp, layers.Dense(3, name="b")(h))
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        if init is not None:
+            model.set_weights(init)
+        weights = model.get_weights()
+        model.fit(x, y, batch_size=BATCH, shuffle=False, verbose=0, callbacks=callbacks)
+        return weights, model.get_weights()
+
+    init, bare = fit([])
+    _, watched = fit([vizdebug.keras.Callback(logdir=out / "own_step", every=1)], init)
+    result["own_step"] = {
+        "identical": all(np.array_equal(a, b) for a, b in zip(bare, watched, strict=True))
+    }
 
 
 def subclassed(out: Path, result: dict[str, Any]) -> None:

@@ -193,6 +193,16 @@ def test_subclassed_model_recorded_from_step_0(runs: tuple[Path, dict[str, Any]]
     assert _coverage(out / "subclassed") == dict.fromkeys(range(BATCHES), want)
 
 
+def test_a_models_own_train_step(runs: tuple[Path, dict[str, Any]]) -> None:
+    """Output gradients too: the hooks see the backward pass the user's step runs."""
+    out, result = runs
+    assert result["own_step"] == {"identical": True}
+    want = {(n, r) for n in ("", "a", "b") for r in ("output", "grad_output")}
+    want |= {(f"{n}.{w}", r) for n in ("a", "b") for w in ("kernel", "bias")
+             for r in ("weight", "grad", "update")}  # fmt: skip
+    assert _coverage(out / "own_step") == dict.fromkeys(range(BATCHES), want)
+
+
 def test_an_error_in_the_users_step_leaves_nothing_behind(
     runs: tuple[Path, dict[str, Any]],
 ) -> None:

@@ -134,11 +134,14 @@ class TorchCallback(keras.callbacks.Callback):  # type: ignore[misc]
                                  versions=versions())  # fmt: skip
         self._original = model.train_function
         model.train_function = self._train_function
-        if self.live and self._step == 0:
+        if self._step == 0:
+            live = (
+                "the live debugger (vizdebug tui --attach) is not served and " if self.live else ""
+            )
             self.writer.note(
                 "vizdebug/keras",
-                "the live debugger (vizdebug tui --attach) is not served on Keras's torch "
-                "backend; statistics, NaN/Inf tracing and snapshots are recorded as usual",
+                f"Keras on the torch backend: {live}no model graph is recorded (TensorBoard's "
+                "Graphs dashboard); statistics, NaN/Inf tracing and snapshots are as usual",
             )
         if model.built:
             self._watch()
