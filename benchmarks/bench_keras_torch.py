@@ -8,7 +8,13 @@ callback (``keep_open``: one run, schedules in steady state); they take turns of
 shuffled order, the second epoch timed, each turn next to a turn of the bare model (its
 ratio's pair; see ``paired.py``).
 
-Run: ``python benchmarks/bench_keras_torch.py [--rounds 8]`` (about a minute).
+A second table times single training steps, the four configurations called in turn step by
+step on the same batches (Keras's own train function, and the callback's wrapper of it, set up
+as ``fit`` would): per-step costs without the epoch-level noise (a shared machine's load
+changes over seconds; the steps of one round are milliseconds apart).
+
+Run: ``python benchmarks/bench_keras_torch.py [--rounds 8] [--steps 400]`` (about two
+minutes).
 """
 
 from __future__ import annotations
@@ -73,9 +79,44 @@ def cnn() -> keras.Model:
     return model
 
 
+def per_step(
+    x: Any, y: Any, configs: dict[str, dict[str, Any] | None], steps: int, logdir: str
+) -> dict[str, list[float]]:
+    """Seconds per training step of each configuration, the configurations called in turn."""
+    batches = [
+        [(torch.from_numpy(x[i : i + 64]), torch.from_numpy(y[i : i + 64]))]
+        for i in range(0, len(x) - 63, 64)
+    ]
+    fns: dict[str, Any] = {}
+    opened: list[Any] = []
+    for i, (name, opts) in enumerate(configs.items()):
+        model = cnn()
+        model.fit(x[:64], y[:64], batch_size=64, epochs=1, verbose=0)  # builds everything
+        if opts is None:
+            fns[name] = model.train_function
+            continue
+        cb = vizdebug.keras.Callback(logdir=f"{logdir}/step-{i}", **opts)
+        cb.set_model(model)
+        cb.on_train_begin()
+        opened.append(cb)
+        fns[name] = cb._train_function
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for k in range(steps):
+        order = list(fns)
+        random.Random(k).shuffle(order)
+        for name in order:
+            t = time.perf_counter()
+            fns[name](batches[k % len(batches)])
+            times[name].append(time.perf_counter() - t)
+    for cb in opened:
+        cb.on_train_end()
+    return {name: v[steps // 10 :] for name, v in times.items()}  # warm-up dropped
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=400)
     args = parser.parse_args()
     digits = load_digits()
     x = (digits.images / 16.0).astype("float32")[..., None]
@@ -135,6 +176,18 @@ def main() -> None:
         ratio, lo, hi = paired_ratio(results[name], neighbours[name])
         print(f"| {name} | {med:.3f} | {ratio:.2f}x | {lo:.2f}x - {hi:.2f}x | {recorded[name]} "
               f"| {dropped[name]} |")  # fmt: skip
+    print()
+    steps = per_step(x, y, configs, args.steps, logdir)
+    print(f"Per training step, {args.steps} steps of each, called in turn (first tenth dropped):\n")
+    print("| configuration | median ms/step | x bare (paired) | 95% CI |")
+    print("|---|---:|---:|---:|")
+    for name, values in steps.items():
+        med = statistics.median(values) * 1e3
+        if name == bare:
+            print(f"| {name} | {med:.2f} | 1.00x | - |")
+            continue
+        ratio, lo, hi = paired_ratio(values, steps[bare])
+        print(f"| {name} | {med:.2f} | {ratio:.2f}x | {lo:.2f}x - {hi:.2f}x |")
     print()
     print(steal.describe())
 

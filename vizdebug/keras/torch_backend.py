@@ -134,15 +134,6 @@ class TorchCallback(keras.callbacks.Callback):  # type: ignore[misc]
                                  versions=versions())  # fmt: skip
         self._original = model.train_function
         model.train_function = self._train_function
-        if self._step == 0:
-            live = (
-                "the live debugger (vizdebug tui --attach) is not served and " if self.live else ""
-            )
-            self.writer.note(
-                "vizdebug/keras",
-                f"Keras on the torch backend: {live}no model graph is recorded (TensorBoard's "
-                "Graphs dashboard); statistics, NaN/Inf tracing and snapshots are as usual",
-            )
         if model.built:
             self._watch()
         # else: a subclassed model is built by its first call; the first step builds it
@@ -160,6 +151,14 @@ class TorchCallback(keras.callbacks.Callback):  # type: ignore[misc]
             structure=first, compiled=bool(self.model.jit_compile),
         )  # fmt: skip
         self._structured = writer
+        if first:
+            live = "the live debugger (vizdebug tui --attach) is not served and "
+            live = live if self.live else ""
+            writer.note(
+                "vizdebug/keras",
+                f"Keras on the torch backend: {live}no model graph is recorded (TensorBoard's "
+                "Graphs dashboard); statistics, NaN/Inf tracing and snapshots are as usual",
+            )
         if self.model.jit_compile and first:
             writer.note(
                 "vizdebug/keras",
