@@ -65,10 +65,10 @@ class KerasTorchWatch:
         step: The first step's index (a callback kept open across ``fit`` calls goes on).
         structure: Write the structure event at the first step (once per run).
         compiled: Keras runs the train step under ``torch.compile`` (``jit_compile=True``):
-            every hook and wrapper runs outside the compiled graph (:func:`~vizdebug.torch.
-            compiled.eager`) and no layer is hooked (dynamo would recompile), as the torch
-            adapter does on compiled models: weights, gradients and updates are recorded, and a
-            flagged step is replayed eagerly with every layer hooked.
+            no hook on the model or its layers (see :meth:`_install`), the wrappers run
+            outside the compiled graph (dynamo's ``disable``): weights, gradients, updates and
+            the loss are recorded, and a flagged step is replayed eagerly with every layer
+            hooked, from the batch :meth:`begin_step` was given.
 
     Attributes:
         findings: What the sentinel reported, in order.
