@@ -151,6 +151,7 @@ def test_nan_traced_to_the_inner_layer(
     assert np.isnan(tensors["poison/output0"]).all()
     assert np.isfinite(tensors["poison/input0"]).all()
     assert {f"{n}/output0" for n in LAYERS} <= set(tensors)
+    assert {"(model)/input0", "(model)/output0"} <= set(tensors)  # named as on TensorFlow
 
 
 @pytest.mark.parametrize(("name", "step"), [("inf_backward", 6), ("inf_backward_hooked", 2)])

@@ -18,11 +18,12 @@ from typing import Any
 import torch
 
 from ..torch.hooks import Slot
+from ..torch.recorder import FlightRecorder
 from ..torch.sentinel import Site
 from .layers import Slot as LayerSlot
 from .layers import layer_slots
 
-__all__ = ["KerasIndex", "ReplayTarget"]
+__all__ = ["KerasIndex", "KerasRecorder", "ReplayTarget"]
 
 
 class KerasIndex:
@@ -105,3 +106,17 @@ class ReplayTarget(torch.nn.Module):
                 for t, saved in zip(self._state, self._saved, strict=True):
                     t.copy_(saved)
         return self._keras(*args, **kwargs)
+
+
+class KerasRecorder(FlightRecorder):
+    """The torch adapter's flight recorder, its snapshot names as the TensorFlow backend's:
+    the model's own inputs and outputs are ``(model)/input0``, not ``(root)/input0``."""
+
+    def capture(self) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """See :meth:`vizdebug.torch.recorder.FlightRecorder.capture`."""
+        tensors, modified = super().capture()
+        return {_model(k): t for k, t in tensors.items()}, [_model(k) for k in modified]
+
+
+def _model(name: str) -> str:
+    return "(model)" + name[len("(root)") :] if name.startswith("(root)") else name

@@ -34,7 +34,6 @@ import torch
 from ..torch.checking import StepCheck
 from ..torch.inplace import WriteGuard
 from ..torch.modhooks import ModuleHooks
-from ..torch.recorder import FlightRecorder
 from ..torch.replay import Tape
 from ..torch.report import Reporter
 from ..torch.sentinel import Finding, Sentinel
@@ -44,7 +43,7 @@ from ..torch.stepping import StepClock
 from ..torch.worker import StatsWorker
 from ..writer import Writer
 from .layers import structure
-from .torch_index import KerasIndex, ReplayTarget
+from .torch_index import KerasIndex, KerasRecorder, ReplayTarget
 from .torch_loss import StepLoss
 
 __all__ = ["KerasTorchWatch"]
@@ -101,7 +100,7 @@ class KerasTorchWatch:
             compiled=compiled,
         )  # fmt: skip
         self.findings: list[Finding] = []
-        recorder = FlightRecorder(writer.snapshot_max_bytes, flight_recorder)
+        recorder = KerasRecorder(writer.snapshot_max_bytes, flight_recorder)
         self.sentinel = Sentinel(recorder)
         self.tape = Tape(cuda=any(p.is_cuda for _, p, _ in index.params))
         self.worker = StatsWorker(bins=bins)
