@@ -77,6 +77,33 @@ class ArmAt(keras.callbacks.Callback):
         self.step += 1
 
 
+class ReplayAt(keras.callbacks.Callback):
+    """Makes the NaN check of step ``at`` flag a healthy step, so it is replayed (and counts
+    the replayed forward passes): the replay must leave training as it was."""
+
+    def __init__(self, watched: Any, at: int) -> None:
+        super().__init__()
+        self.watched, self.at, self.step, self.replays = watched, at, 0, 0
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        if self.step == self.at:
+            watch = self.watched.watch
+            sentinel, target = watch.sentinel, watch.target
+            forward = target.forward
+
+            def flagged(*args: Any) -> bool:
+                del sentinel.flagged  # once
+                return True
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self.replays += 1
+                return forward(*args, **kwargs)
+
+            sentinel.flagged = flagged
+            target.forward = counted
+        self.step += 1
+
+
 class Subclassed(keras.Model):
     """A subclassed model, unbuilt until its first call."""
 
@@ -99,6 +126,7 @@ def build(jit: bool = False) -> keras.Model:
     x = layers.Flatten(name="flat")(x)
     x = layers.Dropout(0.25, name="drop")(x)
     x = layers.Dense(16, activation="relu", name="hidden")(x)
+    x = layers.Dropout(0.1, seed=7, name="drop2")(x)  # a seed-generator state: a variable
     x = Backfire(name="backfire")(x)
     x = Poison(name="poison")(x)
     out = layers.Dense(3, name="head")(x)
@@ -134,9 +162,12 @@ def main(out: Path, jit: bool = False) -> None:
             callbacks.append(ArmAt(model.get_layer(layer), arm))
         cb = None
         if options is not None:
+            replay_at = options.pop("replay_at", -1)
             cb = vizdebug.keras.Callback(logdir=out / name, **options)
             callbacks.append(cb)
             result["callback"] = type(cb).__module__ + "." + type(cb).__qualname__
+            if replay_at >= 0:
+                callbacks.append(forced := ReplayAt(cb, replay_at))
         torch.manual_seed(1)  # Dropout(seed=None) draws from torch's global generator
         raised = ""
         with warnings.catch_warnings(record=True) as caught:
@@ -147,6 +178,8 @@ def main(out: Path, jit: bool = False) -> None:
             except vizdebug.keras.NonFiniteError as e:
                 raised = str(e)
         np.savez(out / f"weights-{name}.npz", *model.get_weights())
+        if options is not None and replay_at >= 0:
+            result["replays"] = forced.replays
         result[name] = {
             "raised": raised,
             # everything vizdebug put on the model and its optimizer is gone
@@ -169,6 +202,7 @@ def main(out: Path, jit: bool = False) -> None:
     if not jit:
         fit("default", {})
         fit("sentinel_only", {"what": ()})
+        fit("forced_replay", {"every": 100, "first": 1, "replay_at": 3})
         fit("nan_hooked", {"every": 2, "first": 1, "on_anomaly": "stop"}, arm=4)
         fit("nan_raise", {"every": 100, "first": 2, "on_anomaly": "raise"}, arm=3)
         fit("inf_backward", {"every": 100, "first": 2, "on_anomaly": "stop"}, 6, "backfire")

@@ -25,7 +25,7 @@ from vizdebug.runs import load_run
 
 pytest.importorskip("torch")
 
-LAYERS = ["conv", "bn", "relu", "flat", "drop", "hidden", "backfire", "poison", "head"]
+LAYERS = ["conv", "bn", "relu", "flat", "drop", "hidden", "drop2", "backfire", "poison", "head"]
 WEIGHTS = [
     "conv.kernel", "conv.bias", "bn.gamma", "bn.beta",
     "hidden.kernel", "hidden.bias", "head.kernel", "head.bias",
@@ -120,9 +120,14 @@ def test_statistics_are_those_of_the_tensors(runs: tuple[Path, dict[str, Any]]) 
         assert weight.nan == update.nan == 0
 
 
-@pytest.mark.parametrize("name", ["every1", "default", "sentinel_only"])
+@pytest.mark.parametrize("name", ["every1", "default", "sentinel_only", "forced_replay"])
 def test_training_is_bit_identical(runs: tuple[Path, dict[str, Any]], name: str) -> None:
-    out, _ = runs
+    """``forced_replay``: step 3's check is made to flag, so a healthy step is replayed (its
+    Dropout masks drawn again: torch's generator and a seed-generator variable, its moving
+    statistics updated again): the replay puts all of it back, training goes on unchanged."""
+    out, result = runs
+    if name == "forced_replay":
+        assert result["replays"] == 1 and result[name]["findings"] == []
     bare, watched = _weights(out, "bare"), _weights(out, name)
     assert len(bare) == len(watched) > 0
     for a, b in zip(bare, watched, strict=True):
@@ -159,14 +164,14 @@ def test_backward_only_inf_named_at_its_producer(
     runs: tuple[Path, dict[str, Any]], name: str, step: int
 ) -> None:
     """A custom backward adds +Inf: blamed on that layer's backward (grad_input), not on
-    'hidden' whose output gradient it wrote; found by a replay (step 6) or a hooked step."""
+    'drop2' whose output gradient it wrote; found by a replay (step 6) or a hooked step."""
     out, result = runs
     assert result[name]["findings"] == [[step, "backfire", "backward", "grad_input"]]
     (a,) = load_run(out / name).anomalies
     assert (a.kind, a.step, a.module, a.module_type, a.phase, a.role) == (
         "inf", step, "backfire", "Backfire", "backward", "grad_input",
     )  # fmt: skip
-    assert a.posinf == 16 * 16 and "'hidden'" in a.message
+    assert a.posinf == 16 * 16 and "grad_output 0 of module 'drop2'" in a.message
     (snap,) = load_run(out / name).snapshots
     assert snap.step == step
 
