@@ -102,6 +102,19 @@ def test_every_layer_and_weight_at_every_scheduled_step(
     assert structure.framework == "keras"
 
 
+def test_vizdebug_show_counts_it_as_any_keras_run(runs: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = runs
+    proc = subprocess.run(
+        [sys.executable, "-m", "vizdebug.cli", "show", "--json", str(out / "every1")],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    shown = json.loads(proc.stdout)
+    assert (shown["framework"], shown["steps"], shown["recorded"], shown["dropped"]) == (
+        "keras", STEPS, STEPS, 0,
+    )  # fmt: skip
+    assert shown["versions"]["backend"] == "torch" and shown["warnings"] == []
+
+
 def test_statistics_are_those_of_the_tensors(runs: tuple[Path, dict[str, Any]]) -> None:
     """The last step's weight rows against the weights the fit started that step with."""
     out, _ = runs
