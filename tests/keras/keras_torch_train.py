@@ -210,6 +210,7 @@ def main(out: Path, jit: bool = False) -> None:
         subclassed(out, result)
         user_error(out, result)
         own_step(out, result)
+        mobilenet(out, result)
     fit("nan_replayed", {"every": 100, "first": 2, "on_anomaly": "stop"}, arm=5)
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     (out / "result.json").write_text(json.dumps(result))
@@ -301,6 +302,41 @@ def own_step(out: Path, result: dict[str, Any]) -> None:
     _, watched = fit([vizdebug.keras.Callback(logdir=out / "own_step", every=1)], init)
     result["own_step"] = {
         "identical": all(np.array_equal(a, b) for a, b in zip(bare, watched, strict=True))
+    }
+
+
+def mobilenet(out: Path, result: dict[str, Any]) -> None:
+    """keras.applications.MobileNetV2 (32 px, alpha 0.35, weights=None) at every=1: bare and
+    watched from the same weights; the layer names for the test."""
+    import vizdebug.keras
+
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 10, 12)
+
+    def fit(callbacks: list[Any], init: Any = None) -> tuple[Any, Any]:
+        model = keras.applications.MobileNetV2(
+            input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10,
+            classifier_activation=None,
+        )  # fmt: skip
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        if init is not None:
+            model.set_weights(init)
+        weights = model.get_weights()
+        model.fit(x, y, batch_size=4, shuffle=False, verbose=0, callbacks=callbacks)
+        return weights, model
+
+    init, bare = fit([])
+    _, watched = fit([vizdebug.keras.Callback(logdir=out / "mobilenet", every=1)], init)
+    result["mobilenet"] = {
+        "identical": all(
+            np.array_equal(a, b)
+            for a, b in zip(bare.get_weights(), watched.get_weights(), strict=True)
+        ),
+        "layers": [
+            layer.name for layer in watched.layers if not isinstance(layer, keras.layers.InputLayer)
+        ],
+        "weights": len(watched.trainable_weights),
     }
 
 

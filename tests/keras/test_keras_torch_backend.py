@@ -212,6 +212,25 @@ def test_subclassed_model_recorded_from_step_0(runs: tuple[Path, dict[str, Any]]
     assert _coverage(out / "subclassed") == dict.fromkeys(range(BATCHES), want)
 
 
+def test_mobilenet_v2_every_layer_every_step_bit_identical(
+    runs: tuple[Path, dict[str, Any]],
+) -> None:
+    """keras.applications.MobileNetV2 (inverted residuals, depthwise convolutions, ReLU6,
+    BatchNormalization): every layer recorded at every step, the weights those of a bare fit."""
+    out, result = runs
+    r = result["mobilenet"]
+    assert r["identical"] is True
+    assert load_run(out / "mobilenet").info[0]["dropped"] == {}
+    steps = _coverage(out / "mobilenet")
+    assert sorted(steps) == [0, 1, 2]
+    want = {(n, role) for n in ["", *r["layers"]] for role in ("output", "grad_output")}
+    assert len(want) > 300
+    for step, got in steps.items():
+        assert want <= got, (step, sorted(want - got)[:5])
+        for role in ("weight", "grad", "update"):
+            assert len({n for n, ro in got if ro == role}) == r["weights"], (step, role)
+
+
 def test_a_models_own_train_step(runs: tuple[Path, dict[str, Any]]) -> None:
     """Output gradients too: the hooks see the backward pass the user's step runs."""
     out, result = runs
