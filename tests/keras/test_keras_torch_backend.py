@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
-from keras_torch_train import BATCHES, EPOCHS, build
+from keras_torch_models import BATCHES, EPOCHS, build
 from safetensors.numpy import load_file
 
 from vizdebug.runs import load_run
@@ -261,7 +261,7 @@ def test_same_tags_as_the_tensorflow_backend(
     """This process runs Keras on TensorFlow: one step of the same model, the same rows."""
     if keras.backend.backend() != "tensorflow":
         pytest.skip("needs the TensorFlow backend in the test process")
-    from keras_torch_train import data
+    from keras_torch_models import data
 
     from vizdebug.keras import Callback
 
