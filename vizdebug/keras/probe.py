@@ -16,42 +16,18 @@ models run their layers through their graph, subclassed models call them from th
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from ..events import ModuleInfo
 from ..tf.ops import skip_reason
+from .layers import Slot, layer_slots, structure
 
-__all__ = ["Call", "LayerProbe", "Slot", "layer_slots"]
-
-
-@dataclass(eq=False)
-class Slot:
-    """One layer of the model.
-
-    Attributes:
-        index: Position in layer order (the root model first, then depth first).
-        name: Qualified name: ``""`` for the root, ``"block.dense"`` inside nested models.
-        layer: The layer.
-        type: Its class name.
-        selected: Whether include/exclude let its statistics through.
-        weights: ``(name, variable)`` of the trainable weights it owns directly.
-        parent: Index of the enclosing slot (-1 for the root).
-    """
-
-    index: int
-    name: str
-    layer: Any
-    type: str
-    selected: bool = True
-    weights: list[tuple[str, Any]] = field(default_factory=list)
-    parent: int = -1
+__all__ = ["Call", "LayerProbe", "Slot", "layer_slots", "structure"]
 
 
 @dataclass(eq=False)
@@ -62,59 +38,6 @@ class Call:
     call: int
     inputs: list[Any]
     outputs: list[tuple[str, Any]]
-
-
-def _children(layer: Any) -> list[Any]:
-    # Keras 3 lists the layers a layer tracks (for a model: its layers; for a custom layer: the
-    # layers set as attributes). The method is underscored but is what Model.layers uses.
-    flatten = getattr(layer, "_flatten_layers", None)
-    if flatten is None:
-        return list(getattr(layer, "layers", []))
-    return list(flatten(include_self=False, recursive=False))
-
-
-def _selected(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
-    if include and not any(fnmatch.fnmatchcase(name, g) for g in include):
-        return False
-    return not any(fnmatch.fnmatchcase(name, g) for g in exclude)
-
-
-def layer_slots(model: Any, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Slot]:
-    """Every layer of ``model`` (the root first, then depth first, input layers left out).
-
-    Each trainable weight is owned by the innermost layer that holds it and is named
-    ``"<layer>.<weight>"`` (``"kernel"`` of root-level layer ``dense`` is ``"dense.kernel"``).
-    """
-    slots: list[Slot] = []
-    seen: set[int] = set()
-
-    def visit(layer: Any, name: str, parent: int) -> None:
-        if id(layer) in seen or isinstance(layer, keras.layers.InputLayer):
-            return
-        seen.add(id(layer))
-        slot = Slot(len(slots), name, layer, type(layer).__name__, parent=parent)
-        slot.selected = _selected(name, include, exclude)
-        slots.append(slot)
-        for child in _children(layer):
-            visit(child, f"{name}.{child.name}" if name else child.name, slot.index)
-
-    visit(model, "", -1)
-    owner: dict[int, Slot] = {}
-    for slot in slots:  # parents come before children: the innermost owner wins
-        for v in slot.layer.trainable_weights:
-            owner[id(v)] = slot
-    used: set[str] = set()
-    for v in model.trainable_weights:
-        slot = owner.get(id(v), slots[0])
-        short = str(v.name).rpartition("/")[2]
-        name = f"{slot.name}.{short}" if slot.name else short
-        base, n = name, 1
-        while name in used:
-            name = f"{base}_{n}"
-            n += 1
-        used.add(name)
-        slot.weights.append((name, v))
-    return slots
 
 
 class LayerProbe:
@@ -211,35 +134,3 @@ class LayerProbe:
         call = self._counts[slot.index]
         self._counts[slot.index] = call + 1
         self.calls.append(Call(slot, call, inputs, outputs))
-
-
-def structure(
-    slots: Sequence[Slot], shapes: dict[str, tuple[tuple[int, ...], ...]]
-) -> list[ModuleInfo]:
-    """One :class:`ModuleInfo` per layer, with the parameters it owns directly.
-
-    Args:
-        slots: The layers.
-        shapes: Output shapes of each layer's first call by name (-1 for an unknown dimension).
-    """
-    infos = []
-    for slot in slots:
-        child_ids = {id(v) for s in slots if s.parent == slot.index for v in s.layer.weights}
-        own = [v for v in slot.layer.weights if id(v) not in child_ids]
-        infos.append(
-            ModuleInfo(
-                name=slot.name,
-                type=slot.type,
-                params=sum(_size(v) for v in own),
-                trainable=sum(_size(v) for v in own if v.trainable),
-                output_shapes=shapes.get(slot.name, ()),
-            )
-        )
-    return infos
-
-
-def _size(v: Any) -> int:
-    n = 1
-    for d in v.shape:
-        n *= int(d)
-    return n
