@@ -62,10 +62,12 @@ class StepCheck:
         self._grad_sites = index.grad_sites
         self._weight_sites = index.weight_sites
         self._owners = {id(p): (site.module, site.module_type) for site, p in index.grad_sites}
+        # leaves among the indexed modules (a Keras layer's ParameterDict child is not one)
+        parents = {slot.name.rpartition(".")[0] for slot in index.slots if slot.index}
         self._leaves = [
             (slot.name, type(m).__name__)
             for slot, m in zip(index.slots, index.modules, strict=True)
-            if slot.index and not any(True for _ in m.children())
+            if slot.index and slot.name not in parents
         ]
         tape.at_backward = self.root_backward
 
