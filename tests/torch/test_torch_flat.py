@@ -95,3 +95,30 @@ def test_gradients_copied_only_when_all_present_and_under_the_cap(
     lin.bias.grad = None
     monkeypatch.undo()
     assert group.grads() is None
+
+
+def test_the_worker_fills_the_weights_and_writes_their_update_in_place() -> None:
+    # The deferred path (the statistics worker's side, run here on one thread): the weights
+    # copied into a flat tensor, held once read, the update written into that same tensor.
+    torch.manual_seed(0)
+    lin = nn.Linear(16, 8)
+    (group,), _ = flat_groups([(n, p, True) for n, p in lin.named_parameters()])
+    before = group.fill_weights(hold=True)
+    assert before is not None
+    kept = torch.cat([lin.weight.detach().reshape(-1), lin.bias.detach()])
+    assert torch.equal(before, kept)
+    group.recycle(before)  # read
+    with torch.no_grad():
+        for p in lin.parameters():
+            p.add_(torch.randn_like(p) * 1e-3)
+    held = group.take_read()
+    assert held is not None and held[0] is before
+    update = group.subtract(*held)
+    now = torch.cat([lin.weight.detach().reshape(-1), lin.bias.detach()])
+    assert update is before and torch.equal(update, now - kept)
+    group.recycle(update)  # read: the next step's weights reuse it
+    assert group.fill_weights(hold=False) is before
+    lin.bias.data = torch.zeros(3)  # a new size: stale
+    group.recycle(before)
+    assert group.fill_weights(hold=True) is None and group.stale
+    assert group.take_read() is None  # nothing held: no wait

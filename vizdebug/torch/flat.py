@@ -79,7 +79,9 @@ class FlatGroup:
         total: Their element count.
     """
 
-    __slots__ = ("_cond", "_held", "_live", "_out", "_read", "_spares", "params", "parts", "total")
+    __slots__ = (
+        "_cond", "_held", "_live", "_out", "_read", "_spares", "params", "parts", "stale", "total",
+    )  # fmt: skip
 
     def __init__(self, named: Sequence[tuple[str, torch.nn.Parameter]]) -> None:
         self.params: list[torch.Tensor] = [p for _, p in named]
@@ -95,6 +97,8 @@ class FlatGroup:
         size = self.params[0].element_size() if self.params else 4
         self._live = _LIVE + (self.total * size <= FLAT_GRAD_BYTES)  # gradients copied too
         self._cond = threading.Condition()
+        #: A parameter no longer matches the layout (seen by the worker): regroup.
+        self.stale = False
 
     def recycle(self, flat: torch.Tensor) -> None:
         """Give back a flat tensor of this group that the worker has read (any thread)."""
@@ -142,30 +146,73 @@ class FlatGroup:
                 self._cond.wait_for(lambda: bool(self._spares), WAIT_SECONDS)
             return self._spares.pop() if self._spares else None
 
-    def buffer(self) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
-        """A flat tensor to copy the parameters into later (:meth:`fill`), with its
-        per-parameter views; None when the layout is stale (see :meth:`copy`)."""
-        spare = self._spare()
+    def fill_weights(self, hold: bool) -> torch.Tensor | None:
+        """The parameters' values copied into a spare flat tensor (a new one when none is
+        free), held for their update if ``hold``; None when the layout is stale (see
+        :meth:`copy`: :attr:`stale` then tells the watch to regroup).
+
+        Called by the statistics worker, while the forward and backward passes run: the
+        parameters do not change until the optimizer step, which waits for this read. The
+        worker reads in order, so the previous step's update, the usual spare, was read first.
+        """
+        with self._cond:
+            spare = self._spares.pop() if self._spares else None
         if spare is None:
             first = self.params[0]
             flat = torch.empty(self.total, dtype=first.dtype, device=first.device)
             spare = (flat, self._views(flat))
         flat, views = spare
-        if any(
-            p.device != flat.device or p.dtype != flat.dtype or p.shape != v.shape
-            for p, v in zip(self.params, views, strict=True)
-        ):
-            return None  # moved, resized or cast under the watch: regroup
-        with self._cond:
-            self._out += 1
-        return spare
-
-    def fill(self, views: list[torch.Tensor]) -> None:
-        """Copy the parameters into a :meth:`buffer`'s views (the statistics worker does, while
-        the forward and backward passes run: the parameters do not change until the
-        optimizer step, which waits for it)."""
+        if self._moved(views):
+            self.stale = True
+            return None
         with torch.no_grad():
             torch._foreach_copy_(views, self.params)
+        with self._cond:
+            self._out += 1
+            if hold:
+                self._held.append(flat)
+        return flat
+
+    def take_read(self) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """The weights :meth:`fill_weights` held, once the worker has read them (waits up to
+        :data:`WAIT_SECONDS`); None when there are none."""
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._read) or not self._held, WAIT_SECONDS)
+            if not self._read:
+                return None
+            flat, views = self._read.pop(0)
+            self._held = [f for f in self._held if f is not flat]
+            self._out += 1
+            return flat, views
+
+    def subtract(self, flat: torch.Tensor, views: list[torch.Tensor]) -> torch.Tensor | None:
+        """The update written into the weights' tensor: the parameters now minus ``flat`` (the
+        very subtraction a second copy would make, bit for bit, in one pass); the worker does
+        it, before the next optimizer step; None when the layout is stale."""
+        if self._moved(views):
+            self.stale = True
+            return None
+        with torch.no_grad():
+            for p, v in zip(self.params, views, strict=True):
+                torch.sub(p, v, out=v)
+        return flat
+
+    def release_held(self) -> None:
+        """No update follows (the step ended without its optimizer step): held weights
+        become spares once read."""
+        with self._cond:
+            self._held = []
+            for r in self._read:
+                if len(self._spares) + self._out < self._live:
+                    self._spares.append(r)
+            self._read = []
+
+    def _moved(self, views: list[torch.Tensor]) -> bool:
+        """Whether a parameter no longer matches its view (moved, resized or cast)."""
+        return any(
+            p.device != v.device or p.dtype != v.dtype or p.shape != v.shape
+            for p, v in zip(self.params, views, strict=True)
+        )
 
     def copy(self) -> torch.Tensor | None:
         """The parameters' values, concatenated into one new 1-D tensor (one call); None when

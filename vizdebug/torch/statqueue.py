@@ -54,23 +54,28 @@ class StatQueue:
         self,
         group: FlatGroup,
         role: str,
-        flat: torch.Tensor,
-        fill: Callable[[], None] | None = None,
+        flat: torch.Tensor | None,
+        fill: Callable[[], torch.Tensor | None] | None = None,
     ) -> Entry | None:
         """Statistics of a flat copy of parameters (:mod:`.flat`): one entry, a row per part;
-        the group takes the copy back once it is read. ``fill`` makes the copy first (on the
-        worker); returns the worker's entry (None: read already, on the device)."""
+        the group takes the copy back once it is read. ``fill`` makes the tensor to read
+        (on the worker, just before its read); returns the worker's entry (None: read
+        already, on the device)."""
         parts = group.parts
-        if self.options.offload and flat.is_cpu:
+        if self.options.offload and group.params[0].is_cpu:
+            version = flat._version if flat is not None else 0
             entry = Entry(
-                "parameters", role, 0, "", (), flat, flat._version, parts=parts,
+                "parameters", role, 0, "", (), flat, version, parts=parts,
                 recycle=group.recycle, fill=fill,
             )  # fmt: skip
             self.worker.submit(entry)
             self.state.entries.append(entry)
             return entry
         if fill is not None:
-            fill()
+            flat = fill()
+        if flat is None:
+            self.skip("parameters", role, "they changed shape, dtype or device under the watch")
+            return None
         views = torch.split(flat, parts.sizes)
         for name, shape, part in zip(parts.names, parts.shapes, views, strict=True):
             self.tensor(name, role, 0, part.view(shape))

@@ -66,8 +66,9 @@ class Entry:
     parts: Parts | None = None
     #: Called with the tensor once the worker has read it (a flat copy's group takes it back).
     recycle: Callable[[torch.Tensor], None] | None = None
-    #: Fills ``tensor`` before it is read (the worker copies the parameters: :mod:`.flat`).
-    fill: Callable[[], None] | None = None
+    #: Makes ``tensor`` just before it is read (the worker copies the parameters, or writes
+    #: their update, :mod:`.flat`); None from it: not recorded, with a note.
+    fill: Callable[[], torch.Tensor | None] | None = None
 
     @property
     def rows(self) -> int:
@@ -254,8 +255,13 @@ class StatsWorker:
                 except queue.Empty:
                     break
             entries = [e for i in items if isinstance(i, list) for e in i]
-            if entries:
-                self._compute(entries, rows)
+            # an entry made on this thread (``fill``) starts a run of its own: the tensors
+            # before it are read first (its fill may write into one of them, or reuse one)
+            start = 0
+            for k in range(1, len(entries) + 1):
+                if k == len(entries) or entries[k].fill is not None:
+                    self._compute(entries[start:k], rows)
+                    start = k
             for item in items:
                 if isinstance(item, StatsBatch):
                     item.finish()
@@ -322,19 +328,19 @@ class StatsWorker:
             self._lock.notify_all()
 
     def _fill(self, e: Entry) -> None:
-        """Fill an entry's tensor before it is read (a copy of the parameters)."""
+        """Make an entry's tensor before it is read (a copy of the parameters, an update)."""
         fill, e.fill = e.fill, None
         try:
-            if fill is not None:
-                fill()
+            t = fill() if fill is not None else e.tensor
         except Exception as exc:  # a failed copy must not stop the worker
-            e.problem = f"could not be copied: {exc!r}"
-            if e.recycle is not None and e.tensor is not None:
-                e.recycle(e.tensor)
+            t = None
+            e.problem = f"not recorded: {exc!r}"
+        if t is None:
+            e.problem = e.problem or "not recorded: changed shape, dtype or device under the watch"
             e.tensor = None
             return
-        if e.tensor is not None:
-            e.version = e.tensor._version
+        e.tensor = t
+        e.version = t._version
 
     def _part_rows(self, t: torch.Tensor, parts: Parts) -> torch.Tensor | None:
         """The rows of a flat entry's parts, one tensor at a time (the batch failed)."""
