@@ -162,6 +162,9 @@ def test_parameters_changed_under_the_watch_are_regrouped(tmp_path: Path) -> Non
     run = load_run(tmp_path)
     shapes = {s.step: s.stats.shape for s in run.stats if s.name == "scale" and s.role == "weight"}
     assert shapes == {0: (1,), 1: (1,), 2: (3,), 3: (3,)}
+    updates = {s.step for s in run.stats if s.name == "scale" and s.role == "update"}
+    assert updates == {0, 1, 2, 3}
+    assert not [n.text for n in run.notes if "not recorded" in n.text]
     weights = [s for s in run.stats if s.role == "weight" and s.step == 3]
     assert {s.name for s in weights} == {n for n, _ in model.named_parameters()}
     _same_stats(next(s.stats for s in weights if s.name == "a.weight"), used)
@@ -488,3 +491,25 @@ def test_steps_that_end_without_their_optimizer_step_leave_later_weights_right(
     for step, value in used.items():
         if step != 1:
             _same_stats(weights[step], value)
+
+
+def test_the_update_is_the_optimizer_step_alone_not_code_between_steps(tmp_path: Path) -> None:
+    # WGAN-style weight clipping right after opt.step(): the recorded update is what the
+    # optimizer step changed, whatever runs between steps.
+    torch.manual_seed(0)
+    model = nn.Linear(8, 4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    changes: list[torch.Tensor] = []
+    with vizdebug.watch(model, opt, logdir=tmp_path, every=1):
+        for _ in range(4):
+            opt.zero_grad()
+            model(torch.randn(6, 8)).square().mean().backward()
+            before = model.weight.detach().clone()
+            opt.step()
+            changes.append(model.weight.detach() - before)
+            with torch.no_grad():
+                model.weight.clamp_(-0.01, 0.01)
+    run = load_run(tmp_path)
+    got = {s.step: s.stats for s in run.stats if s.name == "weight" and s.role == "update"}
+    for step, change in enumerate(changes):
+        _same_stats(got[step], change)

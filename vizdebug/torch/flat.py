@@ -187,8 +187,8 @@ class FlatGroup:
 
     def subtract(self, flat: torch.Tensor, views: list[torch.Tensor]) -> torch.Tensor | None:
         """The update written into the weights' tensor: the parameters now minus ``flat`` (the
-        very subtraction a second copy would make, bit for bit, in one pass); the worker does
-        it, before the next optimizer step; None when the layout is stale."""
+        very subtraction a second copy would make, bit for bit, in one pass), right after the
+        optimizer step; None when the layout is stale."""
         if self._moved(views):
             self.stale = True
             return None
@@ -206,6 +206,16 @@ class FlatGroup:
                 if len(self._spares) + self._out < self._live:
                     self._spares.append(r)
             self._read = []
+
+    def moved(self) -> bool:
+        """Whether a parameter changed shape, dtype or device since the group was made (code
+        that assigned ``p.data``, or moved some of them): regroup then."""
+        first = self.params[0]
+        device, dtype = first.device, first.dtype
+        return any(
+            p.shape != shape or p.dtype != dtype or p.device != device
+            for p, shape in zip(self.params, self.parts.shapes, strict=True)
+        )
 
     def _moved(self, views: list[torch.Tensor]) -> bool:
         """Whether a parameter no longer matches its view (moved, resized or cast)."""
