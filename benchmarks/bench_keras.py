@@ -15,10 +15,14 @@ vizdebug's checking and recording functions): per-step costs without the epoch-l
 
 A third table trains MobileNetV2 (96x96, batch 16, ``weights=None``) the same way, with Keras's
 ``TensorBoard(histogram_freq=1)`` and ``enable_check_numerics`` beside vizdebug, plus the time
-to the first batch of a fresh model (tracing included) and what each writer dropped.
+to the first batch of a fresh model (tracing included) and what each writer dropped. The first
+batch of each configuration is timed in a fresh process of its own (one per configuration and
+round, in shuffled order): in one process, whichever ran first would pay TensorFlow's one-time
+start-up for the others.
 
-Run: ``python benchmarks/bench_keras.py [--rounds 16] [--steps 600] [--only mobilenet]``
-(about 5 minutes for the digits CNN, 15 for MobileNetV2).
+Run: ``python benchmarks/bench_keras.py [--rounds 16] [--steps 600] [--only mobilenet]
+[--mobilenet-rounds 3] [--mobilenet-steps 6] [--first-rounds 2]`` (about 5 minutes for the
+digits CNN, 10 for MobileNetV2).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -160,7 +165,7 @@ def mobilenet() -> keras.Model:
 
 
 class FirstBatch(keras.callbacks.Callback):  # type: ignore[misc]
-    """Seconds from ``fit`` being called (``start``) to the end of its first batch."""
+    """Seconds from ``fit`` being called (``start``) to the end of its first batch; then stop."""
 
     def __init__(self, start: float) -> None:
         super().__init__()
@@ -169,14 +174,12 @@ class FirstBatch(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         if not self.took:
             self.took = time.perf_counter() - self.start
+            self.model.stop_training = True
 
 
-def real_model(rounds: int, steps: int) -> None:
-    """MobileNetV2 (96x96, batch 16, weights=None): the same comparison, plus the first batch."""
-    rng_data = np.random.default_rng(0)
-    x = rng_data.random((16 * steps, 96, 96, 3), dtype=np.float32)
-    y = rng_data.integers(0, 10, 16 * steps)
-    configs: list[tuple[str, Callable[[str], list[Any]], bool]] = [
+def mobilenet_configs() -> list[tuple[str, Callable[[str], list[Any]], bool]]:
+    """``(name, callbacks for a log directory, enable_check_numerics)`` of the MobileNetV2 table."""
+    return [
         ("bare `model.fit`", lambda d: [], False),
         ("vizdebug default (every 100, first 5, NaN check)",
          lambda d: [vizdebug.keras.Callback(logdir=d, keep_open=True)], False),
@@ -189,38 +192,86 @@ def real_model(rounds: int, steps: int) -> None:
         ("tf.debugging.enable_check_numerics", lambda d: [], True),
     ]  # fmt: skip
 
-    def fit(model: keras.Model, cbs: list[Any], epochs: int, numerics: bool) -> list[float]:
-        timer = EpochTimer()
+
+def mobilenet_data(steps: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """``steps`` batches of 16 random 96x96 images and labels (the same every call)."""
+    rng_data = np.random.default_rng(0)
+    x = rng_data.random((16 * steps, 96, 96, 3), dtype=np.float32)
+    return x, rng_data.integers(0, 10, 16 * steps)
+
+
+def fit_mobilenet(
+    model: keras.Model, cbs: list[Any], epochs: int, numerics: bool, steps: int
+) -> list[float]:
+    """Train ``epochs`` epochs of ``steps`` batches of 16; the epoch times."""
+    x, y = mobilenet_data(steps)
+    timer = EpochTimer()
+    if numerics:
+        tf.debugging.enable_check_numerics()
+    try:
+        model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, shuffle=False,
+                  callbacks=[timer, *cbs])  # fmt: skip
+    finally:
+        if numerics:
+            tf.debugging.disable_check_numerics()
+    return timer.times
+
+
+def first_batch_child(index: int) -> None:
+    """In a fresh process: configuration ``index``'s first batch (printed: seconds)."""
+    _, make, numerics = mobilenet_configs()[index]
+    model = mobilenet()
+    x, y = mobilenet_data(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        cbs = make(tmp)
+        # from the fit call: tracing and TensorFlow's first-use set-up included
+        probe = FirstBatch(time.perf_counter())
         if numerics:
             tf.debugging.enable_check_numerics()
-        try:
-            model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, shuffle=False,
-                      callbacks=[timer, *cbs])  # fmt: skip
-        finally:
-            if numerics:
-                tf.debugging.disable_check_numerics()
-        return timer.times
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False,
+                  callbacks=[probe, *cbs])  # fmt: skip
+        for cb in cbs:
+            if isinstance(cb, vizdebug.keras.Callback):
+                cb.close()
+    print(f"FIRST {probe.took!r}")
 
+
+def first_batches(rounds: int) -> dict[str, list[float]]:
+    """Each configuration's first batch, each in a fresh process, in shuffled order by round."""
+    names = [name for name, _, _ in mobilenet_configs()]
+    took: dict[str, list[float]] = {name: [] for name in names}
+    rng = random.Random(1)
+    for _ in range(rounds):
+        order = list(range(len(names)))
+        rng.shuffle(order)
+        for i in order:
+            out = subprocess.run(
+                [sys.executable, __file__, "--first-batch-child", str(i)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            line = next(x for x in out.stdout.splitlines() if x.startswith("FIRST "))
+            took[names[i]].append(float(line.split()[1]))
+    return took
+
+
+def real_model(rounds: int, steps: int, first_rounds: int) -> None:
+    """MobileNetV2 (96x96, batch 16, weights=None): the same comparison, plus the first batch."""
+    configs = mobilenet_configs()
+    first = first_batches(first_rounds)
     tmp = tempfile.TemporaryDirectory()
-    first: dict[str, float] = {}
-    for i, (name, make, numerics) in enumerate(configs):  # a fresh model: tracing included
-        model = mobilenet()
-        start = time.perf_counter()
-        probe = FirstBatch(start)
-        fit(model, [probe, *make(f"{tmp.name}/first{i}")], 1, numerics)
-        first[name] = probe.took
     models = {name: mobilenet() for name, _, _ in configs}
     callbacks = {name: make(f"{tmp.name}/{i}") for i, (name, make, _) in enumerate(configs)}
     for name, _, numerics in configs:
-        fit(models[name], callbacks[name], 1, numerics)
+        fit_mobilenet(models[name], callbacks[name], 1, numerics, steps)
     bare = configs[0][0]
     numerics_of = {name: flag for name, _, flag in configs}
     results: dict[str, list[float]] = {name: [] for name, _, _ in configs}
     neighbours: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    steal = Steal()
     rng = random.Random(0)
     for _ in range(rounds):
         for name, turn in beside_bare(rng, [n for n, _, _ in configs[1:]], bare):
-            took = fit(models[name], callbacks[name], 2, numerics_of[name])[1:]
+            took = fit_mobilenet(models[name], callbacks[name], 2, numerics_of[name], steps)[1:]
             if name == turn:
                 results[name] += took
             else:
@@ -233,11 +284,16 @@ def real_model(rounds: int, steps: int) -> None:
             if isinstance(cb, vizdebug.keras.Callback):
                 cb.close()
                 dropped[name] = cb.writer.dropped if cb.writer is not None else {}
+    stolen = steal.describe()
     tmp.cleanup()
     print(f"\nKeras adapter, MobileNetV2 (96x96, batch 16, weights=None, {steps} steps/epoch), "
-          f"one thread; {rounds} rounds, each turn next to a bare turn; second epoch of each "
-          "turn; first batch: a fresh model's fit from the call to the end of batch 0 "
-          "(tracing included).\n")  # fmt: skip
+          f"one thread; {platform.processor() or platform.machine()}, Python "
+          f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}; "
+          f"{rounds} rounds, each turn next to a bare turn; second epoch of each turn; first "
+          f"batch: {first_rounds} rounds, each configuration in a fresh process (shuffled "
+          "order), a fresh model's fit from the call to the end of batch 0 (tracing and "
+          "TensorFlow's first-use set-up included), against the bare process of the same "
+          "round (median ratio).\n")  # fmt: skip
     print("| configuration | s / epoch | x bare (paired) | 95% CI | first batch s | x bare "
           "| dropped |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---|")
@@ -245,9 +301,16 @@ def real_model(rounds: int, steps: int) -> None:
         ratio, lo, hi = paired_ratio(results[name], neighbours[name])
         median = statistics.median(results[name])
         lost = dropped.get(name, {})
+        fratio = statistics.median(a / b for a, b in zip(first[name], first[bare], strict=True))
         print(f"| {name} | {median:.2f} | {ratio:.2f}x | {lo:.2f}x - {hi:.2f}x | "
-              f"{first[name]:.1f} | {first[name] / first[bare]:.2f}x | "
+              f"{statistics.median(first[name]):.1f} | {fratio:.2f}x | "
               f"{sum(lost.values()) if name in dropped else '-'} |")  # fmt: skip
+    rows = "; ".join(
+        f"{name.split(' (')[0]}: {', '.join(f'{t:.1f}' for t in first[name])}"
+        for name, _, _ in configs
+    )
+    print(f"\nFirst batch of each round (s): {rows}.")
+    print(f"\n{stolen}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,9 +320,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["digits", "mobilenet"], default=None)
     parser.add_argument("--mobilenet-rounds", type=int, default=3)
     parser.add_argument("--mobilenet-steps", type=int, default=6, help="steps per epoch")
+    parser.add_argument(
+        "--first-rounds",
+        type=int,
+        default=2,
+        help="first-batch rounds (a fresh process per configuration and round)",
+    )
+    parser.add_argument("--first-batch-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.first_batch_child is not None:
+        first_batch_child(args.first_batch_child)
+        return 0
     if args.only != "digits":
-        real_model(args.mobilenet_rounds, args.mobilenet_steps)
+        real_model(args.mobilenet_rounds, args.mobilenet_steps, args.first_rounds)
         if args.only == "mobilenet":
             return 0
     configs: list[tuple[str, Callable[[str], list[Any]], bool]] = [

@@ -182,8 +182,8 @@ class OutsideStep:
         hold the step's starting values), then Keras's own function trains while a helper
         thread hands the statistics to the writer, which computes them on the other core
         meanwhile: the step waits only for what the writer has not done by the end of
-        Keras's step (back-pressure, nothing dropped), and at most one step's values are in
-        flight.
+        Keras's step (back-pressure, nothing dropped), and the next record pass starts with
+        at most half the writer's budget of this step's values still queued.
         """
         engine = self.engine
         extra = self._record(data)
