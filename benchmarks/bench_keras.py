@@ -111,16 +111,26 @@ def run(model: keras.Model, callbacks: list[Any], epochs: int, numerics: bool) -
     return timer.times
 
 
-def per_step(steps: int, logdir: str) -> dict[str, list[float]]:
+def per_step(
+    steps: int,
+    logdir: str,
+    make: Callable[[], keras.Model] | None = None,
+    xy: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None,
+    batch: int = 64,
+) -> dict[str, list[float]]:
     """Seconds per call of the train functions themselves, called in turn on the same data.
 
     Keras's own train function, and the callback's train function on an unscheduled step (the
     NaN check beside Keras's function) and on a scheduled one (the record pass, Keras's
     function, the weights and updates), each on its own model and iterator: no other
-    callbacks, no epoch boundaries (the writer thread's statistics are not included).
+    callbacks, no epoch boundaries. The writer thread's statistics are included as far as a
+    step waits for them (a scheduled step hands them over while Keras's step runs and waits
+    only for what the writer has not done by then). The model is the digits CNN unless
+    ``make`` and ``xy`` say otherwise.
     """
-    x, y = data()
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64, drop_remainder=True).repeat()
+    make = make or cnn
+    x, y = xy or data()
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).repeat()
     fns: dict[str, Any] = {}
     hooked: list[vizdebug.keras.Callback] = []
     for name, opts in [
@@ -128,8 +138,8 @@ def per_step(steps: int, logdir: str) -> dict[str, list[float]]:
         ("vizdebug unscheduled step (NaN check)", {"what": ()}),
         ("vizdebug scheduled step (record pass + Keras's step)", {"every": 1}),
     ]:
-        model = cnn()
-        model.fit(x[:64], y[:64], batch_size=64, epochs=1, verbose=0)  # builds Keras's function
+        model = make()
+        model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)  # builds Keras's
         if opts is None:
             fns[name] = model.train_function
             continue
@@ -301,15 +311,38 @@ def real_model(rounds: int, steps: int, first_rounds: int) -> None:
         ratio, lo, hi = paired_ratio(results[name], neighbours[name])
         median = statistics.median(results[name])
         lost = dropped.get(name, {})
-        fratio = statistics.median(a / b for a, b in zip(first[name], first[bare], strict=True))
-        print(f"| {name} | {median:.2f} | {ratio:.2f}x | {lo:.2f}x - {hi:.2f}x | "
-              f"{statistics.median(first[name]):.1f} | {fratio:.2f}x | "
+        fs, fx = "-", "-"  # --first-rounds 0: not measured
+        if first[name]:
+            fs = f"{statistics.median(first[name]):.1f}"
+            pairs = zip(first[name], first[bare], strict=True)
+            fx = f"{statistics.median(a / b for a, b in pairs):.2f}x"
+        print(f"| {name} | {median:.2f} | {ratio:.2f}x | {lo:.2f}x - {hi:.2f}x | {fs} | {fx} | "
               f"{sum(lost.values()) if name in dropped else '-'} |")  # fmt: skip
     rows = "; ".join(
         f"{name.split(' (')[0]}: {', '.join(f'{t:.1f}' for t in first[name])}"
         for name, _, _ in configs
     )
-    print(f"\nFirst batch of each round (s): {rows}.")
+    if first_rounds:
+        print(f"\nFirst batch of each round (s): {rows}.")
+    print(f"\n{stolen}")
+
+
+def mobilenet_steps(calls: int) -> None:
+    """MobileNetV2's train functions called in turn, step by step: paired per-step ratios."""
+    with tempfile.TemporaryDirectory() as tmp:
+        steal = Steal()
+        times = per_step(calls, tmp, mobilenet, mobilenet_data(4), 16)
+        stolen = steal.describe()
+    own = next(iter(times.values()))
+    print(f"\nMobileNetV2 (96x96, batch 16), the train functions alone, called in turn ({calls} "
+          "calls each, the first tenth dropped), each call against the call of Keras's own "
+          "function in the same turn; one thread.\n")  # fmt: skip
+    print("| function | median ms / step | x Keras's (paired) | 95% CI |")
+    print("|---|---:|---:|---:|")
+    for name, v in times.items():
+        ratio, lo, hi = paired_ratio(v, own)
+        print(f"| {name} | {statistics.median(v) * 1e3:.0f} | {ratio:.2f}x | "
+              f"{lo:.2f}x - {hi:.2f}x |")  # fmt: skip
     print(f"\n{stolen}")
 
 
@@ -317,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--steps", type=int, default=600, help="calls per function, per-step")
-    parser.add_argument("--only", choices=["digits", "mobilenet"], default=None)
+    parser.add_argument("--only", choices=["digits", "mobilenet", "mobilenet-steps"], default=None)
+    parser.add_argument("--mobilenet-calls", type=int, default=40, help="calls per function")
     parser.add_argument("--mobilenet-rounds", type=int, default=3)
     parser.add_argument("--mobilenet-steps", type=int, default=6, help="steps per epoch")
     parser.add_argument(
@@ -330,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.first_batch_child is not None:
         first_batch_child(args.first_batch_child)
+        return 0
+    if args.only == "mobilenet-steps":
+        mobilenet_steps(args.mobilenet_calls)
         return 0
     if args.only != "digits":
         real_model(args.mobilenet_rounds, args.mobilenet_steps, args.first_rounds)
