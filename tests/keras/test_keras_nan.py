@@ -54,6 +54,24 @@ def test_nan_traced_to_layer_and_step(tmp_path: Path, eager: bool) -> None:
     assert cb.findings[0].site.module == "poison"
 
 
+def test_nan_on_a_recorded_step_is_named_and_described(tmp_path: Path) -> None:
+    """A recorded step checks one sum in its record pass and replays a non-finite one at once
+    (before Keras's step trains); its statistics still reach the run."""
+    with pytest.warns(NonFiniteWarning, match="poison"):
+        _, cb = fit_poisoned(tmp_path, every=1, on_anomaly="stop")
+    run = load_run(tmp_path)
+    (a,) = run.anomalies
+    assert (a.kind, a.step, a.module, a.phase, a.role, a.nan) == (
+        "nan", 5, "poison", "forward", "output", 64,
+    )  # fmt: skip
+    (snap,) = run.snapshots
+    assert np.isnan(load_file(str(tmp_path / snap.path))["poison/output0"]).all()
+    assert sorted({s.step for s in run.stats}) == list(range(6))
+    at = (5, "poison", "output")
+    (poisoned,) = [s.stats for s in run.stats if (s.step, s.name, s.role) == at]
+    assert poisoned.nan == 64 and len(cb.findings) == 1
+
+
 def test_nan_is_checked_on_unscheduled_steps_and_raise_mode(tmp_path: Path) -> None:
     with pytest.raises(NonFiniteError, match=r"step 3.*poison"):
         fit_poisoned(tmp_path, nan_at=3, every=100, first=1, on_anomaly="raise")

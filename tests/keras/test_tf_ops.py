@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from vizdebug import hoststats
 from vizdebug.batch import EventBatch
-from vizdebug.hoststats import host_row, host_rows
+from vizdebug.hoststats import host_row, host_rows, host_rows_each
 from vizdebug.stats import HIST_BINS, HIST_SAMPLE, reference_stats, stats_from_row
-from vizdebug.tf.deferred import Row, stats_items
+from vizdebug.tf.deferred import Row, host_view, stats_items
 from vizdebug.tf.ops import finite_flags, pack, skip_reason
 
 RNG = np.random.default_rng(0)
@@ -132,3 +132,35 @@ def test_parts_of_one_vector_in_one_kernel_call_match_the_numpy_path(
     assert kernel[3, 12:].sum() == pytest.approx(HIST_SAMPLE + 5)
     with pytest.raises(ValueError, match="do not fit"):
         host_rows(values, [values.size + 1])
+
+
+def test_a_list_of_tensors_is_read_where_it_lies_and_matches_the_packed_path() -> None:
+    """The record pass's tensors go to the writer as they are: each chunk holds its own rows'
+    tensors, the writer thread reads a zero-copy view of each, and the rows equal those of
+    the same tensors packed in one vector."""
+    tensors = [tf.fill([300], float(i)) for i in range(4)]
+    tensors += [tf.constant([[np.nan, 1.0], [2.0, np.inf]]), tf.constant(RNG.random(40_000))]
+    assert tensors[5].dtype == tf.float64
+    view = host_view(tensors[0])
+    assert not view.flags.owndata and np.shares_memory(view, host_view(tensors[0]))
+    rows = [Row(f"l{i}", "output", 0, "float32", 1) for i in range(4)]
+    rows += [Row("w", "weight", 0, "float32", 2), Row("w", "update", 0, "float64", 1)]
+    items = stats_items(3, 1.0, rows, tensors, None, chunk_bytes=2500, wait_for_room=None)
+    # 1200 bytes a row: two rows a chunk (the 16-byte weight fits in the second); the weight
+    # keeps its (oversized) update
+    assert [len(i.meta) for i in items] == [2, 4]
+    assert items[0].nbytes == 2400 + 256 and items[1].nbytes == 2400 + 16 + 320_000 + 256
+    events = [e for i in items for e in EventBatch(list(i.resolve("run", 0)), "run", 0)]
+    stats = {(e.name, e.role): e.stats for e in events if hasattr(e, "stats")}
+    assert [stats[(f"l{i}", "output")].mean for i in range(4)] == [0.0, 1.0, 2.0, 3.0]
+    assert stats[("w", "weight")].nan == 1 and stats[("w", "weight")].posinf == 1
+    assert stats[("w", "weight")].shape == (2, 2) and stats[("w", "update")].shape == (40_000,)
+    assert list(items[0].resolve("run", 0)) == []  # resolved once, its tensors let go
+    assert items[0].source is None
+    # the same rows as the packed path
+    each = host_rows_each([host_view(t) for t in tensors])
+    flat = np.concatenate([t.numpy().astype(np.float64).reshape(-1) for t in tensors])
+    packed = host_rows(flat, [int(np.prod(t.shape)) for t in tensors])
+    np.testing.assert_allclose(each[:, :12], packed[:, :12], rtol=1e-6, equal_nan=True)
+    with pytest.raises(ValueError, match="6 rows but 5 tensors"):
+        stats_items(3, 1.0, rows, tensors[:5], None)

@@ -201,22 +201,33 @@ class Engine:
         return self.locate(step, plan, extra)
 
     def defer_stats(self, step: int, rows: Sequence[Row], values: Any, shapes: Any) -> None:
-        """Hand packed values to the writer thread, in bounded chunks, waiting for room."""
-        writer = self.writer
-        if rows:
-            # bounded chunks with back-pressure: a step waits for the writer, nothing is dropped
-            items = stats_items(
-                step, time.time(), rows, values, shapes, bins=self.bins,
-                chunk_bytes=max(1 << 16, min(8 << 20, writer.max_queue_bytes // 8)),
-                wait_for_room=self.max_stall,
-            )  # fmt: skip
-            before = writer.dropped.get("deferred", 0)
-            for item in items:
-                writer.defer(item)
-            if writer.dropped.get("deferred", 0) > before:
-                self._lost(step)
+        """Hand a step's values to the writer thread, in bounded chunks, waiting for room."""
+        if self.hand_over(step, rows, values, shapes):
+            self.lost(step)
 
-    def _lost(self, step: int) -> None:
+    def hand_over(self, step: int, rows: Sequence[Row], values: Any, shapes: Any) -> bool:
+        """:meth:`defer_stats` without the warning; returns whether the writer dropped some.
+
+        Only ``writer.defer`` is called: a helper thread may hand a step's values over while
+        the training thread waits in Keras's train function (see
+        :class:`vizdebug.keras.outside.OutsideStep`); :meth:`lost` then follows on the
+        training thread.
+        """
+        writer = self.writer
+        if not rows:
+            return False
+        # bounded chunks with back-pressure: a step waits for the writer, nothing is dropped
+        items = stats_items(
+            step, time.time(), rows, values, shapes, bins=self.bins,
+            chunk_bytes=max(1 << 16, min(8 << 20, writer.max_queue_bytes // 8)),
+            wait_for_room=self.max_stall,
+        )  # fmt: skip
+        before = writer.dropped.get("deferred", 0)
+        for item in items:
+            writer.defer(item)
+        return writer.dropped.get("deferred", 0) > before
+
+    def lost(self, step: int) -> None:
         """A recorded step's statistics the writer could not take in time: say so, once."""
         self._lost_steps += 1
         if self._lost_steps > 1:

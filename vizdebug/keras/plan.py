@@ -96,6 +96,10 @@ class Plan:
     users: dict[int, list[Site]] = field(default_factory=dict)
 
 
+#: The dtypes the writer's row kernel reads as they are (others go as float32).
+_HOST_DTYPES = (tf.float32, tf.float64)
+
+
 def _rank(t: Any) -> int:
     return int(t.shape.rank)
 
@@ -119,6 +123,7 @@ def collect(
     what: frozenset[str],
     bins: int,
     capture: Any | None = None,
+    packed: bool = True,
 ) -> tuple[Plan, dict[str, Any]]:
     """Build the step's extra outputs (call inside the step, after the optimizer update).
 
@@ -141,6 +146,10 @@ def collect(
         bins: Histogram bins.
         capture: A boolean ``tf.Variable``; when true the layer inputs and outputs are returned
             even on a healthy step (the live debugger steps through them).
+        packed: Return the described tensors packed in one vector (``extra["values"]``, with
+            ``extra["shapes"]``); False: as a list, each in float32 or float64, and no
+            ``"shapes"`` -- no copy of them in the step (a function of vizdebug's own returns
+            them as they are; the writer thread reads each where it lies).
 
     Returns:
         The plan and a dict of tensors to return from the step.
@@ -178,10 +187,15 @@ def collect(
         if "gradients" in what and grads is not None:
             for i in chosen:
                 add(weights[i].name, "grad", 0, grads[i])
-        # The values go to the host in one vector; the writer thread computes the statistics
-        # (vizdebug.hoststats, the C kernel without the GIL): far less than the ~20 graph ops
-        # per tensor that computing them here took.
-        extra["values"], extra["shapes"] = pack(stat, wide=any(t.dtype == tf.float64 for t in stat))
+        # The values go to the host as they are (or in one vector); the writer thread computes
+        # the statistics (vizdebug.hoststats, the C kernel without the GIL): far less than the
+        # ~20 graph ops per tensor that computing them here took.
+        if packed:
+            wide = any(t.dtype == tf.float64 for t in stat)
+            extra["values"], extra["shapes"] = pack(stat, wide=wide)
+        else:
+            extra["values"] = [t if t.dtype in _HOST_DTYPES else tf.cast(t, tf.float32)
+                               for t in stat]  # fmt: skip
     if sentinel:
         checked: list[Any] = []
 

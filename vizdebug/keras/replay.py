@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .engine import Engine, Finding
     from .plan import Plan
 
-__all__ = ["Layout", "Replayer", "light_check", "replayable"]
+__all__ = ["Layout", "Replayer", "health_sum", "light_check", "replayable"]
 
 _F64 = tf.float64
 
@@ -102,6 +102,16 @@ def _flat64(t: Any) -> tf.Tensor:
     return tf.reshape(tf.cast(t, _F64), [-1])
 
 
+def health_sum(tensors: Sequence[Any]) -> tf.Tensor:
+    """``[sum of the first tensor, sum of all]`` (float64): not finite when any value is not.
+
+    As few ops as possible (each op costs the step a few microseconds): one sum per tensor in
+    its own dtype, one add_n. A sum of huge finite values can overflow; the replay tells.
+    """
+    parts = [tf.cast(tf.reduce_sum(t), tf.float32) for t in tensors]
+    return tf.cast(tf.stack([parts[0], tf.add_n(parts)]), _F64)
+
+
 def light_check(
     *,
     data: Any,
@@ -132,11 +142,8 @@ def light_check(
     layout.structure = tf.nest.map_structure(lambda _: None, data)  # no graph tensors kept
     leaves = tf.nest.flatten(data)
     layout.leaves = [(t.dtype, int(t.shape.rank)) for t in leaves]
-    # As few ops as possible (each op costs the step a few microseconds): one sum per tensor
-    # in its own dtype, one add_n. A sum of huge finite values can overflow; the replay tells.
-    parts = [tf.cast(s, tf.float32) for s in (tf.reduce_sum(t) for t in [loss, *roots, *grads])]
-    total = tf.add_n(parts)
-    head = tf.cast(tf.stack([parts[0], total]), _F64)
+    head = health_sum([loss, *roots, *grads])
+    total = head[1]
 
     def flagged() -> tf.Tensor:
         dims = [tf.cast(tf.shape(t), _F64) for t in leaves]
