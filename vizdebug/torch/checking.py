@@ -221,7 +221,8 @@ def unreproduced(
 
     The origin is approximate, and said to be: the site is where the step's check saw the
     value, with no module named as its producer (module "" and type "" mean unknown), or
-    ``near``, the module the parameter gradients place it at (never the root module).
+    ``near``, the module the step's autograd graph (:mod:`.graphwalk`) or its parameter
+    gradients place it at (never the root module).
     """
     kind = "nan" if nan or not (pos or neg) else "inf"
     who = (
