@@ -513,3 +513,24 @@ def test_the_update_is_the_optimizer_step_alone_not_code_between_steps(tmp_path:
     got = {s.step: s.stats for s in run.stats if s.name == "weight" and s.role == "update"}
     for step, change in enumerate(changes):
         _same_stats(got[step], change)
+
+
+def test_a_model_cast_between_steps_is_regrouped_at_once(tmp_path: Path) -> None:
+    # Every parameter cast the same way: the flat layout is stale although the parameters
+    # still agree with each other; the step's weights are recorded in the new dtype.
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with vizdebug.watch(model, opt, logdir=tmp_path, every=1):
+        for step in range(3):
+            if step == 1:
+                model.double()
+            dtype = torch.float64 if step else torch.float32
+            opt.zero_grad()
+            model(torch.randn(5, 4, dtype=dtype)).sum().backward()
+            opt.step()
+    run = load_run(tmp_path)
+    got = {(s.step, s.role): s.stats.dtype for s in run.stats if s.name == "0.weight"}
+    for step in range(3):
+        want = "float64" if step else "float32"
+        assert got[(step, "weight")] == want and got[(step, "update")] == want
+    assert not [n.text for n in run.notes if "not recorded" in n.text]

@@ -80,13 +80,17 @@ class FlatGroup:
     """
 
     __slots__ = (
-        "_cond", "_held", "_live", "_out", "_read", "_spares", "params", "parts", "stale", "total",
+        "_cond", "_held", "_live", "_out", "_read", "_spares", "device", "dtype", "params",
+        "parts", "stale", "total",
     )  # fmt: skip
 
     def __init__(self, named: Sequence[tuple[str, torch.nn.Parameter]]) -> None:
         self.params: list[torch.Tensor] = [p for _, p in named]
         self.parts = Parts([n for n, _ in named], [tuple(p.shape) for _, p in named])
         self.total = sum(self.parts.sizes)
+        first = self.params[0] if self.params else torch.empty(0)
+        #: The dtype and device the group was made for (what its flat tensors hold).
+        self.dtype, self.device = first.dtype, first.device
         #: Flat tensors read by the worker, with their per-parameter views, to copy into.
         self._spares: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
         #: Flat tensors handed out and not given back yet.
@@ -158,11 +162,10 @@ class FlatGroup:
         with self._cond:
             spare = self._spares.pop() if self._spares else None
         if spare is None:
-            first = self.params[0]
-            flat = torch.empty(self.total, dtype=first.dtype, device=first.device)
+            flat = torch.empty(self.total, dtype=self.dtype, device=self.device)
             spare = (flat, self._views(flat))
         flat, views = spare
-        if self._moved(views):
+        if self.moved():
             self.stale = True
             return None
         with torch.no_grad():
@@ -189,7 +192,7 @@ class FlatGroup:
         """The update written into the weights' tensor: the parameters now minus ``flat`` (the
         very subtraction a second copy would make, bit for bit, in one pass), right after the
         optimizer step; None when the layout is stale."""
-        if self._moved(views):
+        if self.moved():
             self.stale = True
             return None
         with torch.no_grad():
@@ -209,19 +212,11 @@ class FlatGroup:
 
     def moved(self) -> bool:
         """Whether a parameter changed shape, dtype or device since the group was made (code
-        that assigned ``p.data``, or moved some of them): regroup then."""
-        first = self.params[0]
-        device, dtype = first.device, first.dtype
+        that assigned ``p.data``, cast or moved the model): regroup then."""
+        dtype, device = self.dtype, self.device
         return any(
             p.shape != shape or p.dtype != dtype or p.device != device
             for p, shape in zip(self.params, self.parts.shapes, strict=True)
-        )
-
-    def _moved(self, views: list[torch.Tensor]) -> bool:
-        """Whether a parameter no longer matches its view (moved, resized or cast)."""
-        return any(
-            p.device != v.device or p.dtype != v.dtype or p.shape != v.shape
-            for p, v in zip(self.params, views, strict=True)
         )
 
     def copy(self) -> torch.Tensor | None:
@@ -298,16 +293,10 @@ class FlatGroup:
                 self.recycle(now if now is not None else torch.empty(0))
                 return None
             return now.sub_(before)
-        if any(
-            p.device != v.device or p.dtype != v.dtype or p.shape != v.shape
-            for p, v in zip(params, views, strict=True)
-        ):
+        update = self.subtract(before, views)
+        if update is None:  # moved, resized or cast in the step: regroup
             self.recycle(before)
-            return None  # moved, resized or cast in the step: regroup
-        with torch.no_grad():
-            for p, v in zip(params, views, strict=True):
-                torch.sub(p, v, out=v)  # one pass; the very subtraction now - before
-        return before
+        return update
 
 
 def flat_groups(
