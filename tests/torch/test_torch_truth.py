@@ -8,6 +8,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,22 @@ def test_nan_from_batchnorm_overwritten_by_inplace_activation_is_named_at_batchn
     assert first.nan == 1
 
 
+def _first_anomaly_of_five_steps(build: Callable[[], nn.Module], tmp_path: Path) -> Any:
+    """Train the model ``build`` makes (seeded) five steps, only step 0 hooked; the run's
+    first anomaly."""
+    torch.manual_seed(0)
+    model = build()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonFiniteWarning)
+        with vizdebug.watch(model, opt, logdir=tmp_path, every=100, first=1):
+            for _ in range(5):
+                opt.zero_grad()
+                model(torch.randn(3, 4)).square().mean().backward()
+                opt.step()
+    return load_run(tmp_path).anomalies[0]
+
+
 def test_a_one_shot_fault_is_never_blamed_on_the_root_module(tmp_path: Path) -> None:
     calls = {"n": 0}
 
@@ -227,17 +244,9 @@ def test_a_one_shot_fault_is_never_blamed_on_the_root_module(tmp_path: Path) -> 
                 return x * math.nan
             return x * 1.0
 
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), OneShot(), nn.Linear(8, 2))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NonFiniteWarning)
-        with vizdebug.watch(model, opt, logdir=tmp_path, every=100, first=1):
-            for _ in range(5):
-                opt.zero_grad()
-                model(torch.randn(3, 4)).square().mean().backward()
-                opt.step()
-    first = load_run(tmp_path).anomalies[0]
+    first = _first_anomaly_of_five_steps(
+        lambda: nn.Sequential(nn.Linear(4, 8), OneShot(), nn.Linear(8, 2)), tmp_path
+    )
     assert first.step == 3
     # placed from the step's autograd graph (vizdebug.torch.graphwalk), never at the root
     assert (first.module, first.module_type, first.phase) == ("1", "OneShot", "forward")
@@ -263,17 +272,10 @@ def test_a_one_shot_backward_fault_is_placed_by_the_parameter_gradients(tmp_path
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return Spike.apply(x)
 
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), OneShotBackward(), nn.Linear(8, 2))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NonFiniteWarning)
-        with vizdebug.watch(model, opt, logdir=tmp_path, every=100, first=1):
-            for _ in range(5):
-                opt.zero_grad()
-                model(torch.randn(3, 4)).square().mean().backward()
-                opt.step()
-    first = load_run(tmp_path).anomalies[0]
+    first = _first_anomaly_of_five_steps(
+        lambda: nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), OneShotBackward(), nn.Linear(8, 2)),
+        tmp_path,
+    )
     # step 3: unhooked, backward call 4; the replay (call 5) stays finite
     assert (first.step, first.phase, first.role) == (3, "backward", "grad")
     assert (first.module, first.module_type) == ("1", "Linear")  # the last with a bad gradient
